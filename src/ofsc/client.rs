@@ -1,0 +1,605 @@
+//! The OFSC HTTP client: Basic or OAuth2 client-credentials auth with token caching and one
+//! refetch on 401, timeouts, and mapping of answers to [`OfscError`].
+
+use super::error::OfscError;
+use super::wire::{
+    Activity, ActivityPage, EventsPage, FileMeta, Inventory, InventoryAction, Items, Paged,
+    Position, PositionsResult, Resource, Route, Subscription, TokenResponse,
+};
+use base64::Engine;
+use reqwest::{header, Method, StatusCode};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+const CORE: &str = "/rest/ofscCore/v1";
+const TOKEN_PATH: &str = "/rest/oauthTokenService/v2/token";
+/// Tokens are refetched this long before OFSC says they expire.
+const TOKEN_MARGIN: Duration = Duration::from_secs(30);
+
+/// How the connector authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    Basic,
+    #[default]
+    Oauth2,
+}
+
+/// Everything needed to reach one tenant.
+#[derive(Clone)]
+pub struct OfscConfig {
+    pub base_url: String,
+    pub instance: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub auth: AuthKind,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for OfscConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfscConfig")
+            .field("base_url", &self.base_url)
+            .field("instance", &self.instance)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+struct CachedToken {
+    value: String,
+    expires: Instant,
+}
+
+/// A filter for `GET /activities`.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityQuery {
+    pub resources: Vec<String>,
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub q: Option<String>,
+    pub fields: Option<String>,
+    pub offset: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// A client for one OFSC tenant. Cheap to share behind an `Arc`.
+pub struct OfscClient {
+    http: reqwest::Client,
+    config: OfscConfig,
+    basic: String,
+    token: Mutex<Option<CachedToken>>,
+}
+
+impl std::fmt::Debug for OfscClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfscClient")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+enum Body {
+    None,
+    Json(Value),
+    Bytes {
+        data: bytes::Bytes,
+        content_type: String,
+        file_name: Option<String>,
+    },
+}
+
+impl OfscClient {
+    pub fn new(config: OfscConfig) -> Result<Self, OfscError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| OfscError::Config(e.to_string()))?;
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}@{}:{}",
+                config.client_id, config.instance, config.client_secret
+            ))
+        );
+        Ok(OfscClient {
+            http,
+            config,
+            basic,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.config.base_url
+    }
+
+    /// Forgets the cached token so the next call fetches a new one.
+    pub async fn invalidate_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    async fn authorization(&self) -> Result<String, OfscError> {
+        if self.config.auth == AuthKind::Basic {
+            return Ok(self.basic.clone());
+        }
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref() {
+            if Instant::now() < t.expires {
+                return Ok(format!("Bearer {}", t.value));
+            }
+        }
+        let token = self.fetch_token().await?;
+        let lifetime = Duration::from_secs(token.expires_in.max(0) as u64);
+        let value = token.access_token;
+        *cached = Some(CachedToken {
+            value: value.clone(),
+            expires: Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN),
+        });
+        Ok(format!("Bearer {value}"))
+    }
+
+    /// Client-credentials grant against OFSC's token service.
+    pub async fn fetch_token(&self) -> Result<TokenResponse, OfscError> {
+        let url = format!("{}{}", self.config.base_url, TOKEN_PATH);
+        let resp = self
+            .http
+            .post(url)
+            .header(header::AUTHORIZATION, &self.basic)
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let resp = check(resp).await?;
+        resp.json()
+            .await
+            .map_err(|e| OfscError::Ambiguous(e.to_string()))
+    }
+
+    async fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Body,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, OfscError> {
+        let url = format!("{}{}{}", self.config.base_url, CORE, path);
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .header(header::AUTHORIZATION, self.authorization().await?);
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(accept) = accept {
+            req = req.header(header::ACCEPT, accept);
+        }
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req.json(v),
+            Body::Bytes {
+                data,
+                content_type,
+                file_name,
+            } => {
+                let mut r = req
+                    .header(header::CONTENT_TYPE, content_type)
+                    .body(data.clone());
+                if let Some(name) = file_name {
+                    r = r.header(
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{}\"", name.replace('"', "")),
+                    );
+                }
+                r
+            }
+        };
+        let resp = req.send().await.map_err(transport_error)?;
+        check(resp).await
+    }
+
+    /// Sends a request; with OAuth2, a 401 drops the cached token and retries once.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Body,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, OfscError> {
+        match self.send_once(&method, path, query, &body, accept).await {
+            Err(OfscError::Unauthorized(_)) if self.config.auth == AuthKind::Oauth2 => {
+                tracing::info!(path, "OFSC token refused; fetching a new one");
+                self.invalidate_token().await;
+                self.send_once(&method, path, query, &body, accept).await
+            }
+            other => other,
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Body,
+    ) -> Result<T, OfscError> {
+        let resp = self.send(method, path, query, body, None).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| OfscError::Ambiguous(format!("reading the answer: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| OfscError::Ambiguous(format!("undecodable answer: {e}")))
+    }
+
+    async fn no_content(&self, method: Method, path: &str, body: Body) -> Result<(), OfscError> {
+        let resp = self.send(method, path, &[], body, None).await?;
+        resp.bytes()
+            .await
+            .map_err(|e| OfscError::Ambiguous(format!("reading the answer: {e}")))?;
+        Ok(())
+    }
+
+    // ----- activities -----
+
+    pub async fn get_activity(&self, id: i64) -> Result<Activity, OfscError> {
+        self.json(Method::GET, &format!("/activities/{id}"), &[], Body::None)
+            .await
+    }
+
+    pub async fn list_activities(&self, q: &ActivityQuery) -> Result<ActivityPage, OfscError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if !q.resources.is_empty() {
+            query.push(("resources", q.resources.join(",")));
+        }
+        if let Some(v) = &q.date_from {
+            query.push(("dateFrom", v.clone()));
+        }
+        if let Some(v) = &q.date_to {
+            query.push(("dateTo", v.clone()));
+        }
+        if let Some(v) = &q.q {
+            query.push(("q", v.clone()));
+        }
+        if let Some(v) = &q.fields {
+            query.push(("fields", v.clone()));
+        }
+        if let Some(v) = q.offset {
+            query.push(("offset", v.to_string()));
+        }
+        if let Some(v) = q.limit {
+            query.push(("limit", v.to_string()));
+        }
+        self.json(Method::GET, "/activities", &query, Body::None)
+            .await
+    }
+
+    pub async fn create_activity(&self, activity: &Activity) -> Result<Activity, OfscError> {
+        let body = serde_json::to_value(activity).map_err(|e| OfscError::Config(e.to_string()))?;
+        self.json(Method::POST, "/activities", &[], Body::Json(body))
+            .await
+    }
+
+    pub async fn update_activity(&self, id: i64, patch: Value) -> Result<Activity, OfscError> {
+        self.json(
+            Method::PATCH,
+            &format!("/activities/{id}"),
+            &[],
+            Body::Json(patch),
+        )
+        .await
+    }
+
+    pub async fn delete_activity(&self, id: i64) -> Result<(), OfscError> {
+        self.no_content(Method::DELETE, &format!("/activities/{id}"), Body::None)
+            .await
+    }
+
+    /// A status custom action (`start`, `enroute`, `complete`...). `time` is resource-local.
+    pub async fn activity_action(
+        &self,
+        id: i64,
+        action: &str,
+        body: Value,
+    ) -> Result<Activity, OfscError> {
+        self.json(
+            Method::POST,
+            &format!("/activities/{id}/custom-actions/{action}"),
+            &[],
+            Body::Json(body),
+        )
+        .await
+    }
+
+    /// `move`: answers 204.
+    pub async fn move_activity(
+        &self,
+        id: i64,
+        resource_id: &str,
+        date: &str,
+    ) -> Result<(), OfscError> {
+        let body = json!({"setDate": {"date": date}, "setResource": {"resourceId": resource_id}});
+        self.no_content(
+            Method::POST,
+            &format!("/activities/{id}/custom-actions/move"),
+            Body::Json(body),
+        )
+        .await
+    }
+
+    // ----- routes and resources -----
+
+    pub async fn get_route(&self, resource_id: &str, date: &str) -> Result<Route, OfscError> {
+        let path = format!("/resources/{resource_id}/routes/{date}");
+        let mut route: Route = self.json(Method::GET, &path, &[], Body::None).await?;
+        while (route.items.len() as i64) < route.total_results {
+            let offset = route.items.len() as i64;
+            let page: Route = self
+                .json(
+                    Method::GET,
+                    &path,
+                    &[("offset", offset.to_string()), ("limit", "100".into())],
+                    Body::None,
+                )
+                .await?;
+            if page.items.is_empty() {
+                break;
+            }
+            route.items.extend(page.items);
+        }
+        Ok(route)
+    }
+
+    pub async fn route_action(
+        &self,
+        resource_id: &str,
+        date: &str,
+        action: &str,
+        time: Option<&str>,
+    ) -> Result<(), OfscError> {
+        let body = match time {
+            Some(t) => Body::Json(json!({ "time": t })),
+            None => Body::Json(json!({})),
+        };
+        self.no_content(
+            Method::POST,
+            &format!("/resources/{resource_id}/routes/{date}/custom-actions/{action}"),
+            body,
+        )
+        .await
+    }
+
+    pub async fn get_resource(&self, id: &str) -> Result<Resource, OfscError> {
+        self.json(Method::GET, &format!("/resources/{id}"), &[], Body::None)
+            .await
+    }
+
+    pub async fn list_resources(
+        &self,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Paged<Resource>, OfscError> {
+        self.json(
+            Method::GET,
+            "/resources",
+            &[("offset", offset.to_string()), ("limit", limit.to_string())],
+            Body::None,
+        )
+        .await
+    }
+
+    // ----- inventories -----
+
+    pub async fn resource_inventories(
+        &self,
+        resource_id: &str,
+    ) -> Result<Vec<Inventory>, OfscError> {
+        let page: Items<Inventory> = self
+            .json(
+                Method::GET,
+                &format!("/resources/{resource_id}/inventories"),
+                &[],
+                Body::None,
+            )
+            .await?;
+        Ok(page.items)
+    }
+
+    /// `customerInventories`, `installedInventories` or `deinstalledInventories`.
+    pub async fn activity_inventories(
+        &self,
+        id: i64,
+        which: &str,
+    ) -> Result<Vec<Inventory>, OfscError> {
+        let page: Items<Inventory> = self
+            .json(
+                Method::GET,
+                &format!("/activities/{id}/{which}"),
+                &[],
+                Body::None,
+            )
+            .await?;
+        Ok(page.items)
+    }
+
+    /// Installs an item from a technician's van on an activity.
+    pub async fn install_from_van(
+        &self,
+        resource_id: &str,
+        inventory_id: i64,
+        body: &InventoryAction,
+    ) -> Result<Value, OfscError> {
+        let body = serde_json::to_value(body).map_err(|e| OfscError::Config(e.to_string()))?;
+        self.json(
+            Method::POST,
+            &format!("/resources/{resource_id}/inventories/{inventory_id}/custom-actions/install"),
+            &[],
+            Body::Json(body),
+        )
+        .await
+    }
+
+    /// `install`, `deinstall`, `undoInstall` or `undoDeinstall` on an inventory item.
+    pub async fn inventory_action(
+        &self,
+        inventory_id: i64,
+        action: &str,
+        body: &InventoryAction,
+    ) -> Result<Value, OfscError> {
+        let body = serde_json::to_value(body).map_err(|e| OfscError::Config(e.to_string()))?;
+        self.json(
+            Method::POST,
+            &format!("/inventories/{inventory_id}/custom-actions/{action}"),
+            &[],
+            Body::Json(body),
+        )
+        .await
+    }
+
+    // ----- file properties -----
+
+    pub async fn put_file(
+        &self,
+        activity_id: i64,
+        label: &str,
+        data: bytes::Bytes,
+        content_type: &str,
+        file_name: Option<&str>,
+    ) -> Result<(), OfscError> {
+        self.no_content(
+            Method::PUT,
+            &format!("/activities/{activity_id}/{label}"),
+            Body::Bytes {
+                data,
+                content_type: content_type.to_string(),
+                file_name: file_name.map(str::to_string),
+            },
+        )
+        .await
+    }
+
+    pub async fn file_meta(&self, activity_id: i64, label: &str) -> Result<FileMeta, OfscError> {
+        self.json(
+            Method::GET,
+            &format!("/activities/{activity_id}/{label}"),
+            &[],
+            Body::None,
+        )
+        .await
+    }
+
+    pub async fn get_file(&self, activity_id: i64, label: &str) -> Result<bytes::Bytes, OfscError> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/activities/{activity_id}/{label}"),
+                &[],
+                Body::None,
+                Some("application/octet-stream"),
+            )
+            .await?;
+        resp.bytes()
+            .await
+            .map_err(|e| OfscError::Ambiguous(e.to_string()))
+    }
+
+    // ----- positions and events -----
+
+    pub async fn set_positions(&self, items: &[Position]) -> Result<PositionsResult, OfscError> {
+        self.json(
+            Method::POST,
+            "/resources/custom-actions/setPositions",
+            &[],
+            Body::Json(json!({ "items": items })),
+        )
+        .await
+    }
+
+    pub async fn subscribe(&self, events: &[&str], title: &str) -> Result<Subscription, OfscError> {
+        self.json(
+            Method::POST,
+            "/events/subscriptions",
+            &[],
+            Body::Json(json!({"events": events, "subscriptionTitle": title})),
+        )
+        .await
+    }
+
+    /// Reads the next page of events. `page` is the previous `nextPage`.
+    pub async fn events(
+        &self,
+        subscription_id: &str,
+        page: Option<&str>,
+        limit: i64,
+    ) -> Result<EventsPage, OfscError> {
+        let mut query = vec![
+            ("subscriptionId", subscription_id.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        if let Some(p) = page {
+            query.push(("page", p.to_string()));
+        }
+        self.json(Method::GET, "/events", &query, Body::None).await
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> OfscError {
+    if e.is_connect() {
+        OfscError::Connect(e.to_string())
+    } else {
+        OfscError::Ambiguous(e.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+struct LooseError {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    detail: String,
+}
+
+/// Maps a non-2xx answer to its error class.
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response, OfscError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = resp.text().await.unwrap_or_default();
+    let body: LooseError = serde_json::from_str(&text).unwrap_or(LooseError {
+        title: status.canonical_reason().unwrap_or("").to_string(),
+        detail: text.chars().take(500).collect(),
+    });
+    let code = status.as_u16();
+    Err(match status {
+        StatusCode::UNAUTHORIZED => OfscError::Unauthorized(body.detail),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => OfscError::Throttled {
+            status: code,
+            retry_after,
+        },
+        s if s.is_server_error() => OfscError::Server {
+            status: code,
+            detail: body.detail,
+        },
+        _ => OfscError::Rejected {
+            status: code,
+            title: body.title,
+            detail: body.detail,
+        },
+    })
+}

@@ -1,0 +1,146 @@
+//! Connector errors and their retry classification.
+
+use std::time::Duration;
+
+/// What went wrong talking to OFSC.
+#[derive(Debug, thiserror::Error)]
+pub enum OfscError {
+    /// The request never reached OFSC (connection refused, DNS): safe to resend.
+    #[error("could not connect to OFSC: {0}")]
+    Connect(String),
+    /// The request may have been applied: timeout, reset mid-response, unreadable body.
+    #[error("no usable answer from OFSC (the request may have been applied): {0}")]
+    Ambiguous(String),
+    #[error("OFSC server error {status}: {detail}")]
+    Server { status: u16, detail: String },
+    #[error("OFSC throttled the request ({status})")]
+    Throttled {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("OFSC refused the credentials: {0}")]
+    Unauthorized(String),
+    /// A business rejection: OFSC understood and refused (400, 403, 404, 409...).
+    #[error("OFSC rejected the request ({status} {title}): {detail}")]
+    Rejected {
+        status: u16,
+        title: String,
+        detail: String,
+    },
+    #[error("invalid OFSC configuration: {0}")]
+    Config(String),
+}
+
+/// How the replayer must treat an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Back off and try again; honour `after` when OFSC gave `Retry-After`.
+    Retry { after: Option<Duration> },
+    /// Fetch a new token and try again.
+    RefreshAuth,
+    /// Do not resend: record OFSC's detail.
+    Reject,
+}
+
+impl OfscError {
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            OfscError::Connect(_) | OfscError::Ambiguous(_) | OfscError::Server { .. } => {
+                Disposition::Retry { after: None }
+            }
+            OfscError::Throttled { retry_after, .. } => Disposition::Retry {
+                after: *retry_after,
+            },
+            OfscError::Unauthorized(_) => Disposition::RefreshAuth,
+            OfscError::Rejected { .. } | OfscError::Config(_) => Disposition::Reject,
+        }
+    }
+
+    /// True when the request may have taken effect even though no success was seen, so the
+    /// caller must read the state back before resending.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, OfscError::Ambiguous(_) | OfscError::Server { .. })
+    }
+
+    /// HTTP status OFSC answered with, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            OfscError::Server { status, .. }
+            | OfscError::Throttled { status, .. }
+            | OfscError::Rejected { status, .. } => Some(*status),
+            OfscError::Unauthorized(_) => Some(401),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_table() {
+        let cases = [
+            (
+                OfscError::Connect("refused".into()),
+                Disposition::Retry { after: None },
+            ),
+            (
+                OfscError::Ambiguous("timeout".into()),
+                Disposition::Retry { after: None },
+            ),
+            (
+                OfscError::Server {
+                    status: 502,
+                    detail: String::new(),
+                },
+                Disposition::Retry { after: None },
+            ),
+            (
+                OfscError::Throttled {
+                    status: 429,
+                    retry_after: Some(Duration::from_secs(2)),
+                },
+                Disposition::Retry {
+                    after: Some(Duration::from_secs(2)),
+                },
+            ),
+            (
+                OfscError::Unauthorized("expired".into()),
+                Disposition::RefreshAuth,
+            ),
+            (
+                OfscError::Rejected {
+                    status: 400,
+                    title: "Bad Request".into(),
+                    detail: "x".into(),
+                },
+                Disposition::Reject,
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(err.disposition(), want, "{err}");
+        }
+    }
+
+    #[test]
+    fn only_unseen_outcomes_are_ambiguous() {
+        assert!(OfscError::Ambiguous("t".into()).is_ambiguous());
+        assert!(!OfscError::Connect("c".into()).is_ambiguous());
+        assert!(!OfscError::Throttled {
+            status: 429,
+            retry_after: None
+        }
+        .is_ambiguous());
+        assert!(!OfscError::Rejected {
+            status: 400,
+            title: String::new(),
+            detail: String::new()
+        }
+        .is_ambiguous());
+    }
+}

@@ -1,0 +1,189 @@
+//! The simulated Events API: subscriptions, ordered event pages and expiry.
+
+use super::model::{SimError, SimResult};
+use crate::ofsc::wire::{Event, EventsPage};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+
+/// Subscriptions not read for this long expire (reading them is then a 404).
+const EXPIRY: i64 = 36 * 3600;
+const MAX_SUBSCRIPTIONS: usize = 100;
+
+#[derive(Debug, Clone)]
+struct Subscription {
+    events: Vec<String>,
+    last_read: DateTime<Utc>,
+    last_requested: u64,
+    expired: bool,
+}
+
+/// Every event since start, with a sequence used as the page cursor.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    items: Vec<(u64, Event)>,
+    subscriptions: HashMap<String, Subscription>,
+    next_subscription: u64,
+}
+
+impl EventLog {
+    pub fn emit(&mut self, event: Event) {
+        let seq = self.items.len() as u64 + 1;
+        self.items.push((seq, event));
+    }
+
+    pub fn last_mut(&mut self) -> Option<&mut Event> {
+        self.items.last_mut().map(|(_, e)| e)
+    }
+
+    fn head(&self) -> u64 {
+        self.items.len() as u64
+    }
+
+    /// Subscribes to `events`; an identical subscription is returned instead of a new one.
+    pub fn subscribe(&mut self, mut events: Vec<String>) -> SimResult<(String, String)> {
+        if events.is_empty() {
+            return Err(SimError::bad_request("At least one event type is required"));
+        }
+        events.sort();
+        events.dedup();
+        if let Some((id, _)) = self
+            .subscriptions
+            .iter()
+            .find(|(_, s)| !s.expired && s.events == events)
+        {
+            return Ok((id.clone(), self.head().to_string()));
+        }
+        let live = self.subscriptions.values().filter(|s| !s.expired).count();
+        if live >= MAX_SUBSCRIPTIONS {
+            return Err(SimError {
+                status: 503,
+                detail: format!("Too many subscriptions registered. Found {live}."),
+            });
+        }
+        self.next_subscription += 1;
+        let id = format!(
+            "sub{:08x}",
+            self.next_subscription * 2654435761 % 0xffff_ffff
+        );
+        let head = self.head();
+        self.subscriptions.insert(
+            id.clone(),
+            Subscription {
+                events,
+                last_read: Utc::now(),
+                last_requested: head,
+                expired: false,
+            },
+        );
+        Ok((id, head.to_string()))
+    }
+
+    pub fn unsubscribe(&mut self, id: &str) -> SimResult<()> {
+        self.subscriptions
+            .remove(id)
+            .map(|_| ())
+            .ok_or_else(|| SimError::not_found(format!("Subscription '{id}' not found")))
+    }
+
+    pub fn describe(&self, id: &str) -> SimResult<serde_json::Value> {
+        let s = self.live(id)?;
+        Ok(serde_json::json!({
+            "subscriptionId": id,
+            "events": s.events,
+            "expirationTime": crate::ofsc::time::to_utc_string(&(s.last_read + Duration::seconds(EXPIRY))),
+            "applicationId": "fieldsync-demo",
+        }))
+    }
+
+    fn live(&self, id: &str) -> SimResult<&Subscription> {
+        match self.subscriptions.get(id) {
+            Some(s) if !s.expired && Utc::now() - s.last_read < Duration::seconds(EXPIRY) => Ok(s),
+            _ => Err(SimError::not_found(format!(
+                "Subscription '{id}' not found or expired"
+            ))),
+        }
+    }
+
+    /// Test control: every subscription expires now.
+    pub fn expire_all(&mut self) {
+        for s in self.subscriptions.values_mut() {
+            s.expired = true;
+        }
+    }
+
+    /// `GET /events`: events after `page` (oldest available when absent), at most `limit`.
+    pub fn read(&mut self, id: &str, page: Option<&str>, limit: usize) -> SimResult<EventsPage> {
+        let sub = self.live(id)?.clone();
+        let after = match page {
+            None => 0,
+            Some("lastRequested") => sub.last_requested,
+            Some(p) => p
+                .parse::<u64>()
+                .map_err(|_| SimError::bad_request(format!("Invalid page '{p}'")))?,
+        };
+        let limit = limit.clamp(1, 1000);
+        let mut items = Vec::new();
+        let mut next = after;
+        for (seq, e) in self.items.iter().skip(after as usize) {
+            if items.len() >= limit {
+                break;
+            }
+            next = *seq;
+            if sub.events.iter().any(|t| *t == e.event_type) {
+                items.push(e.clone());
+            }
+        }
+        if let Some(s) = self.subscriptions.get_mut(id) {
+            s.last_read = Utc::now();
+            s.last_requested = after;
+        }
+        Ok(EventsPage {
+            found: !items.is_empty(),
+            next_page: next.to_string(),
+            items,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(t: &str) -> Event {
+        Event {
+            event_type: t.into(),
+            time: "2026-01-01 00:00:00".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pages_are_ordered_filtered_and_resumable() {
+        let mut log = EventLog::default();
+        log.emit(ev("activityStarted"));
+        let (id, _) = log
+            .subscribe(vec!["activityCompleted".into(), "activityStarted".into()])
+            .unwrap();
+        log.emit(ev("routeActivated"));
+        log.emit(ev("activityCompleted"));
+        let first = log.read(&id, None, 1000).unwrap();
+        assert_eq!(first.items.len(), 2);
+        assert_eq!(first.next_page, "3");
+        let again = log.read(&id, Some(&first.next_page), 1000).unwrap();
+        assert!(!again.found);
+        assert_eq!(again.next_page, "3");
+        log.emit(ev("activityStarted"));
+        let next = log.read(&id, Some("3"), 1000).unwrap();
+        assert_eq!(next.items.len(), 1);
+    }
+
+    #[test]
+    fn identical_subscription_is_reused_and_expiry_is_404() {
+        let mut log = EventLog::default();
+        let (a, _) = log.subscribe(vec!["x".into()]).unwrap();
+        let (b, _) = log.subscribe(vec!["x".into()]).unwrap();
+        assert_eq!(a, b);
+        log.expire_all();
+        assert_eq!(log.read(&a, None, 10).unwrap_err().status, 404);
+    }
+}

@@ -1,0 +1,16 @@
+//! The OFSC simulator: a faithful subset of OFSC's REST API over real HTTP, plus a ledger,
+//! fault injection and dispatcher controls under `/__sim` for tests and demos.
+
+mod control;
+mod events;
+mod faults;
+mod http;
+mod inventory;
+mod model;
+mod query;
+pub mod rules;
+pub mod seed;
+
+pub use faults::FaultConfig;
+pub use http::{Sim, SimServer};
+pub use model::{LedgerEntry, SimError, Tenant};

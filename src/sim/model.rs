@@ -1,0 +1,740 @@
+//! The simulated tenant's state and the operations on it, independent of HTTP.
+
+use super::events::EventLog;
+use super::rules::{self, Action, RouteFacts};
+use super::seed::Expanded;
+use crate::ofsc::time::{self, LOCAL_FORMAT};
+use crate::ofsc::wire::{Activity, Event, Inventory, Position, Resource, Route};
+use chrono::{Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// An OFSC-style refusal: becomes the error body with a string `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimError {
+    pub status: u16,
+    pub detail: String,
+}
+
+impl SimError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        SimError {
+            status: 400,
+            detail: detail.into(),
+        }
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        SimError {
+            status: 404,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub type SimResult<T> = Result<T, SimError>;
+
+/// Who made a state change and through which call; recorded in the ledger.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub source: &'static str,
+}
+
+/// One applied state-changing call, in order.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub seq: u64,
+    pub method: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory_id: Option<i64>,
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RouteState {
+    pub activated_at: Option<NaiveDateTime>,
+    pub deactivated_at: Option<NaiveDateTime>,
+    pub last_action: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub name: String,
+    pub media_type: String,
+    pub data: bytes::Bytes,
+}
+
+/// The whole simulated tenant.
+#[derive(Debug, Default)]
+pub struct Tenant {
+    pub resources: BTreeMap<String, Resource>,
+    pub activities: BTreeMap<i64, Activity>,
+    next_activity_id: i64,
+    pub routes: HashMap<(String, String), RouteState>,
+    pub inventories: BTreeMap<i64, Inventory>,
+    next_inventory_id: i64,
+    pub files: HashMap<(i64, String), StoredFile>,
+    pub events: EventLog,
+    pub ledger: Vec<LedgerEntry>,
+    pub positions: Vec<Position>,
+}
+
+impl Tenant {
+    pub fn from_seed(seed: &Expanded) -> Tenant {
+        let mut t = Tenant {
+            next_activity_id: 4_200_001,
+            next_inventory_id: 21_000_001,
+            ..Default::default()
+        };
+        for r in &seed.resources {
+            t.resources.insert(r.resource_id.clone(), r.clone());
+        }
+        for (activity, customer) in &seed.activities {
+            let id = t.alloc_activity_id();
+            let mut a = activity.clone();
+            a.activity_id = Some(id);
+            t.activities.insert(id, a);
+            for inv in customer {
+                let mut inv = inv.clone();
+                inv.activity_id = Some(id);
+                t.insert_inventory(inv);
+            }
+        }
+        for inv in &seed.van_stock {
+            t.insert_inventory(inv.clone());
+        }
+        t
+    }
+
+    fn alloc_activity_id(&mut self) -> i64 {
+        let id = self.next_activity_id;
+        self.next_activity_id += 1;
+        id
+    }
+
+    pub fn insert_inventory(&mut self, mut inv: Inventory) -> i64 {
+        let id = self.next_inventory_id;
+        self.next_inventory_id += 1;
+        inv.inventory_id = Some(id);
+        self.inventories.insert(id, inv);
+        id
+    }
+
+    pub fn log(
+        &mut self,
+        call: &Call,
+        activity_id: Option<i64>,
+        action: Option<&str>,
+        time: Option<String>,
+    ) {
+        let resource_id = activity_id
+            .and_then(|id| self.activities.get(&id))
+            .and_then(|a| a.resource_id.clone());
+        self.log_full(call, activity_id, action, time, resource_id, None);
+    }
+
+    pub fn log_full(
+        &mut self,
+        call: &Call,
+        activity_id: Option<i64>,
+        action: Option<&str>,
+        time: Option<String>,
+        resource_id: Option<String>,
+        inventory_id: Option<i64>,
+    ) {
+        let seq = self.ledger.len() as u64 + 1;
+        self.ledger.push(LedgerEntry {
+            seq,
+            method: call.method.clone(),
+            path: call.path.clone(),
+            activity_id,
+            action: action.map(str::to_string),
+            time,
+            resource_id,
+            inventory_id,
+            source: call.source,
+        });
+    }
+
+    pub fn resource(&self, id: &str) -> SimResult<&Resource> {
+        self.resources
+            .get(id)
+            .ok_or_else(|| SimError::not_found(format!("Resource '{id}' not found")))
+    }
+
+    pub fn zone_of(&self, resource_id: &str) -> Tz {
+        self.resources
+            .get(resource_id)
+            .and_then(|r| r.time_zone_iana.as_deref())
+            .and_then(|z| time::zone(z).ok())
+            .unwrap_or(chrono_tz::UTC)
+    }
+
+    pub fn activity(&self, id: i64) -> SimResult<&Activity> {
+        self.activities
+            .get(&id)
+            .ok_or_else(|| SimError::not_found(format!("Activity {id} not found")))
+    }
+
+    fn now_local(&self, resource_id: &str) -> NaiveDateTime {
+        Utc::now()
+            .with_timezone(&self.zone_of(resource_id))
+            .naive_local()
+    }
+
+    /// Activities of one route, ordered ones first by position, then the rest by id.
+    pub fn route_items(&self, resource_id: &str, date: &str) -> Vec<&Activity> {
+        let mut items: Vec<&Activity> = self
+            .activities
+            .values()
+            .filter(|a| {
+                a.resource_id.as_deref() == Some(resource_id) && a.date.as_deref() == Some(date)
+            })
+            .collect();
+        items.sort_by_key(|a| (a.position_in_route.unwrap_or(i64::MAX), a.activity_id));
+        items
+    }
+
+    fn route_facts(&self, a: &Activity) -> RouteFacts {
+        let (rid, date) = (
+            a.resource_id.clone().unwrap_or_default(),
+            a.date.clone().unwrap_or_default(),
+        );
+        let others: Vec<&Activity> = self
+            .route_items(&rid, &date)
+            .into_iter()
+            .filter(|o| o.activity_id != a.activity_id)
+            .collect();
+        let today = time::today_in(self.zone_of(&rid));
+        let date_past = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+            .map(|d| d < today)
+            .unwrap_or(false);
+        let status = |o: &Activity, s: &str| o.status.as_deref() == Some(s);
+        RouteFacts {
+            route_activated: self
+                .routes
+                .get(&(rid.clone(), date.clone()))
+                .is_some_and(|r| r.activated_at.is_some()),
+            other_started: others.iter().any(|o| status(o, "started")),
+            other_enroute: others.iter().any(|o| status(o, "enroute")),
+            earlier_pending: match a.position_in_route {
+                Some(pos) => others
+                    .iter()
+                    .any(|o| status(o, "pending") && o.position_in_route.is_some_and(|p| p < pos)),
+                None => false,
+            },
+            date_past,
+            ordered: a.position_in_route.is_some(),
+        }
+    }
+
+    /// Resolves the action `time` (resource-local; default now) and enforces that it never goes
+    /// backwards within the route.
+    fn action_time(&self, a: &Activity, body: &Value, action: Action) -> SimResult<NaiveDateTime> {
+        let rid = a.resource_id.clone().unwrap_or_default();
+        let time = match body.get("time").and_then(Value::as_str) {
+            Some(s) => time::parse_naive(s).map_err(|e| SimError::bad_request(e.to_string()))?,
+            None => self.now_local(&rid),
+        };
+        let key = (rid, a.date.clone().unwrap_or_default());
+        if let Some(route) = self.routes.get(&key) {
+            if let Some(last) = route.last_action {
+                if time < last {
+                    return Err(SimError::bad_request(format!(
+                        "Time {} is earlier than the previous action in the route ({})",
+                        time.format(LOCAL_FORMAT),
+                        last.format(LOCAL_FORMAT)
+                    )));
+                }
+            }
+            if action == Action::Start {
+                if let Some(act) = route.activated_at {
+                    if time < act {
+                        return Err(SimError::bad_request(
+                            "Start time is before the route activation",
+                        ));
+                    }
+                }
+            }
+        }
+        if matches!(action, Action::Complete | Action::NotDone | Action::Suspend)
+            && a.status.as_deref() == Some("started")
+        {
+            if let Some(start) = a
+                .start_time
+                .as_deref()
+                .and_then(|s| time::parse_naive(s).ok())
+            {
+                if time < start {
+                    return Err(SimError::bad_request("Time is before the activity start"));
+                }
+            }
+        }
+        Ok(time)
+    }
+
+    /// A status custom action on an activity.
+    pub fn activity_action(
+        &mut self,
+        call: &Call,
+        id: i64,
+        action: Action,
+        body: &Value,
+    ) -> SimResult<Activity> {
+        let a = self.activity(id)?.clone();
+        let status = a.status.clone().unwrap_or_default();
+        rules::check(action, &status, &self.route_facts(&a)).map_err(SimError::bad_request)?;
+        let time = if action.is_timed() {
+            Some(self.action_time(&a, body, action)?)
+        } else {
+            None
+        };
+        let time_s = time.map(|t| t.format(LOCAL_FORMAT).to_string());
+        let key = (
+            a.resource_id.clone().unwrap_or_default(),
+            a.date.clone().unwrap_or_default(),
+        );
+        let mut updated = a.clone();
+        updated.status = Some(rules::status_after(action, &status));
+        let mut result_id = id;
+        match action {
+            Action::Start => updated.start_time = time_s.clone(),
+            Action::Enroute => {
+                if let Some(t) = time {
+                    let eta = t + Duration::minutes(a.travel_time.unwrap_or(0));
+                    updated.start_time = Some(eta.format(LOCAL_FORMAT).to_string());
+                }
+            }
+            Action::Complete | Action::NotDone => updated.end_time = time_s.clone(),
+            Action::Suspend => {
+                updated.position_in_route = None;
+                if status == "started" {
+                    let copy_id = self.alloc_activity_id();
+                    let mut copy = a.clone();
+                    copy.activity_id = Some(copy_id);
+                    copy.status = Some("suspended".into());
+                    copy.position_in_route = None;
+                    copy.end_time = time_s.clone();
+                    self.activities.insert(copy_id, copy);
+                }
+                updated.start_time = None;
+            }
+            Action::Delay => {
+                let minutes = match (
+                    body.get("delayMinutes").and_then(Value::as_i64),
+                    body.get("delayUntilTime").and_then(Value::as_str),
+                ) {
+                    (Some(m), None) if m > 0 => m,
+                    (None, Some(until)) => {
+                        let until = time::parse_naive(until)
+                            .map_err(|e| SimError::bad_request(e.to_string()))?;
+                        updated.end_time = Some(until.format(LOCAL_FORMAT).to_string());
+                        0
+                    }
+                    _ => {
+                        return Err(SimError::bad_request(
+                            "Exactly one of delayMinutes or delayUntilTime is required",
+                        ))
+                    }
+                };
+                if minutes > 0 {
+                    let base = a
+                        .end_time
+                        .as_deref()
+                        .and_then(|s| time::parse_naive(s).ok())
+                        .unwrap_or_else(|| self.now_local(&key.0));
+                    updated.end_time = Some(
+                        (base + Duration::minutes(minutes))
+                            .format(LOCAL_FORMAT)
+                            .to_string(),
+                    );
+                }
+            }
+            Action::Reopen => {
+                let position = body
+                    .get("setPositionInRoute")
+                    .ok_or_else(|| SimError::bad_request("setPositionInRoute is required"))?;
+                let new_id = self.alloc_activity_id();
+                let mut reopened = a.clone();
+                reopened.activity_id = Some(new_id);
+                reopened.status = Some("pending".into());
+                reopened.record_type = Some("reopened".into());
+                reopened.start_time = None;
+                reopened.end_time = None;
+                reopened.position_in_route = self.position_for(&key.0, &key.1, position);
+                self.activities.insert(new_id, reopened);
+                updated = a.clone();
+                result_id = new_id;
+            }
+            Action::StopTravel | Action::Cancel | Action::Delete => {}
+        }
+        self.activities.insert(id, updated);
+        if let Some(t) = time {
+            self.routes.entry(key).or_default().last_action = Some(t);
+        }
+        self.log(call, Some(id), Some(action.name()), time_s);
+        let event = match action {
+            Action::Start => "activityStarted",
+            Action::Enroute => "activityTravelStarted",
+            Action::StopTravel => "activityTravelStopped",
+            Action::Suspend => "activitySuspended",
+            Action::Complete => "activityCompleted",
+            Action::NotDone => "activityNotDone",
+            Action::Cancel => "activityCanceled",
+            Action::Delay => "activityDelayed",
+            Action::Reopen => "activityReopened",
+            Action::Delete => "activityDeleted",
+        };
+        self.emit_activity(
+            event,
+            result_id,
+            json!({"status": self.activities.get(&result_id).and_then(|x| x.status.clone())}),
+        );
+        self.activity(result_id).cloned()
+    }
+
+    fn position_for(&self, resource_id: &str, date: &str, spec: &Value) -> Option<i64> {
+        let max = self
+            .route_items(resource_id, date)
+            .iter()
+            .filter_map(|a| a.position_in_route)
+            .max()
+            .unwrap_or(0);
+        match spec.get("position").and_then(Value::as_str) {
+            Some("notOrdered") => None,
+            _ => Some(max + 1),
+        }
+    }
+
+    pub fn emit_activity(&mut self, event_type: &str, id: i64, changes: Value) {
+        let Some(a) = self.activities.get(&id) else {
+            return;
+        };
+        let details = json!({
+            "activityId": id,
+            "resourceId": a.resource_id,
+            "date": a.date,
+            "apptNumber": a.appt_number,
+            "status": a.status,
+            "activityType": a.activity_type,
+        });
+        self.events.emit(Event {
+            event_type: event_type.to_string(),
+            time: time::to_utc_string(&Utc::now()),
+            user: Some("fieldsync-demo".into()),
+            activity_details: Some(details),
+            activity_changes: Some(changes),
+            ..Default::default()
+        });
+    }
+
+    pub fn emit_route(&mut self, event_type: &str, resource_id: &str, date: &str, changes: Value) {
+        self.events.emit(Event {
+            event_type: event_type.to_string(),
+            time: time::to_utc_string(&Utc::now()),
+            user: Some("fieldsync-demo".into()),
+            route_details: Some(json!({"resourceId": resource_id, "date": date})),
+            route_changes: Some(changes),
+            ..Default::default()
+        });
+    }
+
+    /// `POST /activities`.
+    pub fn create_activity(
+        &mut self,
+        call: &Call,
+        body: Map<String, Value>,
+    ) -> SimResult<Activity> {
+        let position = body.get("setPositionInRoute").cloned();
+        let mut body = body;
+        body.remove("setPositionInRoute");
+        for ro in ["activityId", "status", "positionInRoute", "travelTime"] {
+            body.remove(ro);
+        }
+        let mut a: Activity = serde_json::from_value(Value::Object(body))
+            .map_err(|e| SimError::bad_request(format!("Invalid activity: {e}")))?;
+        let (Some(_), Some(rid)) = (a.activity_type.clone(), a.resource_id.clone()) else {
+            return Err(SimError::bad_request(
+                "activityType and resourceId are required",
+            ));
+        };
+        let tz = self.resource(&rid)?.time_zone_iana.clone();
+        if let Some(d) = &a.date {
+            NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| SimError::bad_request(format!("Invalid date '{d}'")))?;
+        }
+        let id = self.alloc_activity_id();
+        a.activity_id = Some(id);
+        a.status = Some("pending".into());
+        a.record_type = Some("regular".into());
+        a.resource_time_zone = tz.clone();
+        a.resource_time_zone_iana = tz.clone();
+        if a.time_zone.is_none() {
+            a.time_zone = tz.clone();
+            a.time_zone_iana = tz;
+        }
+        if let Some(date) = a.date.clone() {
+            a.position_in_route = self.position_for(&rid, &date, &position.unwrap_or(Value::Null));
+        }
+        self.activities.insert(id, a);
+        self.log(call, Some(id), None, None);
+        self.emit_activity("activityCreated", id, json!({}));
+        self.activity(id).cloned()
+    }
+
+    /// `PATCH /activities/{id}`: never status, date, resource or position.
+    pub fn update_activity(
+        &mut self,
+        call: &Call,
+        id: i64,
+        patch: Map<String, Value>,
+    ) -> SimResult<Activity> {
+        let current = self.activity(id)?.clone();
+        for forbidden in [
+            "status",
+            "date",
+            "resourceId",
+            "activityId",
+            "positionInRoute",
+        ] {
+            if patch.contains_key(forbidden) {
+                return Err(SimError::bad_request(format!(
+                    "Field '{forbidden}' cannot be updated"
+                )));
+            }
+        }
+        let mut merged =
+            serde_json::to_value(&current).map_err(|e| SimError::bad_request(e.to_string()))?;
+        if let Value::Object(m) = &mut merged {
+            for (k, v) in patch.clone() {
+                m.insert(k, v);
+            }
+        }
+        let updated: Activity = serde_json::from_value(merged)
+            .map_err(|e| SimError::bad_request(format!("Invalid activity: {e}")))?;
+        self.activities.insert(id, updated);
+        self.log(call, Some(id), None, None);
+        self.emit_activity("activityUpdated", id, Value::Object(patch));
+        self.activity(id).cloned()
+    }
+
+    /// `DELETE /activities/{id}`.
+    pub fn delete_activity(&mut self, call: &Call, id: i64) -> SimResult<()> {
+        let a = self.activity(id)?.clone();
+        rules::check(
+            Action::Delete,
+            a.status.as_deref().unwrap_or(""),
+            &self.route_facts(&a),
+        )
+        .map_err(SimError::bad_request)?;
+        self.emit_activity("activityDeleted", id, json!({}));
+        self.activities.remove(&id);
+        self.log_full(
+            call,
+            Some(id),
+            Some("delete"),
+            None,
+            a.resource_id.clone(),
+            None,
+        );
+        Ok(())
+    }
+
+    pub fn route(
+        &self,
+        resource_id: &str,
+        date: &str,
+        offset: usize,
+        limit: usize,
+    ) -> SimResult<Route> {
+        self.resource(resource_id)?;
+        NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .map_err(|_| SimError::bad_request(format!("Invalid date '{date}'")))?;
+        let items = self.route_items(resource_id, date);
+        let state = self
+            .routes
+            .get(&(resource_id.to_string(), date.to_string()));
+        let fmt = |t: Option<NaiveDateTime>| t.map(|t| t.format(LOCAL_FORMAT).to_string());
+        Ok(Route {
+            resource_id: resource_id.to_string(),
+            date: date.to_string(),
+            route_start_time: fmt(state.and_then(|s| s.activated_at)),
+            route_end_time: fmt(state.and_then(|s| s.deactivated_at)),
+            route_reactivation_time: None,
+            total_results: items.len() as i64,
+            offset: offset as i64,
+            limit: limit as i64,
+            items: items
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    /// `activate` / `deactivate` a route.
+    pub fn route_action(
+        &mut self,
+        call: &Call,
+        resource_id: &str,
+        date: &str,
+        action: &str,
+        body: &Value,
+    ) -> SimResult<()> {
+        self.resource(resource_id)?;
+        let day = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .map_err(|_| SimError::bad_request(format!("Invalid date '{date}'")))?;
+        let time = match body.get("time").and_then(Value::as_str) {
+            Some(s) => time::parse_naive(s).map_err(|e| SimError::bad_request(e.to_string()))?,
+            None => self.now_local(resource_id),
+        };
+        let today = time::today_in(self.zone_of(resource_id));
+        let key = (resource_id.to_string(), date.to_string());
+        let state = self.routes.get(&key).cloned().unwrap_or_default();
+        if let Some(last) = state.last_action {
+            if time < last {
+                return Err(SimError::bad_request(
+                    "Time is earlier than the previous action in the route",
+                ));
+            }
+        }
+        match action {
+            "activate" => {
+                if day < today {
+                    return Err(SimError::bad_request("Cannot activate a route in the past"));
+                }
+                if state.activated_at.is_some() && state.deactivated_at.is_none() {
+                    return Err(SimError::bad_request("Route is already activated"));
+                }
+                let st = self.routes.entry(key).or_default();
+                st.activated_at = Some(time);
+                st.deactivated_at = None;
+                st.last_action = Some(time);
+            }
+            "deactivate" => {
+                if day != today {
+                    return Err(SimError::bad_request(
+                        "Only the route of the current date can be deactivated",
+                    ));
+                }
+                if state.activated_at.is_none() || state.deactivated_at.is_some() {
+                    return Err(SimError::bad_request("Route is not activated"));
+                }
+                if self
+                    .route_items(resource_id, date)
+                    .iter()
+                    .any(|a| matches!(a.status.as_deref(), Some("started" | "enroute")))
+                {
+                    return Err(SimError::bad_request("Route has a started activity"));
+                }
+                let st = self.routes.entry(key).or_default();
+                st.deactivated_at = Some(time);
+                st.last_action = Some(time);
+            }
+            other => {
+                return Err(SimError::not_found(format!(
+                    "Unknown route action '{other}'"
+                )))
+            }
+        }
+        let ts = time.format(LOCAL_FORMAT).to_string();
+        self.log_full(
+            call,
+            None,
+            Some(action),
+            Some(ts),
+            Some(resource_id.to_string()),
+            None,
+        );
+        let (event, change) = if action == "activate" {
+            ("routeActivated", json!({"activated": true}))
+        } else {
+            ("routeDeactivated", json!({"deactivated": true}))
+        };
+        self.emit_route(event, resource_id, date, change);
+        Ok(())
+    }
+
+    /// Dispatcher: moves a pending activity to another resource and/or date.
+    pub fn move_activity(
+        &mut self,
+        call: &Call,
+        id: i64,
+        resource_id: &str,
+        date: &str,
+    ) -> SimResult<()> {
+        let a = self.activity(id)?.clone();
+        self.resource(resource_id)?;
+        NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .map_err(|_| SimError::bad_request(format!("Invalid date '{date}'")))?;
+        if a.status.as_deref() != Some("pending") {
+            return Err(SimError::bad_request(
+                "Only a pending activity can be moved",
+            ));
+        }
+        let position = self.position_for(resource_id, date, &Value::Null);
+        let tz = self
+            .resources
+            .get(resource_id)
+            .and_then(|r| r.time_zone_iana.clone());
+        let mut moved = a.clone();
+        moved.resource_id = Some(resource_id.to_string());
+        moved.date = Some(date.to_string());
+        moved.position_in_route = position;
+        moved.resource_time_zone = tz.clone();
+        moved.resource_time_zone_iana = tz;
+        self.activities.insert(id, moved);
+        self.log_full(
+            call,
+            Some(id),
+            Some("move"),
+            None,
+            Some(resource_id.to_string()),
+            None,
+        );
+        let details = json!({"fromResourceId": a.resource_id, "fromDate": a.date, "toResourceId": resource_id, "toDate": date});
+        self.emit_activity(
+            "activityMoved",
+            id,
+            json!({"resourceId": resource_id, "date": date}),
+        );
+        if let Some(last) = self.events.last_mut() {
+            last.move_details = Some(details);
+        }
+        Ok(())
+    }
+
+    pub fn set_positions(&mut self, call: &Call, items: Vec<Position>) -> SimResult<Value> {
+        if items.len() > 300 {
+            return Err(SimError::bad_request("At most 300 positions per request"));
+        }
+        let mut errors = Vec::new();
+        let mut processed = 0;
+        for p in items {
+            if self.resources.contains_key(&p.resource_id) {
+                processed += 1;
+                self.positions.push(p);
+            } else {
+                errors.push(
+                    json!({"resourceId": p.resource_id, "errorMessage": "Resource not found"}),
+                );
+            }
+        }
+        self.log_full(call, None, Some("setPositions"), None, None, None);
+        Ok(json!({"itemsProcessed": processed, "itemsFailed": errors.len(), "errors": errors}))
+    }
+}

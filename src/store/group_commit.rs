@@ -1,0 +1,107 @@
+//! Group commit: concurrent writers awaiting durability share one flush.
+//!
+//! A dedicated thread waits for the first request, drains every request that arrived
+//! meanwhile, flushes once (sled flush plus `fdatasync`), and answers them all.
+
+use super::{Storage, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use tokio::sync::oneshot;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// Handle to the flushing thread. Cloning shares the thread.
+#[derive(Clone)]
+pub struct GroupCommit {
+    tx: mpsc::Sender<Waiter>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Default)]
+struct Stats {
+    flushes: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("flushes", &self.flushes())
+            .finish()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the flushing thread. It ends when every handle is dropped.
+    pub fn start(store: Arc<dyn Storage>) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        let stats = Arc::new(Stats::default());
+        let thread_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    group.extend(rx.try_iter());
+                    let result = store.flush_blocking().map_err(|e| e.to_string());
+                    thread_stats.flushes.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "group commit flush failed");
+                    }
+                    for waiter in group {
+                        let _ = waiter.send(result.clone());
+                    }
+                }
+            })?;
+        Ok(GroupCommit { tx, stats })
+    }
+
+    /// Resolves once every write made before the call is durable on disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(tx)
+            .map_err(|_| StoreError::Flush("group commit thread stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Flush("group commit thread stopped".into()))?
+            .map_err(StoreError::Flush)
+    }
+
+    /// Number of physical flushes performed so far.
+    pub fn flushes(&self) -> u64 {
+        self.stats.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Number of flush requests made so far.
+    pub fn requests(&self) -> u64 {
+        self.stats.requests.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SledStore, StorageExt, Tree};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Storage> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let gc = GroupCommit::start(store.clone()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..64u64 {
+            let (store, gc) = (store.clone(), gc.clone());
+            tasks.push(tokio::spawn(async move {
+                store.put(Tree::META, &i.to_be_bytes(), &i).unwrap();
+                gc.flush().await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(gc.requests(), 64);
+        assert!(gc.flushes() < 64, "{} flushes for 64 writers", gc.flushes());
+        assert!(gc.flushes() >= 1);
+    }
+}

@@ -1,0 +1,144 @@
+//! Durable storage: a narrow trait over sled trees, checksummed records, key codecs and the group commit.
+//!
+//! Nothing here knows about HTTP or OFSC. Every value written through [`Storage::put`] or a
+//! transaction is sealed with the SHA-256 of its bytes ([`record`]) and verified on the way back.
+
+mod group_commit;
+pub mod keys;
+pub mod record;
+mod sled_store;
+
+pub use group_commit::GroupCommit;
+pub use sled_store::SledStore;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+/// A named sled tree. Names are fixed in code so a typo cannot create a stray tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tree(pub &'static str);
+
+impl Tree {
+    /// Service metadata: schema version, first-start markers.
+    pub const META: Tree = Tree("meta");
+    /// Records that failed checksum verification, kept for operators with their reason.
+    pub const QUARANTINE: Tree = Tree("quarantine");
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("record {key} in tree {tree} is corrupt: {reason}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error("could not encode a record: {0}")]
+    Encode(String),
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("flush to disk failed: {0}")]
+    Flush(String),
+    #[error("transaction conflict")]
+    Conflict,
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+}
+
+impl StoreError {
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, StoreError::Corrupt { .. })
+    }
+}
+
+/// One atomic unit of work over several trees. Values passed in are sealed by the caller
+/// through [`TxExt`]; raw access exists for the quarantine path and tests.
+pub trait Tx {
+    fn get_raw(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError>;
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError>;
+}
+
+/// Typed, checksummed access inside a transaction.
+pub trait TxExt: Tx {
+    fn get<T: DeserializeOwned>(&self, tree: Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.get_raw(tree, key)? {
+            Some(bytes) => record::open(tree, key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn put<T: Serialize>(&self, tree: Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
+        self.insert_raw(tree, key, record::seal(value)?)
+    }
+}
+impl<X: Tx + ?Sized> TxExt for X {}
+
+/// The narrow storage contract the rest of the service depends on.
+pub trait Storage: Send + Sync + 'static {
+    fn get_raw(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError>;
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError>;
+    /// Raw key/value pairs whose key starts with `prefix`, in key order, from `start` (inclusive)
+    /// when given, at most `limit` of them.
+    fn scan_raw(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Runs `f` atomically over `trees`. `f` may run more than once on conflict, so it must
+    /// not have side effects outside the transaction.
+    fn transact(
+        &self,
+        trees: &[Tree],
+        f: &dyn Fn(&dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Blocks until everything written so far is on disk. Callers on the async path use
+    /// [`GroupCommit::flush`] instead, which shares one flush among concurrent writers.
+    fn flush_blocking(&self) -> Result<(), StoreError>;
+    /// Cheap liveness check used by readiness.
+    fn check(&self) -> Result<(), StoreError>;
+}
+
+/// Typed helpers over any [`Storage`].
+pub trait StorageExt: Storage {
+    fn get<T: DeserializeOwned>(&self, tree: Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.get_raw(tree, key)? {
+            Some(bytes) => record::open(tree, key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn put<T: Serialize>(&self, tree: Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
+        self.insert_raw(tree, key, record::seal(value)?)
+    }
+    /// Moves a record that failed verification into the quarantine tree, with its reason,
+    /// atomically. It is never silently dropped: operators list it from there.
+    fn quarantine(&self, tree: Tree, key: &[u8], reason: &str) -> Result<(), StoreError> {
+        let entry = record::Quarantined {
+            tree: tree.0.to_string(),
+            key_hex: hex::encode(key),
+            reason: reason.to_string(),
+            quarantined_at: chrono::Utc::now(),
+            raw_hex: None,
+        };
+        let qkey = keys::KeyBuf::new().str(tree.0).bytes(key).finish();
+        self.transact(&[tree, Tree::QUARANTINE], &|tx| {
+            if let Some(raw) = tx.get_raw(tree, key)? {
+                let mut stored = entry.clone();
+                stored.raw_hex = Some(hex::encode(&raw));
+                tx.put(Tree::QUARANTINE, &qkey, &stored)?;
+                tx.remove(tree, key)?;
+            }
+            Ok(())
+        })
+    }
+    /// Everything in quarantine, oldest key first.
+    fn quarantined(&self, limit: usize) -> Result<Vec<record::Quarantined>, StoreError> {
+        self.scan_raw(Tree::QUARANTINE, b"", None, limit)?
+            .into_iter()
+            .map(|(k, v)| record::open(Tree::QUARANTINE, &k, &v))
+            .collect()
+    }
+}
+impl<S: Storage + ?Sized> StorageExt for S {}

@@ -1,0 +1,268 @@
+//! The sled implementation of [`Storage`](super::Storage).
+
+use super::{Storage, StoreError, Tree, Tx};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::Transactional;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// sled database plus a handle on its data file, so a flush can be followed by `fdatasync`
+/// (sled 0.34 only calls `sync_file_range`, which does not survive a power cut).
+pub struct SledStore {
+    db: sled::Db,
+    data_file: Option<File>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SledStore {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Flush(e.to_string()))?;
+        let db = sled::Config::new().path(dir).open()?;
+        // sled 0.34 keeps its log in the file named `db` inside the directory.
+        let data_file = File::open(dir.join("db")).ok();
+        Ok(SledStore {
+            db,
+            data_file,
+            path: dir.to_path_buf(),
+        })
+    }
+
+    /// A throwaway store for tests: in a temporary directory that sled removes on drop.
+    pub fn temporary() -> Result<Self, StoreError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Ok(SledStore {
+            db,
+            data_file: None,
+            path: PathBuf::new(),
+        })
+    }
+
+    fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(tree.0)?)
+    }
+}
+
+struct SledTx<'a> {
+    names: &'a [Tree],
+    trees: &'a [TransactionalTree],
+}
+
+impl SledTx<'_> {
+    fn tree(&self, tree: Tree) -> Result<&TransactionalTree, StoreError> {
+        self.names
+            .iter()
+            .position(|t| *t == tree)
+            .and_then(|i| self.trees.get(i))
+            .ok_or(StoreError::Aborted(format!(
+                "tree {} not part of this transaction",
+                tree.0
+            )))
+    }
+}
+
+fn unabortable(e: UnabortableTransactionError) -> StoreError {
+    match e {
+        UnabortableTransactionError::Conflict => StoreError::Conflict,
+        UnabortableTransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+impl Tx for SledTx<'_> {
+    fn get_raw(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(tree)?
+            .get(key)
+            .map_err(unabortable)?
+            .map(|v| v.to_vec()))
+    }
+    fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.tree(tree)?.insert(key, value).map_err(unabortable)?;
+        Ok(())
+    }
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.tree(tree)?.remove(key).map_err(unabortable)?;
+        Ok(())
+    }
+}
+
+impl Storage for SledStore {
+    fn get_raw(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(tree)?.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.tree(tree)?.insert(key, value)?;
+        Ok(())
+    }
+
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.tree(tree)?.remove(key)?;
+        Ok(())
+    }
+
+    fn scan_raw(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let t = self.tree(tree)?;
+        let iter = match start {
+            Some(s) if s > prefix => t.range(s.to_vec()..),
+            _ => t.range(prefix.to_vec()..),
+        };
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn transact(
+        &self,
+        trees: &[Tree],
+        f: &dyn Fn(&dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let opened = trees
+            .iter()
+            .map(|t| self.tree(*t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&sled::Tree> = opened.iter().collect();
+        let result = refs.as_slice().transaction(|tx_trees| {
+            let view = SledTx {
+                names: trees,
+                trees: tx_trees,
+            };
+            f(&view).map_err(|e| match e {
+                StoreError::Conflict => ConflictableTransactionError::Conflict,
+                other => ConflictableTransactionError::Abort(other),
+            })
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        }
+    }
+
+    fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        if let Some(file) = &self.data_file {
+            file.sync_data()
+                .map_err(|e| StoreError::Flush(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        self.tree(Tree::META)?.get(b"__ready")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{StorageExt, TxExt};
+
+    #[test]
+    fn corrupted_value_is_reported_and_quarantined_never_skipped() {
+        let store = SledStore::temporary().unwrap();
+        let tree = Tree("ops-test");
+        store
+            .put(tree, b"op-1", &serde_json::json!({"status": "queued"}))
+            .unwrap();
+        let mut raw = store.get_raw(tree, b"op-1").unwrap().unwrap();
+        let last = raw.len() - 2;
+        raw[last] ^= 0x01;
+        store.insert_raw(tree, b"op-1", raw.clone()).unwrap();
+
+        let err = store.get::<serde_json::Value>(tree, b"op-1").unwrap_err();
+        assert!(err.is_corrupt(), "{err}");
+
+        store.quarantine(tree, b"op-1", &err.to_string()).unwrap();
+        assert!(store.get_raw(tree, b"op-1").unwrap().is_none());
+        let q = store.quarantined(10).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].tree, "ops-test");
+        assert_eq!(q[0].key_hex, hex::encode(b"op-1"));
+        assert_eq!(q[0].raw_hex.as_deref(), Some(hex::encode(&raw).as_str()));
+        assert!(q[0].reason.contains("checksum"));
+    }
+
+    #[test]
+    fn transaction_writes_all_trees_or_none() {
+        let store = SledStore::temporary().unwrap();
+        let (a, b) = (Tree("a"), Tree("b"));
+        let res = store.transact(&[a, b], &|tx| {
+            tx.put(a, b"k", &1u32)?;
+            tx.put(b, b"k", &2u32)?;
+            Err(StoreError::Aborted("test".into()))
+        });
+        assert!(res.is_err());
+        assert!(store.get_raw(a, b"k").unwrap().is_none());
+        store
+            .transact(&[a, b], &|tx| {
+                tx.put(a, b"k", &1u32)?;
+                tx.put(b, b"k", &2u32)
+            })
+            .unwrap();
+        assert_eq!(store.get::<u32>(a, b"k").unwrap(), Some(1));
+        assert_eq!(store.get::<u32>(b, b"k").unwrap(), Some(2));
+    }
+
+    #[test]
+    fn scan_respects_prefix_start_and_limit() {
+        let store = SledStore::temporary().unwrap();
+        let t = Tree("scan");
+        for i in 0..5u64 {
+            let k = crate::store::keys::KeyBuf::new().str("r1").u64(i).finish();
+            store.put(t, &k, &i).unwrap();
+        }
+        store
+            .put(
+                t,
+                &crate::store::keys::KeyBuf::new().str("r2").u64(0).finish(),
+                &9u64,
+            )
+            .unwrap();
+        let prefix = crate::store::keys::KeyBuf::new().str("r1").finish();
+        assert_eq!(store.scan_raw(t, &prefix, None, 100).unwrap().len(), 5);
+        let start = crate::store::keys::KeyBuf::new().str("r1").u64(3).finish();
+        assert_eq!(
+            store.scan_raw(t, &prefix, Some(&start), 100).unwrap().len(),
+            2
+        );
+        assert_eq!(store.scan_raw(t, &prefix, None, 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn data_survives_reopen_after_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.put(Tree::META, b"k", &"v").unwrap();
+            store.flush_blocking().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.get::<String>(Tree::META, b"k").unwrap().as_deref(),
+            Some("v")
+        );
+    }
+}
