@@ -4,3 +4,7 @@
 pub mod ofsc;
 pub mod sim;
 pub mod store;
+pub mod api;
+pub mod config;
+pub mod startup;
+pub mod telemetry;

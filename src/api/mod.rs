@@ -1,0 +1,34 @@
+//! The device- and supervisor-facing HTTP API: one file per resource, one error mapping.
+
+mod health;
+pub mod problem;
+
+pub use problem::ApiError;
+
+use actix_web::web;
+
+/// Registers every route of the API. The OpenAPI test compares this list with the spec.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz));
+}
+
+/// Every (method, path) the API serves, in OpenAPI path syntax.
+pub const ROUTES: &[(&str, &str)] = &[("get", "/healthz"), ("get", "/readyz")];
+
+/// Extractor configuration so malformed JSON, queries and paths get the problem envelope.
+pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body)
+            .error_handler(|e, _| problem::from_json_error(e).into()),
+    )
+    .app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::BadRequest {
+            code: "invalid-query",
+            detail: e.to_string(),
+        }
+        .into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()));
+}

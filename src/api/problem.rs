@@ -1,0 +1,94 @@
+//! The one mapping from errors to RFC 9457 `application/problem+json` answers.
+
+use actix_web::error::JsonPayloadError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// Every error the API can answer with. `code` is stable: clients branch on it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("the request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("not found")]
+    NotFound,
+    #[error("the service is not ready: {0}")]
+    Unavailable(String),
+    /// Anything unexpected. The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::NotFound => "not-found",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+pub fn from_json_error(e: JsonPayloadError) -> ApiError {
+    match e {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::PayloadTooLarge { limit }
+        }
+        JsonPayloadError::ContentType => ApiError::BadRequest {
+            code: "unsupported-media-type",
+            detail: "expected Content-Type: application/json".into(),
+        },
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::BadRequest {
+            code: "invalid-body",
+            detail: e.to_string(),
+        },
+        other => ApiError::BadRequest {
+            code: "malformed-json",
+            detail: other.to_string(),
+        },
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { code: "unsupported-media-type", .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(%cause, "internal error");
+        }
+        HttpResponse::build(status)
+            .content_type("application/problem+json")
+            .json(json!({
+                "type": format!("https://fieldsync.dev/problems/{}", self.code()),
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "status": status.as_u16(),
+                "detail": self.to_string(),
+                "code": self.code(),
+            }))
+    }
+}
+
+/// Answers unknown paths with the problem envelope instead of an empty 404.
+pub async fn not_found() -> HttpResponse {
+    ApiError::NotFound.error_response()
+}

@@ -1,0 +1,238 @@
+//! Layered configuration: defaults, then a TOML file, then `FIELDSYNC__SECTION__KEY` env vars.
+
+use crate::ofsc::{AuthKind, OfscConfig};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A value that never appears in logs, `Debug` output or `--print-config`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Env values that look like numbers arrive as numbers; a secret is always text.
+        let v = serde_json::Value::deserialize(d)?;
+        Ok(Secret(match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    /// A real OFSC tenant. Absent: the built-in simulator with the demo tenant is used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ofsc: Option<TenantSettings>,
+    pub demo: DemoSettings,
+    pub sim: SimSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How often readiness probes OFSC.
+    pub ofsc_probe_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            workers: 0,
+            ofsc_probe_secs: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// e.g. `https://acme.fs.ocs.oraclecloud.com`
+    pub base_url: String,
+    pub instance: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    #[serde(default)]
+    pub auth: AuthKind,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    20
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+
+impl TenantSettings {
+    /// The simulator's demo application at `base_url`.
+    pub fn demo_at(base_url: &str) -> Self {
+        TenantSettings {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            instance: "demo".into(),
+            client_id: "fieldsync-demo".into(),
+            client_secret: Secret::new("demo"),
+            auth: AuthKind::Oauth2,
+            timeout_secs: default_timeout(),
+            connect_timeout_secs: default_connect_timeout(),
+        }
+    }
+
+    pub fn client_config(&self) -> OfscConfig {
+        OfscConfig {
+            base_url: self.base_url.trim_end_matches('/').to_string(),
+            instance: self.instance.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.expose().to_string(),
+            auth: self.auth,
+            timeout: Duration::from_secs(self.timeout_secs),
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Password of the demo logins, when the demo tenant is seeded.
+    pub password: Secret,
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        DemoSettings {
+            password: Secret::new("demo"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimSettings {
+    /// Seed file for the embedded simulator; the demo tenant when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Defaults, then `file` (if given, it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, "FIELDSYNC__")
+    }
+
+    pub fn load_with_env(file: Option<&Path>, prefix: &str) -> Result<Settings, ConfigError> {
+        let mut fig = Figment::new();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!("{} does not exist", path.display())));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig.merge(Env::prefixed(prefix).split("__"))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_secrets_are_redacted() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "f.toml",
+                r#"
+                [server]
+                listen = "0.0.0.0:9000"
+                [ofsc]
+                base_url = "https://acme.fs.ocs.oraclecloud.com"
+                instance = "acme"
+                client_id = "app"
+                client_secret = "from-file"
+                auth = "basic"
+                "#,
+            )?;
+            jail.set_env("FSTEST__SERVER__LISTEN", "127.0.0.1:9001");
+            jail.set_env("FSTEST__OFSC__CLIENT_SECRET", "s3cr3t-from-env");
+            jail.set_env("FSTEST__DEMO__PASSWORD", "12345");
+            let s = Settings::load_with_env(Some(Path::new("f.toml")), "FSTEST__").unwrap();
+            assert_eq!(s.server.listen, "127.0.0.1:9001");
+            let t = s.ofsc.clone().unwrap();
+            assert_eq!(t.client_secret.expose(), "s3cr3t-from-env");
+            assert_eq!(t.auth, AuthKind::Basic);
+            assert_eq!(s.demo.password.expose(), "12345");
+            let printed = s.to_redacted_toml();
+            assert!(!printed.contains("s3cr3t"), "{printed}");
+            assert!(!printed.contains("12345"), "{printed}");
+            assert!(printed.contains("acme.fs.ocs.oraclecloud.com"));
+            assert!(!format!("{s:?}").contains("s3cr3t"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_use_the_embedded_simulator() {
+        figment::Jail::expect_with(|_| {
+            let s = Settings::load_with_env(None, "FSNONE__").unwrap();
+            assert!(s.ofsc.is_none());
+            assert_eq!(s.server.data_dir, PathBuf::from("./data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nlisten_typo = 1\n")?;
+            assert!(Settings::load_with_env(Some(Path::new("bad.toml")), "FSX__").is_err());
+            assert!(Settings::load_with_env(Some(Path::new("missing.toml")), "FSX__").is_err());
+            Ok(())
+        });
+    }
+}
