@@ -1,10 +1,10 @@
 //! fieldsync: an offline-first backend for field technicians' devices, replaying their writes
 //! to Oracle Field Service exactly once and in order. See ARCHITECTURE.md for the map.
 
-pub mod ofsc;
-pub mod sim;
-pub mod store;
 pub mod api;
 pub mod config;
+pub mod ofsc;
+pub mod sim;
 pub mod startup;
+pub mod store;
 pub mod telemetry;

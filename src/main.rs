@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "fieldsync", version, about = "Offline-first field technician backend for Oracle Field Service")]
+#[command(
+    name = "fieldsync",
+    version,
+    about = "Offline-first field technician backend for Oracle Field Service"
+)]
 struct Cli {
     /// TOML configuration file (layered over defaults, under FIELDSYNC__SECTION__KEY env vars).
     #[arg(long, global = true, env = "FIELDSYNC_CONFIG")]
@@ -46,7 +50,12 @@ enum Command {
     },
 }
 
-fn apply_serve_flags(settings: &mut Settings, listen: Option<String>, data_dir: Option<PathBuf>, ofsc_url: Option<String>) {
+fn apply_serve_flags(
+    settings: &mut Settings,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    ofsc_url: Option<String>,
+) {
     if let Some(l) = listen {
         settings.server.listen = l;
     }
@@ -72,9 +81,23 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let command = cli.command.unwrap_or(Command::Serve { listen: None, data_dir: None, ofsc_url: None });
-    if let Command::Serve { listen, data_dir, ofsc_url } = &command {
-        apply_serve_flags(&mut settings, listen.clone(), data_dir.clone(), ofsc_url.clone());
+    let command = cli.command.unwrap_or(Command::Serve {
+        listen: None,
+        data_dir: None,
+        ofsc_url: None,
+    });
+    if let Command::Serve {
+        listen,
+        data_dir,
+        ofsc_url,
+    } = &command
+    {
+        apply_serve_flags(
+            &mut settings,
+            listen.clone(),
+            data_dir.clone(),
+            ofsc_url.clone(),
+        );
     }
     if cli.print_config {
         print!("{}", settings.to_redacted_toml());
@@ -82,7 +105,11 @@ async fn main() -> ExitCode {
     }
     match command {
         Command::Serve { .. } => serve(settings).await,
-        Command::OfscSim { listen, seed, workers } => run_sim(&listen, seed, workers).await,
+        Command::OfscSim {
+            listen,
+            seed,
+            workers,
+        } => run_sim(&listen, seed, workers).await,
     }
 }
 
@@ -114,7 +141,7 @@ async fn run_sim(listen: &str, seed_file: Option<PathBuf>, workers: usize) -> Ex
         },
         None => seed::DEMO_TENANT.to_string(),
     };
-    let sim = match seed::parse(&text).and_then(|s| Sim::new(s)) {
+    let sim = match seed::parse(&text).and_then(Sim::new) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");

@@ -116,7 +116,8 @@ impl Application {
         };
         tracing::info!(base_url = %tenant.base_url, instance = %tenant.instance, auth = ?tenant.auth, "OFSC tenant");
         let ofsc = Arc::new(
-            OfscClient::new(tenant.client_config()).map_err(|e| StartupError::Ofsc(e.to_string()))?,
+            OfscClient::new(tenant.client_config())
+                .map_err(|e| StartupError::Ofsc(e.to_string()))?,
         );
         let ofsc_health = Arc::new(OfscHealth::default());
         let probe = tokio::spawn(probe_ofsc(
@@ -125,9 +126,15 @@ impl Application {
             Duration::from_secs(settings.server.ofsc_probe_secs.max(1)),
         ));
 
-        let state = web::Data::new(AppState { store, commit, ofsc, ofsc_health });
+        let state = web::Data::new(AppState {
+            store,
+            commit,
+            ofsc,
+            ofsc_health,
+        });
         let listen = settings.server.listen.clone();
-        let listener = TcpListener::bind(&listen).map_err(|e| StartupError::Listen(listen.clone(), e))?;
+        let listener =
+            TcpListener::bind(&listen).map_err(|e| StartupError::Listen(listen.clone(), e))?;
         let port = listener
             .local_addr()
             .map_err(|e| StartupError::Listen(listen.clone(), e))?
@@ -149,9 +156,18 @@ impl Application {
             .listen(listener)
             .map_err(|e| StartupError::Listen(listen.clone(), e))?
             .run();
-        let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
+        let host = listen
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or("127.0.0.1");
         tracing::info!("fieldsync listening on http://{host}:{port}");
-        Ok(Application { port, server, sim, state, probe })
+        Ok(Application {
+            port,
+            server,
+            sim,
+            state,
+            probe,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -189,7 +205,11 @@ impl Application {
 /// Keeps readiness informed about OFSC reachability.
 async fn probe_ofsc(client: Arc<OfscClient>, health: Arc<OfscHealth>, every: Duration) {
     loop {
-        let result = client.list_resources(0, 1).await.map(|_| ()).map_err(|e| e.to_string());
+        let result = client
+            .list_resources(0, 1)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::warn!(error = %e, "OFSC probe failed");
         }

@@ -7,14 +7,24 @@ pub use problem::ApiError;
 
 use actix_web::web;
 
-/// Registers every route of the API. The OpenAPI test compares this list with the spec.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz));
+/// Declares every route once: the registration and the [`ROUTES`] table that the OpenAPI and
+/// authorization-matrix tests read come from the same list, so they cannot drift apart.
+macro_rules! api_routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Registers every route of the API.
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, web::$method().to($handler)); )*
+        }
+
+        /// Every (method, path) the API serves, in OpenAPI path syntax.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+    };
 }
 
-/// Every (method, path) the API serves, in OpenAPI path syntax.
-pub const ROUTES: &[(&str, &str)] = &[("get", "/healthz"), ("get", "/readyz")];
+api_routes! {
+    get "/healthz" => health::healthz,
+    get "/readyz" => health::readyz,
+}
 
 /// Extractor configuration so malformed JSON, queries and paths get the problem envelope.
 pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body: usize) {

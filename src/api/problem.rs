@@ -41,7 +41,8 @@ impl From<crate::store::StoreError> for ApiError {
 
 pub fn from_json_error(e: JsonPayloadError) -> ApiError {
     match e {
-        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
             ApiError::PayloadTooLarge { limit }
         }
         JsonPayloadError::ContentType => ApiError::BadRequest {
@@ -62,7 +63,10 @@ pub fn from_json_error(e: JsonPayloadError) -> ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { code: "unsupported-media-type", .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BadRequest {
+                code: "unsupported-media-type",
+                ..
+            } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,

@@ -129,7 +129,7 @@ impl EventLog {
                 break;
             }
             next = *seq;
-            if sub.events.iter().any(|t| *t == e.event_type) {
+            if sub.events.contains(&e.event_type) {
                 items.push(e.clone());
             }
         }

@@ -83,7 +83,7 @@ impl Sim {
             .unwrap_or(false)
     }
 
-    fn authorize(&self, req: &HttpRequest) -> Result<(), HttpResponse> {
+    fn authorize(&self, req: &HttpRequest) -> Result<(), SimError> {
         let header = req
             .headers()
             .get("authorization")
@@ -99,15 +99,15 @@ impl Sim {
             {
                 return Ok(());
             }
-            return Err(error(&SimError {
+            return Err(SimError {
                 status: 401,
                 detail: "The access token is invalid or has expired".into(),
-            }));
+            });
         }
-        Err(error(&SimError {
+        Err(SimError {
             status: 401,
             detail: "Authentication failed".into(),
-        }))
+        })
     }
 }
 
@@ -195,8 +195,8 @@ pub(super) async fn ofsc_call(
         }
         Before::Proceed => {}
     }
-    if let Err(resp) = sim.authorize(req) {
-        return resp;
+    if let Err(e) = sim.authorize(req) {
+        return error(&e);
     }
     let call = Call {
         method: req.method().to_string(),

@@ -51,6 +51,9 @@ impl StoreError {
     }
 }
 
+/// Raw key/value pairs as a scan returns them.
+pub type RawPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One atomic unit of work over several trees. Values passed in are sealed by the caller
 /// through [`TxExt`]; raw access exists for the quarantine path and tests.
 pub trait Tx {
@@ -86,7 +89,7 @@ pub trait Storage: Send + Sync + 'static {
         prefix: &[u8],
         start: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<RawPairs, StoreError>;
     /// Runs `f` atomically over `trees`. `f` may run more than once on conflict, so it must
     /// not have side effects outside the transaction.
     fn transact(

@@ -116,7 +116,7 @@ impl Storage for SledStore {
         prefix: &[u8],
         start: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<super::RawPairs, StoreError> {
         let t = self.tree(tree)?;
         let iter = match start {
             Some(s) if s > prefix => t.range(s.to_vec()..),

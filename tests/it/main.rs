@@ -1,0 +1,11 @@
+//! Integration tests: real HTTP against the service and the OFSC simulator, both on port 0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod service;
+mod sim_api;
+mod sim_faults;
+mod sim_lifecycle;
+mod spec;
+mod tidy;

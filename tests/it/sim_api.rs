@@ -1,0 +1,590 @@
+//! The simulator's OFSC surface through the connector: lists, CRUD, inventories, files,
+//! positions, events, auth and the concurrency limit.
+
+use crate::helpers::TestSim;
+use fieldsync::ofsc::wire::{Activity, InventoryAction, Position};
+use fieldsync::ofsc::{ActivityQuery, AuthKind, OfscError};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+fn range(date: &str) -> ActivityQuery {
+    ActivityQuery {
+        date_from: Some(date.into()),
+        date_to: Some(date.into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn list_enforces_the_31_day_rule() {
+    let sim = TestSim::start().await;
+    let q = ActivityQuery {
+        date_from: Some("2026-01-01".into()),
+        date_to: Some("2026-02-01".into()),
+        ..Default::default()
+    };
+    match sim.client.list_activities(&q).await.unwrap_err() {
+        OfscError::Rejected {
+            status: 400,
+            detail,
+            ..
+        } => assert_eq!(detail, "Date interval contains more than 31 days"),
+        other => panic!("{other:?}"),
+    }
+    let ok = ActivityQuery {
+        date_to: Some("2026-01-31".into()),
+        ..q
+    };
+    sim.client.list_activities(&ok).await.unwrap();
+    let missing = ActivityQuery {
+        date_from: Some("2026-01-01".into()),
+        ..Default::default()
+    };
+    assert!(sim.client.list_activities(&missing).await.is_err());
+}
+
+#[tokio::test]
+async fn list_filters_projects_and_pages_with_has_more() {
+    let sim = TestSim::start().await;
+    let (date, items) = sim.today_route("tech1").await;
+    let q = ActivityQuery {
+        resources: vec!["tech1".into()],
+        ..range(&date)
+    };
+    let page = sim.client.list_activities(&q).await.unwrap();
+    assert_eq!(page.items.len(), items.len());
+    assert_eq!(page.has_more, None, "a complete page has no hasMore key");
+    // Default fields only.
+    assert!(page
+        .items
+        .iter()
+        .all(|a| a.customer_name.is_none() && a.status.is_some()));
+
+    let paged = sim
+        .client
+        .list_activities(&ActivityQuery {
+            limit: Some(3),
+            ..q.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(paged.items.len(), 3);
+    assert_eq!(paged.has_more, Some(true));
+    let rest = sim
+        .client
+        .list_activities(&ActivityQuery {
+            offset: Some(3),
+            limit: Some(100),
+            ..q.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), items.len() - 3);
+
+    sim.activate("tech1", &date).await;
+    let first = items[0].activity_id.unwrap();
+    sim.client
+        .activity_action(first, "start", json!({}))
+        .await
+        .unwrap();
+    let started = sim
+        .client
+        .list_activities(&ActivityQuery {
+            q: Some("status=='started'".into()),
+            fields: Some("activityId,customerName,status".into()),
+            ..q.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(started.items.len(), 1);
+    assert_eq!(started.items[0].activity_id, Some(first));
+    assert!(started.items[0].customer_name.is_some());
+    assert!(started.items[0].resource_id.is_none(), "not asked for");
+
+    let bad = ActivityQuery {
+        fields: Some("activityId,positionInRoute".into()),
+        ..q.clone()
+    };
+    assert!(matches!(
+        sim.client.list_activities(&bad).await,
+        Err(OfscError::Rejected { status: 400, .. })
+    ));
+    let bad = ActivityQuery {
+        q: Some("status=".into()),
+        ..q
+    };
+    assert!(matches!(
+        sim.client.list_activities(&bad).await,
+        Err(OfscError::Rejected { status: 400, .. })
+    ));
+}
+
+#[tokio::test]
+async fn parent_resource_lists_its_children() {
+    let sim = TestSim::start().await;
+    let (date, _) = sim.today_route("tech1").await;
+    let q = ActivityQuery {
+        resources: vec!["field-ops".into()],
+        date_from: Some(date.clone()),
+        date_to: Some(date),
+        ..Default::default()
+    };
+    let page = sim.client.list_activities(&q).await.unwrap();
+    let mut owners: Vec<String> = page
+        .items
+        .iter()
+        .filter_map(|a| a.resource_id.clone())
+        .collect();
+    owners.sort();
+    owners.dedup();
+    // Dates are per zone; at least tech1's activities are on this date.
+    assert!(owners.contains(&"tech1".to_string()));
+}
+
+#[tokio::test]
+async fn at_most_three_activity_lists_run_and_ten_queue() {
+    let sim = TestSim::start_with(AuthKind::Basic, Duration::from_secs(20)).await;
+    sim.faults(json!({"latencyMs": 400})).await;
+    let (date, _) = ("2026-01-01".to_string(), ());
+    let q = range(&date);
+    let calls = (0..14).map(|_| sim.client.list_activities(&q));
+    let results = futures_util::future::join_all(calls).await;
+    let refused: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+    assert_eq!(refused.len(), 1, "{results:?}");
+    assert!(matches!(
+        refused[0],
+        Err(OfscError::Throttled { status: 429, .. })
+    ));
+    let stats: Value = sim
+        .http
+        .get(sim.url("/__sim/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["activityListMaxRunning"], 3);
+    assert_eq!(stats["activityListRejected"], 1);
+}
+
+#[tokio::test]
+async fn create_get_patch_delete() {
+    let sim = TestSim::start().await;
+    let (date, _) = sim.today_route("tech2").await;
+    let draft = Activity {
+        activity_type: Some("REPAIR".into()),
+        resource_id: Some("tech2".into()),
+        date: Some(date.clone()),
+        customer_name: Some("Follow Up".into()),
+        ..Default::default()
+    };
+    let created = sim.client.create_activity(&draft).await.unwrap();
+    let id = created.activity_id.unwrap();
+    assert_eq!(created.status.as_deref(), Some("pending"));
+    assert_eq!(
+        created.resource_time_zone_iana.as_deref(),
+        Some("America/Chicago")
+    );
+    assert!(created.position_in_route.is_some());
+
+    let missing = Activity {
+        activity_type: Some("REPAIR".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        sim.client.create_activity(&missing).await,
+        Err(OfscError::Rejected { status: 400, .. })
+    ));
+
+    let patched = sim
+        .client
+        .update_activity(
+            id,
+            json!({"customerName": "Changed", "XA_NOTE": "gate code 1234"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.customer_name.as_deref(), Some("Changed"));
+    assert_eq!(
+        patched.properties.get("XA_NOTE"),
+        Some(&json!("gate code 1234"))
+    );
+    for forbidden in ["status", "date", "resourceId"] {
+        let mut body = Map::new();
+        body.insert(forbidden.into(), json!("x"));
+        let err = sim
+            .client
+            .update_activity(id, Value::Object(body))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, OfscError::Rejected { status: 400, .. }),
+            "{forbidden}: {err:?}"
+        );
+    }
+
+    sim.client.delete_activity(id).await.unwrap();
+    assert!(sim
+        .client
+        .get_activity(id)
+        .await
+        .unwrap_err()
+        .is_not_found());
+    assert!(matches!(
+        sim.client.get_activity(-1).await,
+        Err(OfscError::Rejected { status: 400, .. })
+    ));
+    assert!(sim
+        .client
+        .get_activity(999_999)
+        .await
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[tokio::test]
+async fn resources_one_and_list() {
+    let sim = TestSim::start().await;
+    let list = sim.client.list_resources(0, 100).await.unwrap();
+    let ids: Vec<_> = list.items.iter().map(|r| r.resource_id.as_str()).collect();
+    for want in ["tech1", "tech2", "tech3", "field-ops"] {
+        assert!(ids.contains(&want), "{ids:?}");
+    }
+    assert_eq!(list.total_results as usize, list.items.len());
+    let tech3 = sim.client.get_resource("tech3").await.unwrap();
+    assert_eq!(tech3.parent_resource_id.as_deref(), Some("field-ops"));
+    assert!(sim
+        .client
+        .get_resource("nobody")
+        .await
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[tokio::test]
+async fn inventory_install_deinstall_and_undo() {
+    let sim = TestSim::start().await;
+    let (date, items) = sim.today_route("tech1").await;
+    let van = sim.client.resource_inventories("tech1").await.unwrap();
+    let ont = van
+        .iter()
+        .find(|i| i.inventory_type == "ONT")
+        .unwrap()
+        .clone();
+    let cable = van
+        .iter()
+        .find(|i| i.inventory_type == "CAT6_M")
+        .unwrap()
+        .clone();
+    let job = items
+        .iter()
+        .find(|a| a.activity_type.as_deref() == Some("EXCH"))
+        .unwrap()
+        .activity_id
+        .unwrap();
+    let act = |q: Option<f64>| InventoryAction {
+        activity_id: Some(job),
+        quantity: q,
+        ..Default::default()
+    };
+
+    // Not started yet: refused.
+    assert!(sim
+        .client
+        .install_from_van("tech1", ont.inventory_id.unwrap(), &act(None))
+        .await
+        .is_err());
+    sim.activate("tech1", &date).await;
+    sim.client
+        .activity_action(job, "start", json!({}))
+        .await
+        .unwrap();
+
+    sim.client
+        .install_from_van("tech1", ont.inventory_id.unwrap(), &act(None))
+        .await
+        .unwrap();
+    sim.client
+        .install_from_van("tech1", cable.inventory_id.unwrap(), &act(Some(20.0)))
+        .await
+        .unwrap();
+    let over = sim
+        .client
+        .install_from_van("tech1", cable.inventory_id.unwrap(), &act(Some(1000.0)))
+        .await;
+    assert!(matches!(over, Err(OfscError::Rejected { status: 400, .. })));
+
+    let van_after = sim.client.resource_inventories("tech1").await.unwrap();
+    assert!(!van_after.iter().any(|i| i.inventory_id == ont.inventory_id));
+    let cable_left = van_after
+        .iter()
+        .find(|i| i.inventory_type == "CAT6_M")
+        .unwrap()
+        .quantity
+        .unwrap();
+    assert_eq!(cable_left, cable.quantity.unwrap() - 20.0);
+    let installed = sim
+        .client
+        .activity_inventories(job, "installedInventories")
+        .await
+        .unwrap();
+    assert_eq!(installed.len(), 2);
+    let installed_qty: f64 = installed
+        .iter()
+        .filter(|i| i.inventory_type == "CAT6_M")
+        .filter_map(|i| i.quantity)
+        .sum();
+    assert_eq!(
+        installed_qty + cable_left,
+        cable.quantity.unwrap(),
+        "cable is conserved"
+    );
+
+    let old = sim
+        .client
+        .activity_inventories(job, "customerInventories")
+        .await
+        .unwrap();
+    let old_id = old[0].inventory_id.unwrap();
+    sim.client
+        .inventory_action(old_id, "deinstall", &act(None))
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.client
+            .activity_inventories(job, "deinstalledInventories")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    sim.client
+        .inventory_action(old_id, "undoDeinstall", &act(None))
+        .await
+        .unwrap();
+    assert!(sim
+        .client
+        .activity_inventories(job, "deinstalledInventories")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(sim
+        .client
+        .inventory_action(old_id, "undoInstall", &act(None))
+        .await
+        .is_err());
+
+    let ont_id = ont.inventory_id.unwrap();
+    sim.client
+        .inventory_action(ont_id, "undoInstall", &act(None))
+        .await
+        .unwrap();
+    let ledger = sim.ledger().await;
+    let actions: Vec<&str> = ledger.iter().filter_map(|e| e["action"].as_str()).collect();
+    for want in ["install", "deinstall", "undoDeinstall", "undoInstall"] {
+        assert!(actions.contains(&want), "{actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn file_properties_bytes_metadata_and_the_5_mb_cap() {
+    let sim = TestSim::start().await;
+    let (_, items) = sim.today_route("tech1").await;
+    let id = items[0].activity_id.unwrap();
+    let png = bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\nfake");
+    sim.client
+        .put_file(id, "csign", png.clone(), "image/png", Some("sig.png"))
+        .await
+        .unwrap();
+    let meta = sim.client.file_meta(id, "csign").await.unwrap();
+    assert_eq!(
+        (meta.name.as_str(), meta.size, meta.media_type.as_str()),
+        ("sig.png", png.len() as u64, "image/png")
+    );
+    assert_eq!(sim.client.get_file(id, "csign").await.unwrap(), png);
+    let big = bytes::Bytes::from(vec![0u8; 5 * 1024 * 1024 + 1]);
+    assert!(matches!(
+        sim.client
+            .put_file(id, "photo", big, "image/jpeg", None)
+            .await,
+        Err(OfscError::Rejected { status: 400, .. })
+    ));
+    let resp = sim
+        .http
+        .delete(sim.url(&format!("/rest/ofscCore/v1/activities/{id}/csign")))
+        .basic_auth("fieldsync-demo@demo", Some("demo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(sim
+        .client
+        .file_meta(id, "csign")
+        .await
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[tokio::test]
+async fn positions_report_unknown_resources() {
+    let sim = TestSim::start().await;
+    let p = |r: &str| Position {
+        resource_id: r.into(),
+        time: "2026-01-01T10:00:00-05:00".into(),
+        lat: 40.7,
+        lng: -74.3,
+        acc: Some(8.0),
+    };
+    let result = sim
+        .client
+        .set_positions(&[p("tech1"), p("ghost")])
+        .await
+        .unwrap();
+    assert_eq!((result.items_processed, result.items_failed), (1, 1));
+    assert_eq!(result.errors[0]["resourceId"], "ghost");
+}
+
+#[tokio::test]
+async fn events_follow_actions_and_dispatcher_changes() {
+    let sim = TestSim::start().await;
+    let (date, items) = sim.today_route("tech1").await;
+    let sub = sim
+        .client
+        .subscribe(
+            &[
+                "activityStarted",
+                "activityMoved",
+                "activityCanceled",
+                "activityCreated",
+                "routeActivated",
+                "inventoryInstalled",
+            ],
+            "t",
+        )
+        .await
+        .unwrap();
+    sim.activate("tech1", &date).await;
+    let ids: Vec<i64> = items.iter().map(|a| a.activity_id.unwrap()).collect();
+    sim.client
+        .activity_action(ids[0], "start", json!({}))
+        .await
+        .unwrap();
+    sim.control(
+        "/__sim/dispatch",
+        json!({"action": "cancel", "activityId": ids[1]}),
+    )
+    .await;
+    sim.control(
+        "/__sim/dispatch",
+        json!({"action": "move", "activityId": ids[2], "resourceId": "tech2", "date": date}),
+    )
+    .await;
+    let added = sim
+        .control(
+            "/__sim/dispatch",
+            json!({"action": "add", "resourceId": "tech1", "date": date, "activityType": "REPAIR"}),
+        )
+        .await;
+    assert_eq!(added["status"], "pending");
+
+    let page = sim
+        .client
+        .events(&sub.subscription_id, Some(&sub.next_page), 100)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = page.items.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "routeActivated",
+            "activityStarted",
+            "activityCanceled",
+            "activityMoved",
+            "activityCreated"
+        ]
+    );
+    let moved = &page.items[3];
+    assert_eq!(
+        moved.activity_details.as_ref().unwrap()["resourceId"],
+        "tech2"
+    );
+    assert!(moved.move_details.is_some());
+    let again = sim
+        .client
+        .events(&sub.subscription_id, Some(&page.next_page), 100)
+        .await
+        .unwrap();
+    assert!(!again.found && again.items.is_empty());
+    assert_eq!(
+        again.next_page, page.next_page,
+        "nextPage stops changing when drained"
+    );
+
+    sim.control("/__sim/subscriptions/expire", json!({})).await;
+    assert!(sim
+        .client
+        .events(&sub.subscription_id, Some(&page.next_page), 100)
+        .await
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[tokio::test]
+async fn token_expiry_is_401_with_the_error_body_and_the_connector_refetches() {
+    let sim = TestSim::start().await;
+    let token = sim.client.fetch_token().await.unwrap();
+    assert_eq!(
+        (token.token_type.as_str(), token.expires_in),
+        ("bearer", 3600)
+    );
+    sim.client.get_resource("tech1").await.unwrap();
+    sim.control("/__sim/tokens/expire", json!({})).await;
+    let raw = sim
+        .http
+        .get(sim.url("/rest/ofscCore/v1/resources/tech1"))
+        .bearer_auth(&token.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 401);
+    let body: Value = raw.json().await.unwrap();
+    assert_eq!(body["status"], "401");
+    // The connector's cached token is dead too: it must fetch a new one and succeed.
+    sim.client.get_resource("tech1").await.unwrap();
+
+    sim.faults(json!({"tokenTtlSecs": 1})).await;
+    sim.client.invalidate_token().await;
+    sim.client.get_resource("tech1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    sim.client.get_resource("tech1").await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_refused() {
+    let sim = TestSim::start().await;
+    let resp = sim
+        .http
+        .get(sim.url("/rest/ofscCore/v1/resources"))
+        .basic_auth("fieldsync-demo@demo", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let token = sim
+        .http
+        .post(sim.url("/rest/oauthTokenService/v2/token"))
+        .basic_auth("other@demo", Some("demo"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 401);
+    let no_auth = sim
+        .http
+        .get(sim.url("/rest/ofscCore/v1/resources"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_auth.status(), 401);
+}
