@@ -52,6 +52,38 @@ pub struct Settings {
     pub ofsc: Option<TenantSettings>,
     pub demo: DemoSettings,
     pub sim: SimSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 key for access tokens. Absent: a random key is made at first start and kept in
+    /// the store, so tokens survive restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<Secret>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_days: i64,
+    pub login_window_secs: u64,
+    pub max_failures_per_user: usize,
+    pub max_failures_per_address: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_secret: None,
+            issuer: "fieldsync".into(),
+            audience: "fieldsync-devices".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_days: 30,
+            login_window_secs: 900,
+            max_failures_per_user: 5,
+            max_failures_per_address: 50,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

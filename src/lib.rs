@@ -2,7 +2,9 @@
 //! to Oracle Field Service exactly once and in order. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod directory;
 pub mod ofsc;
 pub mod sim;
 pub mod startup;

@@ -1,9 +1,11 @@
 //! The `fieldsync` binary: a thin command line over the library.
 
 use clap::{Parser, Subcommand};
+use fieldsync::auth::{users, Role};
 use fieldsync::config::{Settings, TenantSettings};
 use fieldsync::sim::{seed, Sim, SimServer};
 use fieldsync::startup::Application;
+use fieldsync::store::SledStore;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,6 +50,45 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
+    /// Manage users in the store (stop the service first: sled locks its directory).
+    Users {
+        /// Directory of the sled database (defaults to server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UsersCommand {
+    /// Add a user. The password is read from the first line of standard input.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        name: String,
+        /// technician, supervisor or admin
+        #[arg(long)]
+        role: Role,
+        /// The technician's OFSC resource id (a supervisor's own, if they do field work).
+        #[arg(long)]
+        resource: Option<String>,
+        /// Resources a supervisor oversees, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        oversees: Vec<String>,
+        /// A parent resource whose descendants a supervisor oversees.
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// List users (no hashes or secrets).
+    List,
+    /// Disable a user and revoke all their sessions.
+    Disable { username: String },
+    /// Set a new password (read from standard input); revokes existing sessions.
+    SetPassword { username: String },
+    /// Enroll TOTP and print the otpauth:// URI for an authenticator app.
+    EnrollTotp { username: String },
 }
 
 fn apply_serve_flags(
@@ -110,7 +151,90 @@ async fn main() -> ExitCode {
             seed,
             workers,
         } => run_sim(&listen, seed, workers).await,
+        Command::Users { data_dir, action } => {
+            let dir = data_dir.unwrap_or(settings.server.data_dir);
+            match manage_users(&dir, action) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
+}
+
+fn read_password() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(pw)
+}
+
+fn manage_users(dir: &std::path::Path, action: UsersCommand) -> Result<(), String> {
+    let store = SledStore::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    let s: &dyn fieldsync::store::Storage = &store;
+    match action {
+        UsersCommand::Add {
+            username,
+            name,
+            role,
+            resource,
+            oversees,
+            parent,
+        } => {
+            let password = read_password()?;
+            let u = users::add(
+                s,
+                users::NewUser {
+                    username,
+                    name,
+                    role,
+                    resource_id: resource,
+                    oversees,
+                    oversees_parent: parent,
+                    password,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            println!("added {} ({:?}, id {})", u.username, u.role, u.id);
+        }
+        UsersCommand::List => {
+            for u in users::list(s).map_err(|e| e.to_string())? {
+                println!(
+                    "{}\t{:?}\tresource={}\toversees={}{}\t{}{}",
+                    u.username,
+                    u.role,
+                    u.resource_id.as_deref().unwrap_or("-"),
+                    u.oversees.join(","),
+                    u.oversees_parent
+                        .map(|p| format!(" parent={p}"))
+                        .unwrap_or_default(),
+                    if u.disabled { "disabled" } else { "active" },
+                    if u.totp_secret.is_some() { " totp" } else { "" },
+                );
+            }
+        }
+        UsersCommand::Disable { username } => {
+            users::disable(s, &username).map_err(|e| e.to_string())?;
+            println!("disabled {username}; their sessions are revoked");
+        }
+        UsersCommand::SetPassword { username } => {
+            let password = read_password()?;
+            users::set_password(s, &username, &password).map_err(|e| e.to_string())?;
+            println!("password set for {username}; their sessions are revoked");
+        }
+        UsersCommand::EnrollTotp { username } => {
+            let uri = users::enroll_totp(s, &username).map_err(|e| e.to_string())?;
+            println!("{uri}");
+        }
+    }
+    fieldsync::store::Storage::flush_blocking(&store).map_err(|e| e.to_string())
 }
 
 async fn serve(settings: Settings) -> ExitCode {

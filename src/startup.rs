@@ -2,10 +2,15 @@
 //! `main` and the tests share one path, and tests can bind port 0.
 
 use crate::api;
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::tokens::TokenKeys;
+use crate::auth::users;
 use crate::config::{Settings, TenantSettings};
+use crate::directory::Directory;
 use crate::ofsc::OfscClient;
 use crate::sim::{seed, Sim, SimServer};
 use crate::store::{GroupCommit, SledStore, Storage};
+use crate::store::{StorageExt, Tree};
 use actix_web::{web, App, HttpServer};
 use chrono::{DateTime, Utc};
 use std::net::TcpListener;
@@ -67,6 +72,10 @@ pub struct AppState {
     pub commit: GroupCommit,
     pub ofsc: Arc<OfscClient>,
     pub ofsc_health: Arc<OfscHealth>,
+    pub keys: TokenKeys,
+    pub throttle: LoginThrottle,
+    pub refresh_ttl_days: i64,
+    pub directory: Arc<Directory>,
 }
 
 impl AppState {
@@ -115,6 +124,38 @@ impl Application {
             }
         };
         tracing::info!(base_url = %tenant.base_url, instance = %tenant.instance, auth = ?tenant.auth, "OFSC tenant");
+        let demo = tenant.client_id == "fieldsync-demo" && tenant.instance == "demo";
+        if demo {
+            let created = users::seed_demo(store.as_ref(), settings.demo.password.expose())
+                .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
+            let password_hint = if std::env::var_os("FIELDSYNC__DEMO__PASSWORD").is_some() {
+                "the value of FIELDSYNC__DEMO__PASSWORD"
+            } else {
+                "demo"
+            };
+            tracing::warn!(
+                newly_created = ?created,
+                "DEMO TENANT: demo logins tech1, tech2, tech3 (technicians), super1 (supervisor over all three), \
+                 admin; password: {password_hint}. Do not use this configuration in production."
+            );
+        }
+        let secret = jwt_secret(store.as_ref(), &settings)
+            .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
+        let keys = TokenKeys::new(
+            &secret,
+            &settings.auth.issuer,
+            &settings.auth.audience,
+            settings.auth.access_ttl_secs,
+        );
+        let throttle = LoginThrottle::new(
+            Duration::from_secs(settings.auth.login_window_secs),
+            settings.auth.max_failures_per_user,
+            settings.auth.max_failures_per_address,
+        );
+        let directory = Arc::new(
+            Directory::load(store.clone() as Arc<dyn Storage>)
+                .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?,
+        );
         let ofsc = Arc::new(
             OfscClient::new(tenant.client_config())
                 .map_err(|e| StartupError::Ofsc(e.to_string()))?,
@@ -123,6 +164,7 @@ impl Application {
         let probe = tokio::spawn(probe_ofsc(
             ofsc.clone(),
             ofsc_health.clone(),
+            directory.clone(),
             Duration::from_secs(settings.server.ofsc_probe_secs.max(1)),
         ));
 
@@ -131,6 +173,10 @@ impl Application {
             commit,
             ofsc,
             ofsc_health,
+            keys,
+            throttle,
+            refresh_ttl_days: settings.auth.refresh_ttl_days,
+            directory,
         });
         let listen = settings.server.listen.clone();
         let listener =
@@ -202,11 +248,32 @@ impl Application {
     }
 }
 
-/// Keeps readiness informed about OFSC reachability.
-async fn probe_ofsc(client: Arc<OfscClient>, health: Arc<OfscHealth>, every: Duration) {
+/// The access-token key: configured, or made once and kept in the store.
+fn jwt_secret(store: &SledStore, settings: &Settings) -> Result<Vec<u8>, crate::store::StoreError> {
+    if let Some(s) = &settings.auth.jwt_secret {
+        return Ok(s.expose().as_bytes().to_vec());
+    }
+    if let Some(hex_key) = store.get::<String>(Tree::META, b"jwt_secret")? {
+        if let Ok(k) = hex::decode(hex_key) {
+            return Ok(k);
+        }
+    }
+    let key: [u8; 32] = rand::random();
+    store.put(Tree::META, b"jwt_secret", &hex::encode(key))?;
+    store.flush_blocking()?;
+    Ok(key.to_vec())
+}
+
+/// Keeps readiness informed about OFSC reachability, refreshing the resource directory.
+async fn probe_ofsc(
+    client: Arc<OfscClient>,
+    health: Arc<OfscHealth>,
+    directory: Arc<Directory>,
+    every: Duration,
+) {
     loop {
-        let result = client
-            .list_resources(0, 1)
+        let result = directory
+            .refresh(&client)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string());

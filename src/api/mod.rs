@@ -1,7 +1,11 @@
 //! The device- and supervisor-facing HTTP API: one file per resource, one error mapping.
 
+mod admin;
+mod auth;
 mod health;
+mod me;
 pub mod problem;
+mod sessions;
 
 pub use problem::ApiError;
 
@@ -24,7 +28,21 @@ macro_rules! api_routes {
 api_routes! {
     get "/healthz" => health::healthz,
     get "/readyz" => health::readyz,
+    post "/sessions" => sessions::create,
+    post "/sessions/refresh" => sessions::refresh,
+    delete "/sessions" => sessions::delete,
+    get "/me" => me::me,
+    get "/resources/{resourceId}" => me::resource,
+    get "/admin/users" => admin::list_users,
 }
+
+/// Routes that need no access token; every other route must have authorization-matrix rows.
+pub const PUBLIC: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("post", "/sessions"),
+    ("post", "/sessions/refresh"),
+];
 
 /// Extractor configuration so malformed JSON, queries and paths get the problem envelope.
 pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body: usize) {

@@ -12,6 +12,12 @@ pub enum ApiError {
     BadRequest { code: &'static str, detail: String },
     #[error("the request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("{detail}")]
+    Unauthorized { code: &'static str, detail: String },
+    #[error("this role may not use {0}")]
+    Forbidden(String),
+    #[error("too many failed attempts; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("not found")]
     NotFound,
     #[error("the service is not ready: {0}")]
@@ -26,6 +32,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::Unauthorized { code, .. } => code,
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyRequests { .. } => "too-many-attempts",
             ApiError::NotFound => "not-found",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -36,6 +45,33 @@ impl ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError as A;
+        match e {
+            A::Unauthorized { code, detail } => ApiError::Unauthorized { code, detail },
+            A::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            A::Forbidden(what) => ApiError::Forbidden(what),
+            A::NotFound => ApiError::NotFound,
+            A::Invalid(detail) => ApiError::BadRequest {
+                code: "invalid-body",
+                detail,
+            },
+            A::Store(e) => ApiError::Internal(e.to_string()),
+            A::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::auth::policy::Denied> for ApiError {
+    fn from(d: crate::auth::policy::Denied) -> Self {
+        match d {
+            crate::auth::policy::Denied::NotFound => ApiError::NotFound,
+            crate::auth::policy::Denied::Forbidden(what) => ApiError::Forbidden(what.to_string()),
+        }
     }
 }
 
@@ -69,6 +105,9 @@ impl ResponseError for ApiError {
             } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,7 +119,17 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(cause) = self {
             tracing::error!(%cause, "internal error");
         }
-        HttpResponse::build(status)
+        let mut builder = HttpResponse::build(status);
+        match self {
+            ApiError::TooManyRequests { retry_after_secs } => {
+                builder.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            ApiError::Unauthorized { .. } => {
+                builder.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ => {}
+        }
+        builder
             .content_type("application/problem+json")
             .json(json!({
                 "type": format!("https://fieldsync.dev/problems/{}", self.code()),

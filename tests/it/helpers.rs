@@ -104,3 +104,120 @@ pub fn action_body(action: &str) -> Value {
         _ => json!({}),
     }
 }
+
+/// The test JWT key, so tests can forge tokens with the right and wrong keys.
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+
+/// A running service on port 0 with its own data dir and embedded simulator.
+pub struct TestApp {
+    pub port: u16,
+    pub http: reqwest::Client,
+    pub state: actix_web::web::Data<fieldsync::startup::AppState>,
+    pub _dir: tempfile::TempDir,
+}
+
+/// A signed-in device.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+    pub device: String,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn spawn(configure: impl FnOnce(&mut fieldsync::config::Settings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = fieldsync::config::Settings::default();
+        settings.server.listen = "127.0.0.1:0".into();
+        settings.server.data_dir = dir.path().join("data");
+        settings.server.workers = 2;
+        settings.server.ofsc_probe_secs = 1;
+        settings.auth.jwt_secret = Some(fieldsync::config::Secret::new(JWT_SECRET));
+        configure(&mut settings);
+        let app = fieldsync::startup::Application::build(settings)
+            .await
+            .unwrap();
+        let port = app.port();
+        let state = app.state();
+        tokio::spawn(app.run_until_stopped());
+        let t = TestApp {
+            port,
+            http: reqwest::Client::new(),
+            state,
+            _dir: dir,
+        };
+        t.wait_for_directory().await;
+        t
+    }
+
+    /// The resource directory is filled by the first OFSC probe.
+    async fn wait_for_directory(&self) {
+        for _ in 0..100 {
+            if self.state.ofsc_health.snapshot().reached {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn try_login(
+        &self,
+        user: &str,
+        password: &str,
+        device: &str,
+        totp: Option<&str>,
+    ) -> reqwest::Response {
+        let mut body = json!({"username": user, "password": password, "deviceId": device});
+        if let Some(code) = totp {
+            body["totp"] = json!(code);
+        }
+        self.http
+            .post(self.url("/sessions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, user: &str) -> Session {
+        let device = format!("{user}-phone");
+        let resp = self.try_login(user, "demo", &device, None).await;
+        assert_eq!(resp.status(), 201, "login {user}");
+        let body: Value = resp.json().await.unwrap();
+        Session {
+            access: body["accessToken"].as_str().unwrap().into(),
+            refresh: body["refreshToken"].as_str().unwrap().into(),
+            device,
+            body,
+        }
+    }
+
+    pub async fn refresh(&self, refresh: &str, device: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/sessions/refresh"))
+            .json(&json!({"refreshToken": refresh, "deviceId": device}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+}

@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod matrix;
 mod service;
+mod sessions;
 mod sim_api;
 mod sim_faults;
 mod sim_lifecycle;

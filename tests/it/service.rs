@@ -1,45 +1,9 @@
 //! The service itself: startup on port 0, probes, the problem envelope, and the binary's CLI.
 
-use fieldsync::config::{Settings, TenantSettings};
-use fieldsync::startup::Application;
+use crate::helpers::TestApp;
+use fieldsync::config::TenantSettings;
 use serde_json::Value;
 use std::time::Duration;
-
-pub struct TestApp {
-    pub port: u16,
-    pub http: reqwest::Client,
-    pub _dir: tempfile::TempDir,
-}
-
-impl TestApp {
-    pub async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::default();
-        settings.server.listen = "127.0.0.1:0".into();
-        settings.server.data_dir = dir.path().join("data");
-        settings.server.workers = 2;
-        settings.server.ofsc_probe_secs = 1;
-        configure(&mut settings);
-        let app = Application::build(settings).await.unwrap();
-        let port = app.port();
-        tokio::spawn(app.run_until_stopped());
-        TestApp {
-            port,
-            http: reqwest::Client::new(),
-            _dir: dir,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-
-    pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let resp = self.http.get(self.url(path)).send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-}
 
 #[tokio::test]
 async fn embedded_default_is_ready_with_the_simulator() {
@@ -151,4 +115,93 @@ fn ofsc_sim_subcommand_serves_the_demo_tenant() {
     let _ = child.wait();
     assert_eq!(status, Some(200));
     assert_eq!(ledger.ok(), Some(200));
+}
+
+fn fieldsync(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fieldsync"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn users_cli_manages_users_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let add = [
+        "users",
+        "--data-dir",
+        d,
+        "add",
+        "--username",
+        "dana",
+        "--name",
+        "Dana Lead",
+        "--role",
+        "supervisor",
+        "--parent",
+        "field-ops",
+    ];
+    let (ok, out, err) = fieldsync(&add, Some("s3cret-pass\n"));
+    assert!(ok, "{err}");
+    assert!(out.contains("added dana"));
+    let (ok, _, err) = fieldsync(&add, Some("again\n"));
+    assert!(!ok && err.contains("already exists"));
+    let bad = [
+        "users",
+        "--data-dir",
+        d,
+        "add",
+        "--username",
+        "t",
+        "--name",
+        "T",
+        "--role",
+        "technician",
+    ];
+    assert!(
+        !fieldsync(&bad, Some("pw12\n")).0,
+        "a technician needs a resource"
+    );
+    let (ok, out, _) = fieldsync(&["users", "--data-dir", d, "enroll-totp", "dana"], None);
+    assert!(
+        ok && out.starts_with("otpauth://totp/fieldsync:dana?"),
+        "{out}"
+    );
+    let (ok, _, _) = fieldsync(
+        &["users", "--data-dir", d, "set-password", "dana"],
+        Some("new-pass\n"),
+    );
+    assert!(ok);
+    let (ok, _, _) = fieldsync(&["users", "--data-dir", d, "disable", "dana"], None);
+    assert!(ok);
+    let (ok, out, _) = fieldsync(&["users", "--data-dir", d, "list"], None);
+    assert!(ok);
+    assert!(
+        out.contains("dana")
+            && out.contains("parent=field-ops")
+            && out.contains("disabled")
+            && out.contains("totp"),
+        "{out}"
+    );
+    assert!(!out.contains("argon2"), "never prints hashes");
+    assert!(!fieldsync(&["users", "--data-dir", d, "disable", "nobody"], None).0);
 }

@@ -1,0 +1,74 @@
+//! The `Principal` extractor: bearer access token → verified claims → live session and user.
+
+use super::ApiError;
+use crate::auth::{refresh, users, AuthError, Principal};
+use crate::startup::AppState;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use std::future::{ready, Ready};
+
+fn unauthorized(code: &'static str, detail: &str) -> ApiError {
+    ApiError::Unauthorized {
+        code,
+        detail: detail.into(),
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| unauthorized("missing-token", "a bearer access token is required"))?;
+    let claims = state.keys.verify(token.trim())?;
+    let store = state.store.as_ref();
+    let family = refresh::family(store, &claims.fam)?
+        .ok_or_else(|| unauthorized("session-revoked", "the session does not exist"))?;
+    let user = users::get(store, &family.username)?
+        .ok_or_else(|| unauthorized("session-revoked", "the user no longer exists"))?;
+    if family.revoked.is_some()
+        || user.disabled
+        || user.epoch != family.epoch
+        || user.id != claims.sub
+    {
+        return Err(AuthError::unauthorized("session-revoked", "the session was revoked").into());
+    }
+    if let Some(device) = req
+        .headers()
+        .get("x-device-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        if device != claims.did {
+            return Err(unauthorized(
+                "device-mismatch",
+                "the access token was issued to another device",
+            ));
+        }
+    }
+    Ok(Principal {
+        user_id: user.id,
+        username: user.username,
+        name: user.name,
+        role: user.role,
+        resource_id: user.resource_id,
+        oversees: user.oversees,
+        oversees_parent: user.oversees_parent,
+        device_id: claims.did,
+        family: claims.fam,
+    })
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Principal, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}

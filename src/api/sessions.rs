@@ -1,0 +1,158 @@
+//! `POST /sessions`, `POST /sessions/refresh`, `DELETE /sessions`.
+
+use super::ApiError;
+use crate::auth::refresh::{self, Pair};
+use crate::auth::totp::{self, TotpCheck};
+use crate::auth::users::{self, User};
+use crate::auth::{password, AuthError, Principal};
+use crate::startup::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Login {
+    username: String,
+    password: String,
+    device_id: String,
+    #[serde(default)]
+    totp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Refresh {
+    refresh_token: String,
+    device_id: String,
+}
+
+fn check_device(device: &str) -> Result<(), ApiError> {
+    if device.is_empty() || device.len() > 128 || device.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest {
+            code: "invalid-device-id",
+            detail: "deviceId must be 1-128 printable characters".into(),
+        });
+    }
+    Ok(())
+}
+
+fn session_body(state: &AppState, pair: &Pair, user: &User) -> serde_json::Value {
+    json!({
+        "accessToken": pair.access_token,
+        "refreshToken": pair.refresh_token,
+        "expiresIn": (pair.claims.exp - chrono::Utc::now().timestamp()).max(0).min(state.keys.access_ttl_secs),
+        "tokenType": "Bearer",
+        "user": {"id": user.id, "role": user.role, "resourceId": user.resource_id, "name": user.name},
+    })
+}
+
+fn bad_credentials() -> ApiError {
+    ApiError::Unauthorized {
+        code: "invalid-credentials",
+        detail: "the username or password is wrong".into(),
+    }
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Login>,
+) -> Result<HttpResponse, ApiError> {
+    let login = body.into_inner();
+    check_device(&login.device_id)?;
+    let addr = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    state
+        .throttle
+        .check(&login.username, &addr)
+        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
+    let user = users::get(state.store.as_ref(), &login.username)?;
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| password::decoy().to_string());
+    let pw = login.password.clone();
+    let matches = web::block(move || password::verify(&pw, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let user = match user {
+        Some(u) if matches && !u.disabled => u,
+        _ => {
+            state.throttle.record_failure(&login.username, &addr);
+            return Err(bad_credentials());
+        }
+    };
+    if let Some(secret) = &user.totp_secret {
+        let Some(code) = login.totp.as_deref() else {
+            return Err(ApiError::Unauthorized {
+                code: "mfa-required",
+                detail: "a TOTP code is required for this user".into(),
+            });
+        };
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        match totp::check(secret, code, user.totp_last_step, now) {
+            TotpCheck::Valid(step) => {
+                users::record_totp_step(state.store.as_ref(), &user.username, step)?
+            }
+            TotpCheck::Replayed => {
+                return Err(ApiError::Unauthorized {
+                    code: "totp-replayed",
+                    detail: "this TOTP code was already used".into(),
+                })
+            }
+            TotpCheck::Invalid => {
+                state.throttle.record_failure(&login.username, &addr);
+                return Err(ApiError::Unauthorized {
+                    code: "invalid-totp",
+                    detail: "the TOTP code is wrong".into(),
+                });
+            }
+        }
+    }
+    state.throttle.record_success(&login.username);
+    let ttl = chrono::Duration::days(state.refresh_ttl_days);
+    let pair = refresh::start(
+        state.store.as_ref(),
+        &state.keys,
+        &user,
+        &login.device_id,
+        ttl,
+    )?;
+    state.commit.flush().await?;
+    tracing::info!(user = %user.username, device = %login.device_id, "session started");
+    Ok(HttpResponse::Created().json(session_body(&state, &pair, &user)))
+}
+
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<Refresh>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    check_device(&body.device_id)?;
+    let store = state.store.as_ref();
+    let epoch_of = |username: &str| -> Result<Option<u32>, AuthError> {
+        Ok(users::get(store, username)?
+            .filter(|u| !u.disabled)
+            .map(|u| u.epoch))
+    };
+    let pair = refresh::rotate(
+        store,
+        &state.keys,
+        &body.refresh_token,
+        &body.device_id,
+        epoch_of,
+    )?;
+    state.commit.flush().await?;
+    let family = refresh::family(store, &pair.claims.fam)?.ok_or(ApiError::NotFound)?;
+    let user = users::get(store, &family.username)?.ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(session_body(&state, &pair, &user)))
+}
+
+pub async fn delete(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+    refresh::revoke(state.store.as_ref(), &who.family, "signed out")?;
+    state.commit.flush().await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,40 @@
+//! Sessions and access: users, passwords, TOTP, access JWTs, refresh-token families, login
+//! throttling, and the one policy that decides who may touch what.
+
+pub mod password;
+pub mod policy;
+pub mod refresh;
+pub mod throttle;
+pub mod tokens;
+pub mod totp;
+pub mod users;
+
+pub use policy::{Function, Principal, Role};
+
+/// Errors of the auth layer; `api/problem.rs` maps them to HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{detail}")]
+    Unauthorized { code: &'static str, detail: String },
+    #[error("too many failed attempts; retry in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl AuthError {
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        AuthError::Unauthorized {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
