@@ -3,8 +3,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod directory;
+pub mod domain;
 pub mod ofsc;
 pub mod sim;
 pub mod startup;

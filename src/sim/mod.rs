@@ -13,4 +13,4 @@ pub mod seed;
 
 pub use faults::FaultConfig;
 pub use http::{Sim, SimServer};
-pub use model::{LedgerEntry, SimError, Tenant};
+pub use model::{Call, LedgerEntry, SimError, Tenant};

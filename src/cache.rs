@@ -1,0 +1,202 @@
+//! The sled cache of OFSC routes and activities: what devices read, fresh when OFSC answers,
+//! still there when it does not.
+
+use crate::ofsc::wire::Activity;
+use crate::ofsc::{OfscClient, OfscError};
+use crate::store::keys::KeyBuf;
+use crate::store::{Storage, StorageExt, StoreError, Tree, TxExt};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const ACTIVITIES: Tree = Tree("cache_activities");
+pub const ROUTES: Tree = Tree("cache_routes");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedRoute {
+    pub resource_id: String,
+    pub date: String,
+    /// Resource-local activation time when OFSC reports the route activated.
+    pub route_start_time: Option<String>,
+    pub activity_ids: Vec<i64>,
+    pub fetched_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedActivity {
+    pub activity: Activity,
+    pub fetched_at: DateTime<Utc>,
+}
+
+pub fn route_key(resource: &str, date: &str) -> Vec<u8> {
+    KeyBuf::new().str(resource).str(date).finish()
+}
+
+pub fn activity_key(id: i64) -> [u8; 8] {
+    (id as u64).to_be_bytes()
+}
+
+/// Reads through to OFSC and keeps what it got.
+pub struct Cache {
+    store: Arc<dyn Storage>,
+    ofsc: Arc<OfscClient>,
+    max_age: Duration,
+    refreshing: Mutex<HashSet<Vec<u8>>>,
+}
+
+/// A route as served: from the cache, with how fresh it is.
+#[derive(Debug, Clone)]
+pub struct RouteRead {
+    pub route: CachedRoute,
+    pub activities: Vec<Activity>,
+    /// The last attempt to refresh from OFSC failed.
+    pub stale: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("OFSC: {0}")]
+    Ofsc(#[from] OfscError),
+}
+
+impl Cache {
+    pub fn new(store: Arc<dyn Storage>, ofsc: Arc<OfscClient>, max_age: Duration) -> Self {
+        Cache {
+            store,
+            ofsc,
+            max_age,
+            refreshing: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn activity(&self, id: i64) -> Result<Option<CachedActivity>, StoreError> {
+        self.store.get(ACTIVITIES, &activity_key(id))
+    }
+
+    pub fn cached_route(
+        &self,
+        resource: &str,
+        date: &str,
+    ) -> Result<Option<(CachedRoute, Vec<Activity>)>, StoreError> {
+        let Some(route) = self
+            .store
+            .get::<CachedRoute>(ROUTES, &route_key(resource, date))?
+        else {
+            return Ok(None);
+        };
+        let mut activities = Vec::with_capacity(route.activity_ids.len());
+        for id in &route.activity_ids {
+            if let Some(a) = self.activity(*id)? {
+                activities.push(a.activity);
+            }
+        }
+        Ok(Some((route, activities)))
+    }
+
+    /// Fetches the route from OFSC and replaces the cached copy in one transaction.
+    pub async fn fetch_route(
+        &self,
+        resource: &str,
+        date: &str,
+    ) -> Result<(CachedRoute, Vec<Activity>), CacheError> {
+        let route = self.ofsc.get_route(resource, date).await?;
+        let now = Utc::now();
+        let cached = CachedRoute {
+            resource_id: resource.to_string(),
+            date: date.to_string(),
+            route_start_time: route.route_start_time.clone(),
+            activity_ids: route.items.iter().filter_map(|a| a.activity_id).collect(),
+            fetched_at: now,
+        };
+        let key = route_key(resource, date);
+        self.store.transact(&[ROUTES, ACTIVITIES], &|tx| {
+            for a in &route.items {
+                if let Some(id) = a.activity_id {
+                    tx.put(
+                        ACTIVITIES,
+                        &activity_key(id),
+                        &CachedActivity {
+                            activity: a.clone(),
+                            fetched_at: now,
+                        },
+                    )?;
+                }
+            }
+            tx.put(ROUTES, &key, &cached)
+        })?;
+        Ok((cached, route.items))
+    }
+
+    /// Stores one activity as OFSC returned it (after a replayed action or an event).
+    pub fn put_activity(&self, activity: &Activity) -> Result<(), StoreError> {
+        let Some(id) = activity.activity_id else {
+            return Ok(());
+        };
+        self.store.put(
+            ACTIVITIES,
+            &activity_key(id),
+            &CachedActivity {
+                activity: activity.clone(),
+                fetched_at: Utc::now(),
+            },
+        )
+    }
+
+    /// Serves the cached route, fetching it when absent and refreshing it in the background
+    /// when older than the configured age. With OFSC down the cached copy is served as stale.
+    pub async fn read_route(
+        self: &Arc<Self>,
+        resource: &str,
+        date: &str,
+        ofsc_ok: bool,
+    ) -> Result<RouteRead, CacheError> {
+        match self.cached_route(resource, date)? {
+            Some((route, activities)) => {
+                let age = Utc::now() - route.fetched_at;
+                let old = age.to_std().map(|a| a > self.max_age).unwrap_or(false);
+                if old {
+                    self.refresh_in_background(resource, date);
+                }
+                Ok(RouteRead {
+                    stale: old && !ofsc_ok,
+                    route,
+                    activities,
+                })
+            }
+            None => {
+                let (route, activities) = self.fetch_route(resource, date).await?;
+                Ok(RouteRead {
+                    route,
+                    activities,
+                    stale: false,
+                })
+            }
+        }
+    }
+
+    fn refresh_in_background(self: &Arc<Self>, resource: &str, date: &str) {
+        let key = route_key(resource, date);
+        {
+            let mut busy = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            if !busy.insert(key.clone()) {
+                return;
+            }
+        }
+        let (this, resource, date) = (self.clone(), resource.to_string(), date.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = this.fetch_route(&resource, &date).await {
+                tracing::warn!(%resource, %date, error = %e, "background route refresh failed");
+            }
+            this.refreshing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        });
+    }
+}
