@@ -148,6 +148,26 @@ impl Cache {
         )
     }
 
+    /// Records that the route was activated (after the activation op applied), so the
+    /// device's view stops asking for another activation before the next refresh.
+    pub fn mark_route_activated(
+        &self,
+        resource: &str,
+        date: &str,
+        local_time: &str,
+    ) -> Result<(), StoreError> {
+        let key = route_key(resource, date);
+        self.store.transact(&[ROUTES], &|tx| {
+            if let Some(mut r) = tx.get::<CachedRoute>(ROUTES, &key)? {
+                if r.route_start_time.is_none() {
+                    r.route_start_time = Some(local_time.to_string());
+                    tx.put(ROUTES, &key, &r)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Serves the cached route, fetching it when absent and refreshing it in the background
     /// when older than the configured age. With OFSC down the cached copy is served as stale.
     pub async fn read_route(

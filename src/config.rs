@@ -53,6 +53,60 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub sim: SimSettings,
     pub auth: AuthSettings,
+    pub cache: CacheSettings,
+    pub replay: ReplaySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// A cached route older than this is refreshed in the background when read.
+    pub route_max_age_secs: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            route_max_age_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplaySettings {
+    /// Routes replayed to OFSC at once.
+    pub max_lanes: usize,
+    /// Attempts before an op is dead.
+    pub max_attempts: u32,
+    /// Age after which a failing op is dead.
+    pub max_age_hours: u64,
+    pub base_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for ReplaySettings {
+    fn default() -> Self {
+        ReplaySettings {
+            max_lanes: 16,
+            max_attempts: 25,
+            max_age_hours: 72,
+            base_backoff_ms: 200,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+impl ReplaySettings {
+    pub fn to_config(&self) -> crate::replay::ReplayConfig {
+        crate::replay::ReplayConfig {
+            max_lanes: self.max_lanes,
+            max_attempts: self.max_attempts,
+            max_age: Duration::from_secs(self.max_age_hours * 3600),
+            base_backoff: Duration::from_millis(self.base_backoff_ms),
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,9 +5,11 @@ use crate::api;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenKeys;
 use crate::auth::users;
+use crate::cache::Cache;
 use crate::config::{Settings, TenantSettings};
 use crate::directory::Directory;
 use crate::ofsc::OfscClient;
+use crate::replay::Replayer;
 use crate::sim::{seed, Sim, SimServer};
 use crate::store::{GroupCommit, SledStore, Storage};
 use crate::store::{StorageExt, Tree};
@@ -76,6 +78,23 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     pub refresh_ttl_days: i64,
     pub directory: Arc<Directory>,
+    pub cache: Arc<Cache>,
+    pub replayer: Arc<Replayer>,
+    pub lanes: LaneLocks,
+}
+
+/// Serializes validate-then-write per route, so two writes cannot both pass the lifecycle
+/// check against the same view.
+#[derive(Default)]
+pub struct LaneLocks(Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl LaneLocks {
+    pub fn lock(&self, resource: &str, date: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(format!("{resource}\u{0}{date}"))
+            .or_default()
+            .clone()
+    }
 }
 
 impl AppState {
@@ -91,6 +110,7 @@ pub struct Application {
     sim: Option<SimServer>,
     state: web::Data<AppState>,
     probe: tokio::task::JoinHandle<()>,
+    replay_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -168,6 +188,20 @@ impl Application {
             Duration::from_secs(settings.server.ofsc_probe_secs.max(1)),
         ));
 
+        let cache = Arc::new(Cache::new(
+            store.clone() as Arc<dyn Storage>,
+            ofsc.clone(),
+            Duration::from_secs(settings.cache.route_max_age_secs),
+        ));
+        let replayer = Replayer::new(
+            store.clone() as Arc<dyn Storage>,
+            commit.clone(),
+            ofsc.clone(),
+            cache.clone(),
+            directory.clone(),
+            settings.replay.to_config(),
+        );
+        let replay_task = replayer.start();
         let state = web::Data::new(AppState {
             store,
             commit,
@@ -177,6 +211,9 @@ impl Application {
             throttle,
             refresh_ttl_days: settings.auth.refresh_ttl_days,
             directory,
+            cache,
+            replayer,
+            lanes: LaneLocks::default(),
         });
         let listen = settings.server.listen.clone();
         let listener =
@@ -213,6 +250,7 @@ impl Application {
             sim,
             state,
             probe,
+            replay_task,
         })
     }
 
@@ -241,6 +279,7 @@ impl Application {
             }
         };
         self.probe.abort();
+        self.replay_task.abort();
         if let Err(e) = self.state.commit.flush().await {
             tracing::error!(error = %e, "final flush failed");
         }

@@ -1,10 +1,14 @@
 //! The device- and supervisor-facing HTTP API: one file per resource, one error mapping.
 
+mod activities;
 mod admin;
 mod auth;
 mod health;
 mod me;
+mod ops;
+mod present;
 pub mod problem;
+mod routes;
 mod sessions;
 
 pub use problem::ApiError;
@@ -34,6 +38,10 @@ api_routes! {
     get "/me" => me::me,
     get "/resources/{resourceId}" => me::resource,
     get "/admin/users" => admin::list_users,
+    get "/routes/{date}" => routes::get,
+    get "/activities/{activityId}" => activities::get_one,
+    patch "/activities/{activityId}/status" => activities::set_status,
+    get "/ops/{opId}" => ops::get,
 }
 
 /// Routes that need no access token; every other route must have authorization-matrix rows.

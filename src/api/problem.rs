@@ -20,6 +20,15 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("not found")]
     NotFound,
+    #[error("{detail}")]
+    InvalidTransition {
+        detail: String,
+        allowed: Vec<String>,
+    },
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("OFSC is unreachable and nothing is cached: {0}")]
+    OfscUnavailable(String),
     #[error("the service is not ready: {0}")]
     Unavailable(String),
     /// Anything unexpected. The cause is logged, never sent.
@@ -36,6 +45,9 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TooManyRequests { .. } => "too-many-attempts",
             ApiError::NotFound => "not-found",
+            ApiError::InvalidTransition { .. } => "invalid-transition",
+            ApiError::IdempotencyKeyReused => "idempotency-key-reused",
+            ApiError::OfscUnavailable(_) => "ofsc-unavailable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -109,6 +121,9 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::InvalidTransition { .. } => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::OfscUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -129,15 +144,17 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        builder
-            .content_type("application/problem+json")
-            .json(json!({
-                "type": format!("https://fieldsync.dev/problems/{}", self.code()),
-                "title": status.canonical_reason().unwrap_or("Error"),
-                "status": status.as_u16(),
-                "detail": self.to_string(),
-                "code": self.code(),
-            }))
+        let mut body = json!({
+            "type": format!("https://fieldsync.dev/problems/{}", self.code()),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+            "code": self.code(),
+        });
+        if let ApiError::InvalidTransition { allowed, .. } = self {
+            body["allowed"] = json!(allowed);
+        }
+        builder.content_type("application/problem+json").json(body)
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 const CORE: &str = "/rest/ofscCore/v1";
 const TOKEN_PATH: &str = "/rest/oauthTokenService/v2/token";
-/// Tokens are refetched this long before OFSC says they expire.
+/// Tokens are refetched this long before OFSC says they expire (or a tenth of a short life).
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 
 /// How the connector authenticates.
@@ -141,7 +141,7 @@ impl OfscClient {
         let value = token.access_token;
         *cached = Some(CachedToken {
             value: value.clone(),
-            expires: Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN),
+            expires: Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN.min(lifetime / 10)),
         });
         Ok(format!("Bearer {value}"))
     }

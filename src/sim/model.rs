@@ -297,10 +297,14 @@ impl Tenant {
         let a = self.activity(id)?.clone();
         let status = a.status.clone().unwrap_or_default();
         rules::check(action, &status, &self.route_facts(&a)).map_err(SimError::bad_request)?;
-        let time = if action.is_timed() {
-            Some(self.action_time(&a, body, action)?)
-        } else {
+        // A dispatcher's change is not the technician's work on the route: it neither checks
+        // nor moves the route's action clock.
+        let time = if !action.is_timed() {
             None
+        } else if call.source == "dispatcher" {
+            Some(self.now_local(a.resource_id.as_deref().unwrap_or_default()))
+        } else {
+            Some(self.action_time(&a, body, action)?)
         };
         let time_s = time.map(|t| t.format(LOCAL_FORMAT).to_string());
         let key = (
@@ -382,7 +386,7 @@ impl Tenant {
             Action::StopTravel | Action::Cancel | Action::Delete => {}
         }
         self.activities.insert(id, updated);
-        if let Some(t) = time {
+        if let (Some(t), "api") = (time, call.source) {
             self.routes.entry(key).or_default().last_action = Some(t);
         }
         self.log(call, Some(id), Some(action.name()), time_s);

@@ -102,6 +102,8 @@ pub trait Storage: Send + Sync + 'static {
     fn flush_blocking(&self) -> Result<(), StoreError>;
     /// Cheap liveness check used by readiness.
     fn check(&self) -> Result<(), StoreError>;
+    /// A new id, strictly greater than every id returned before, also across restarts.
+    fn next_id(&self) -> Result<u64, StoreError>;
 }
 
 /// Typed helpers over any [`Storage`].

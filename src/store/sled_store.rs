@@ -173,6 +173,11 @@ impl Storage for SledStore {
         self.tree(Tree::META)?.get(b"__ready")?;
         Ok(())
     }
+
+    fn next_id(&self) -> Result<u64, StoreError> {
+        // sled persists a reserved block of ids, so ids stay monotonic after a crash.
+        Ok(self.db.generate_id()? + 1)
+    }
 }
 
 #[cfg(test)]

@@ -127,6 +127,9 @@ pub struct Session {
 
 impl TestApp {
     pub async fn spawn(configure: impl FnOnce(&mut fieldsync::config::Settings)) -> TestApp {
+        if std::env::var_os("TEST_LOG").is_some() {
+            fieldsync::telemetry::init();
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut settings = fieldsync::config::Settings::default();
         settings.server.listen = "127.0.0.1:0".into();
@@ -219,5 +222,110 @@ impl TestApp {
             req = req.bearer_auth(t);
         }
         req.send().await.unwrap()
+    }
+}
+
+/// A service pointed at its own simulator on port 0 (so tests can inject faults), with
+/// short timeouts and backoffs.
+pub struct Stack {
+    pub app: TestApp,
+    pub sim: TestSim,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut fieldsync::config::Settings)) -> Stack {
+        let sim = TestSim::start().await;
+        let url = sim.server.url();
+        let app = TestApp::spawn(|s| {
+            let mut tenant = TenantSettings::demo_at(&url);
+            tenant.timeout_secs = 1;
+            tenant.connect_timeout_secs = 1;
+            s.ofsc = Some(tenant);
+            s.replay.base_backoff_ms = 20;
+            s.replay.max_backoff_ms = 400;
+            s.replay.max_attempts = 200;
+            configure(s);
+        })
+        .await;
+        Stack { app, sim }
+    }
+
+    pub async fn status(
+        &self,
+        s: &Session,
+        activity: i64,
+        status: &str,
+        key: &str,
+    ) -> (u16, Value) {
+        self.status_body(s, activity, json!({ "status": status }), key)
+            .await
+    }
+
+    pub async fn status_body(
+        &self,
+        s: &Session,
+        activity: i64,
+        body: Value,
+        key: &str,
+    ) -> (u16, Value) {
+        let resp = self
+            .app
+            .http
+            .patch(self.app.url(&format!("/activities/{activity}/status")))
+            .bearer_auth(&s.access)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        (code, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn route(&self, s: &Session, date: &str) -> Value {
+        let resp = self
+            .app
+            .call("get", &format!("/routes/{date}"), Some(&s.access))
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn op(&self, s: &Session, op_id: &str) -> Value {
+        self.app
+            .call("get", &format!("/ops/{op_id}"), Some(&s.access))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every op in `ids` left the queue; returns their final records.
+    pub async fn settle(&self, s: &Session, ids: &[String], within: Duration) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let mut all = Vec::new();
+            for id in ids {
+                all.push(self.op(s, id).await);
+            }
+            if all
+                .iter()
+                .all(|o| !matches!(o["state"].as_str(), Some("queued" | "sending")))
+            {
+                return all;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ops still queued: {:?}",
+                all.iter()
+                    .filter(|o| matches!(o["state"].as_str(), Some("queued" | "sending")))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

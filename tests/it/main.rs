@@ -10,4 +10,5 @@ mod sim_api;
 mod sim_faults;
 mod sim_lifecycle;
 mod spec;
+mod status;
 mod tidy;

@@ -45,7 +45,137 @@ const MATRIX: &[Row] = &[
     Row("get", "/admin/users", Tech, NoObject, 403),
     Row("get", "/admin/users", Super, NoObject, 403),
     Row("get", "/admin/users", Admin, NoObject, 200),
+    Row("get", "/routes/{date}", Tech, Own, 200),
+    Row("get", "/routes/{date}", Tech, OtherTech, 404),
+    Row("get", "/routes/{date}", Tech, NotSupervised, 404),
+    Row("get", "/routes/{date}", Super, Own, 200),
+    Row("get", "/routes/{date}", Super, Supervised, 200),
+    Row("get", "/routes/{date}", Super, NotSupervised, 404),
+    Row("get", "/routes/{date}", Admin, Supervised, 200),
+    Row("get", "/routes/{date}", Admin, NotSupervised, 200),
+    Row("get", "/activities/{activityId}", Tech, Own, 200),
+    Row("get", "/activities/{activityId}", Tech, OtherTech, 404),
+    Row("get", "/activities/{activityId}", Super, Supervised, 200),
+    Row("get", "/activities/{activityId}", Super, NotSupervised, 404),
+    Row("get", "/activities/{activityId}", Admin, NotSupervised, 200),
+    Row("patch", "/activities/{activityId}/status", Tech, Own, 202),
+    Row(
+        "patch",
+        "/activities/{activityId}/status",
+        Tech,
+        OtherTech,
+        404,
+    ),
+    Row(
+        "patch",
+        "/activities/{activityId}/status",
+        Super,
+        Supervised,
+        202,
+    ),
+    Row(
+        "patch",
+        "/activities/{activityId}/status",
+        Super,
+        NotSupervised,
+        404,
+    ),
+    Row(
+        "patch",
+        "/activities/{activityId}/status",
+        Admin,
+        Supervised,
+        403,
+    ),
+    Row("get", "/ops/{opId}", Tech, Own, 200),
+    Row("get", "/ops/{opId}", Tech, OtherTech, 404),
+    Row("get", "/ops/{opId}", Super, Supervised, 200),
+    Row("get", "/ops/{opId}", Super, NotSupervised, 404),
+    Row("get", "/ops/{opId}", Admin, NotSupervised, 200),
 ];
+
+/// The objects of one resource that rows point at.
+#[derive(Debug, Clone)]
+struct Objects {
+    date: String,
+    first_activity: i64,
+    op: String,
+}
+
+/// Finds each resource's route and makes one op per field resource, as its own technician.
+async fn objects(app: &TestApp) -> HashMap<&'static str, Objects> {
+    let store = app.state.store.as_ref();
+    fieldsync::auth::users::add(
+        store,
+        fieldsync::auth::users::NewUser {
+            username: "tech4".into(),
+            name: "Dev Patel".into(),
+            role: fieldsync::auth::Role::Technician,
+            resource_id: Some("tech4".into()),
+            oversees: vec![],
+            oversees_parent: None,
+            password: "demo".into(),
+        },
+    )
+    .unwrap();
+    let admin = app.login("admin").await;
+    let mut out = HashMap::new();
+    for r in ["tech1", "tech2", "tech4", "super1"] {
+        let res: serde_json::Value = app
+            .call("get", &format!("/resources/{r}"), Some(&admin.access))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let tz: chrono_tz::Tz = res["timeZone"].as_str().unwrap().parse().unwrap();
+        let date = chrono::Utc::now()
+            .with_timezone(&tz)
+            .date_naive()
+            .to_string();
+        let route: serde_json::Value = app
+            .call(
+                "get",
+                &format!("/routes/{date}?resourceId={r}"),
+                Some(&admin.access),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let stops = route["stops"].as_array().unwrap().clone();
+        let (first_activity, op) = match (stops.first(), stops.last()) {
+            (Some(first), Some(last)) => {
+                let who = app.login(r).await;
+                let last_id = last["activityId"].as_i64().unwrap();
+                let resp = app
+                    .http
+                    .patch(app.url(&format!("/activities/{last_id}/status")))
+                    .bearer_auth(&who.access)
+                    .header("Idempotency-Key", "matrix-setup")
+                    .json(&serde_json::json!({"status": "cancelled"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 202, "setup op for {r}");
+                let body: serde_json::Value = resp.json().await.unwrap();
+                (
+                    first["activityId"].as_i64().unwrap(),
+                    body["opId"].as_str().unwrap().to_string(),
+                )
+            }
+            _ => (0, "op_0000000000000000".to_string()),
+        };
+        out.insert(
+            r,
+            Objects {
+                date,
+                first_activity,
+                op,
+            },
+        );
+    }
+    out
+}
 
 fn login_of(role: Role) -> &'static str {
     match role {
@@ -66,8 +196,20 @@ fn resource_for(role: Role, owner: Owner) -> &'static str {
     }
 }
 
-fn fill(path: &str, resource: &str) -> String {
-    path.replace("{resourceId}", resource)
+fn fill(path: &str, resource: &str, objects: &HashMap<&'static str, Objects>) -> String {
+    let Some(o) = objects.get(resource) else {
+        return path.replace("{resourceId}", resource);
+    };
+    let url = path
+        .replace("{resourceId}", resource)
+        .replace("{date}", &o.date)
+        .replace("{activityId}", &o.first_activity.to_string())
+        .replace("{opId}", &o.op);
+    if path.starts_with("/routes/") {
+        format!("{url}?resourceId={resource}")
+    } else {
+        url
+    }
 }
 
 #[tokio::test]
@@ -98,12 +240,24 @@ async fn every_protected_route_has_rows_for_every_role() {
 #[tokio::test]
 async fn the_matrix_holds() {
     let app = TestApp::spawn(|_| {}).await;
+    let objects = objects(&app).await;
     let mut failures = Vec::new();
-    for Row(method, path, role, owner, want) in MATRIX {
+    for (n, Row(method, path, role, owner, want)) in MATRIX.iter().enumerate() {
         // A fresh session per row: some rows (sign-out) end their session.
         let session = app.login(login_of(*role)).await;
-        let url = fill(path, resource_for(*role, *owner));
-        let resp = app.call(method, &url, Some(&session.access)).await;
+        let url = fill(path, resource_for(*role, *owner), &objects);
+        let resp = if *method == "patch" {
+            app.http
+                .patch(app.url(&url))
+                .bearer_auth(&session.access)
+                .header("Idempotency-Key", format!("matrix-{n}"))
+                .json(&serde_json::json!({"status": "started"}))
+                .send()
+                .await
+                .unwrap()
+        } else {
+            app.call(method, &url, Some(&session.access)).await
+        };
         let got = resp.status().as_u16();
         if got >= 400 {
             assert_eq!(
@@ -129,7 +283,11 @@ async fn anonymous_callers_get_401_on_every_protected_route() {
         .iter()
         .filter(|r| !public.contains(r))
     {
-        let resp = app.call(method, &fill(path, "tech1"), None).await;
+        let url = fill(path, "tech1", &HashMap::new())
+            .replace("{date}", "2026-01-01")
+            .replace("{activityId}", "1")
+            .replace("{opId}", "op_01");
+        let resp = app.call(method, &url, None).await;
         assert_eq!(resp.status(), 401, "{method} {path}");
     }
 }

@@ -1,0 +1,255 @@
+//! Activities: `GET /activities/{activityId}` and `PATCH /activities/{activityId}/status`.
+
+use super::{present, ApiError};
+use crate::auth::policy::{self, Function};
+use crate::auth::Principal;
+use crate::cache::CachedRoute;
+use crate::domain::lifecycle::{self, DeviceStatus};
+use crate::ofsc::time as ofsc_time;
+use crate::ofsc::wire::Activity;
+use crate::outbox::{self, Enqueued, Location, NewOp, OpKind, Submitter};
+use crate::startup::AppState;
+use crate::view::{self, DeviceRoute};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Parses an activity id from the path; anything else names no object.
+pub fn activity_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(ApiError::NotFound)
+}
+
+/// The activity from the cache, or read through from OFSC.
+pub async fn find_activity(state: &AppState, id: i64) -> Result<Activity, ApiError> {
+    if let Some(c) = state.cache.activity(id)? {
+        return Ok(c.activity);
+    }
+    match state.ofsc.get_activity(id).await {
+        Ok(a) => {
+            state.cache.put_activity(&a)?;
+            Ok(a)
+        }
+        Err(e) if e.status().is_some_and(|s| s == 404 || s == 400) => Err(ApiError::NotFound),
+        Err(e) => Err(ApiError::OfscUnavailable(e.to_string())),
+    }
+}
+
+/// The route from the cache, fetched once when absent.
+pub async fn route_of(
+    state: &AppState,
+    resource: &str,
+    date: &str,
+) -> Result<(CachedRoute, Vec<Activity>), ApiError> {
+    if let Some(r) = state.cache.cached_route(resource, date)? {
+        return Ok(r);
+    }
+    state
+        .cache
+        .fetch_route(resource, date)
+        .await
+        .map_err(|e| ApiError::OfscUnavailable(e.to_string()))
+}
+
+async fn device_route_of(state: &AppState, a: &Activity) -> Result<Option<DeviceRoute>, ApiError> {
+    let (Some(resource), Some(date)) = (a.resource_id.as_deref(), a.date.as_deref()) else {
+        return Ok(None);
+    };
+    let (route, activities) = route_of(state, resource, date).await?;
+    Ok(Some(view::device_route(
+        state.store.as_ref(),
+        &route,
+        activities,
+    )?))
+}
+
+pub async fn get_one(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::ReadField)?;
+    let id = activity_id(&path)?;
+    let a = find_activity(&state, id).await?;
+    policy::may_see(
+        &who,
+        a.resource_id.as_deref().unwrap_or(""),
+        state.directory.as_ref(),
+    )?;
+    let route = device_route_of(&state, &a).await?;
+    Ok(HttpResponse::Ok().json(present::activity(&a, route.as_ref())))
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusBody {
+    status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time: Option<DateTime<FixedOffset>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+fn bad(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::BadRequest {
+        code,
+        detail: detail.into(),
+    }
+}
+
+/// The `Idempotency-Key` header: required on writes, 1-255 visible characters.
+pub fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            bad(
+                "idempotency-key-required",
+                "writes need an Idempotency-Key header",
+            )
+        })?;
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(bad(
+            "invalid-idempotency-key",
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ));
+    }
+    Ok(key.to_string())
+}
+
+fn validate(body: &StatusBody) -> Result<DeviceStatus, ApiError> {
+    let status = DeviceStatus::parse(&body.status).ok_or_else(|| {
+        bad(
+            "invalid-status",
+            format!("unknown status {:?}", body.status),
+        )
+    })?;
+    if let Some(l) = &body.location {
+        let ok = (-90.0..=90.0).contains(&l.lat)
+            && (-180.0..=180.0).contains(&l.lng)
+            && l.accuracy.is_none_or(|a| a >= 0.0);
+        if !ok {
+            return Err(bad(
+                "invalid-location",
+                "lat must be within ±90, lng within ±180, accuracy ≥ 0",
+            ));
+        }
+    }
+    for (name, text) in [("notes", &body.notes), ("reason", &body.reason)] {
+        if text.as_ref().is_some_and(|t| t.chars().count() > 4000) {
+            return Err(bad(
+                "invalid-body",
+                format!("{name} is longer than 4000 characters"),
+            ));
+        }
+    }
+    Ok(status)
+}
+
+pub async fn set_status(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<StatusBody>,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::FieldWrite)?;
+    let id = activity_id(&path)?;
+    let key = idempotency_key(&req)?;
+    let body = body.into_inner();
+    let status = validate(&body)?;
+    let a = find_activity(&state, id).await?;
+    let resource = a.resource_id.clone().unwrap_or_default();
+    policy::may_see(&who, &resource, state.directory.as_ref())?;
+    let date = a.date.clone().ok_or_else(|| ApiError::InvalidTransition {
+        detail: "the activity is not scheduled on a route".into(),
+        allowed: vec![],
+    })?;
+    let zone = a
+        .resource_time_zone_iana
+        .as_deref()
+        .and_then(|z| ofsc_time::zone(z).ok())
+        .unwrap_or(chrono_tz::UTC);
+    let time = body
+        .time
+        .unwrap_or_else(|| chrono::Utc::now().with_timezone(&zone).fixed_offset());
+    let fingerprint = serde_json::to_vec(&json!({"activityId": id, "body": body}))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let submitter = Submitter {
+        user_id: who.user_id.clone(),
+        device_id: who.device_id.clone(),
+        idempotency_key: key,
+        request_sha256: hex::encode(crate::store::record::sha256(&fingerprint)),
+    };
+
+    let lane_lock = state.lanes.lock(&resource, &date);
+    let guard = lane_lock.lock().await;
+    if let Some(answer) = outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
+        return answer_of(answer);
+    }
+    let (route, activities) = route_of(&state, &resource, &date).await?;
+    let dev = view::device_route(state.store.as_ref(), &route, activities)?;
+    let plan =
+        lifecycle::plan(&dev.view, id, status, time).map_err(|r| ApiError::InvalidTransition {
+            detail: r.detail,
+            allowed: r.allowed.iter().map(|s| s.name().to_string()).collect(),
+        })?;
+    let mut ops = Vec::new();
+    if plan.activate_first {
+        ops.push(NewOp {
+            resource_id: resource.clone(),
+            date: date.clone(),
+            activity_id: None,
+            kind: OpKind::ActivateRoute,
+            time,
+        });
+    }
+    ops.push(NewOp {
+        resource_id: resource.clone(),
+        date: date.clone(),
+        activity_id: Some(id),
+        kind: OpKind::Status {
+            status,
+            ofsc_action: plan.ofsc_action.map(str::to_string),
+            location: body.location,
+            notes: body.notes.clone(),
+            reason: body.reason.clone(),
+        },
+        time,
+    });
+    let mut after = dev.clone();
+    lifecycle::apply(&mut after.view, id, status, time);
+    *after.pending.entry(id).or_insert(0) += 1;
+    let shown = present::activity(&a, Some(&after));
+    let result = outbox::enqueue(state.store.as_ref(), &submitter, ops, |ops| {
+        let op = ops.last();
+        json!({"opId": op.map(|o| o.id.clone()), "state": "queued", "activity": shown})
+    })?;
+    drop(guard);
+    if let Enqueued::Accepted { .. } = &result {
+        state.commit.flush().await?;
+        state.replayer.wake();
+    }
+    answer_of(result)
+}
+
+/// The HTTP answer for an enqueue outcome (also for replays of the first answer).
+pub fn answer_of(result: Enqueued) -> Result<HttpResponse, ApiError> {
+    match result {
+        Enqueued::Accepted { response, .. } => Ok(HttpResponse::Accepted().json(response)),
+        Enqueued::Replayed { status, response } => {
+            let code = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::ACCEPTED);
+            Ok(HttpResponse::build(code).json(response))
+        }
+        Enqueued::KeyReused => Err(ApiError::IdempotencyKeyReused),
+    }
+}

@@ -1,0 +1,95 @@
+//! `GET /routes/{date}`: the caller's sequenced route, from the cache, with their queued writes.
+
+use super::{present, ApiError};
+use crate::auth::policy::{self, Function};
+use crate::auth::Principal;
+use crate::startup::AppState;
+use crate::view;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteQuery {
+    resource_id: Option<String>,
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<RouteQuery>,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::ReadField)?;
+    let date = path.into_inner();
+    if present::parse_date(&date).is_none() {
+        return Err(ApiError::BadRequest {
+            code: "invalid-date",
+            detail: "the date must be YYYY-MM-DD".into(),
+        });
+    }
+    let resource = q
+        .resource_id
+        .clone()
+        .or(who.resource_id.clone())
+        .ok_or(ApiError::NotFound)?;
+    policy::may_see(&who, &resource, state.directory.as_ref())?;
+    if state.directory.get(&resource).is_none() && !state.directory.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    let ofsc_ok = state.ofsc_health.snapshot().ok;
+    let read = state
+        .cache
+        .read_route(&resource, &date, ofsc_ok)
+        .await
+        .map_err(|e| ApiError::OfscUnavailable(e.to_string()))?;
+    let dev = view::device_route(state.store.as_ref(), &read.route, read.activities)?;
+    let mut stops: Vec<_> = dev
+        .activities
+        .iter()
+        .map(|a| present::activity(a, Some(&dev)))
+        .collect();
+    stops.sort_by_key(|s| {
+        (
+            s["position"].as_i64().unwrap_or(i64::MAX),
+            s["activityId"].as_i64().unwrap_or(0),
+        )
+    });
+    let zone = state
+        .directory
+        .get(&resource)
+        .and_then(|r| r.time_zone_iana.or(r.time_zone));
+    let body = json!({
+        "resourceId": resource,
+        "date": date,
+        "timeZone": zone,
+        "activated": dev.view.activated,
+        "activatedAt": read.route.route_start_time,
+        "stale": read.stale,
+        "fetchedAt": read.route.fetched_at,
+        "pendingOps": dev.lane_pending,
+        "stops": stops,
+    });
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&crate::store::record::sha256(&bytes)[..16])
+    );
+    let matches = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return Ok(HttpResponse::NotModified()
+            .insert_header(("ETag", etag))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag))
+        .insert_header(("Cache-Control", "private, no-cache"))
+        .content_type("application/json")
+        .body(bytes))
+}

@@ -1,0 +1,441 @@
+//! The durable outbox: ops, their lanes (one FIFO per route), idempotency records and the
+//! change log, always written together in one sled transaction.
+
+mod record;
+
+pub use record::{Location, Op, OpKind, OpState};
+
+use crate::store::keys::{KeyBuf, KeyReader};
+use crate::store::{Storage, StorageExt, StoreError, Tree, TxExt};
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::cell::RefCell;
+
+pub const OPS: Tree = Tree("ops");
+pub const LANES: Tree = Tree("lanes");
+pub const IDEMPOTENCY: Tree = Tree("idempotency");
+pub const CHANGES: Tree = Tree("changes");
+/// Index of every op of an activity, in order: its timeline.
+pub const ACTIVITY_OPS: Tree = Tree("activity_ops");
+/// The latest device time accepted per route, so times never go backwards.
+pub const ROUTE_CLOCK: Tree = Tree("route_clock");
+
+pub fn activity_ops_key(activity: i64, seq: u64) -> Vec<u8> {
+    KeyBuf::new().u64(activity as u64).u64(seq).finish()
+}
+
+/// Every op ever accepted for an activity, oldest first.
+pub fn activity_ops(store: &dyn Storage, activity: i64) -> Result<Vec<Op>, StoreError> {
+    let prefix = KeyBuf::new().u64(activity as u64).finish();
+    let mut out = Vec::new();
+    for (k, _) in store.scan_raw(ACTIVITY_OPS, &prefix, None, usize::MAX)? {
+        let mut r = KeyReader::new(&k);
+        let (Ok(_), Ok(seq)) = (r.u64(), r.u64()) else {
+            continue;
+        };
+        if let Some(op) = get_op(store, seq)? {
+            out.push(op);
+        }
+    }
+    Ok(out)
+}
+
+/// The latest device time accepted on a route.
+pub fn route_clock(
+    store: &dyn Storage,
+    resource: &str,
+    date: &str,
+) -> Result<Option<DateTime<FixedOffset>>, StoreError> {
+    store.get(ROUTE_CLOCK, &lane_prefix(resource, date))
+}
+
+pub fn op_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub fn lane_prefix(resource: &str, date: &str) -> Vec<u8> {
+    KeyBuf::new().str(resource).str(date).finish()
+}
+
+pub fn lane_key(resource: &str, date: &str, seq: u64) -> Vec<u8> {
+    KeyBuf::new().str(resource).str(date).u64(seq).finish()
+}
+
+/// Decodes a lane key into (resource, date, seq).
+pub fn parse_lane_key(key: &[u8]) -> Option<(String, String, u64)> {
+    let mut r = KeyReader::new(key);
+    Some((r.str().ok()?, r.str().ok()?, r.u64().ok()?))
+}
+
+fn idem_key(user: &str, key: &str) -> Vec<u8> {
+    KeyBuf::new().str(user).str(key).finish()
+}
+
+/// The first answer to an idempotent request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdemRecord {
+    pub request_sha256: String,
+    pub status: u16,
+    pub response: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One entry of the per-resource change log that devices pull.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub seq: u64,
+    pub resource_id: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity_id: Option<i64>,
+    pub data: Value,
+    pub at: DateTime<Utc>,
+}
+
+/// An op to create, before it has an id.
+#[derive(Debug, Clone)]
+pub struct NewOp {
+    pub resource_id: String,
+    pub date: String,
+    pub activity_id: Option<i64>,
+    pub kind: OpKind,
+    pub time: DateTime<FixedOffset>,
+}
+
+/// Who submits, with which idempotency key and request fingerprint.
+#[derive(Debug, Clone)]
+pub struct Submitter {
+    pub user_id: String,
+    pub device_id: String,
+    pub idempotency_key: String,
+    pub request_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enqueued {
+    Accepted {
+        ops: Vec<Op>,
+        response: Value,
+    },
+    /// Same key, same request: the first answer.
+    Replayed {
+        status: u16,
+        response: Value,
+    },
+    /// Same key, different request.
+    KeyReused,
+}
+
+/// Looks up an idempotency record without writing.
+pub fn idempotent_answer(
+    store: &dyn Storage,
+    who: &Submitter,
+) -> Result<Option<Enqueued>, StoreError> {
+    let rec: Option<IdemRecord> =
+        store.get(IDEMPOTENCY, &idem_key(&who.user_id, &who.idempotency_key))?;
+    Ok(rec.map(|r| {
+        if r.request_sha256 == who.request_sha256 {
+            Enqueued::Replayed {
+                status: r.status,
+                response: r.response,
+            }
+        } else {
+            Enqueued::KeyReused
+        }
+    }))
+}
+
+/// Writes the ops, their lane entries, the idempotency record and the change-log entries in
+/// one transaction. `respond` builds the answer from the new ops; it is stored for replays.
+/// The caller flushes (group commit) before acknowledging.
+pub fn enqueue(
+    store: &dyn Storage,
+    who: &Submitter,
+    new_ops: Vec<NewOp>,
+    respond: impl Fn(&[Op]) -> Value,
+) -> Result<Enqueued, StoreError> {
+    let now = Utc::now();
+    let mut ops = Vec::with_capacity(new_ops.len());
+    for n in new_ops {
+        let seq = store.next_id()?;
+        ops.push(Op {
+            id: Op::id_of(seq),
+            seq,
+            resource_id: n.resource_id,
+            date: n.date,
+            activity_id: n.activity_id,
+            kind: n.kind,
+            time: n.time,
+            state: OpState::Queued,
+            attempts: 0,
+            last_error: None,
+            ofsc_detail: None,
+            user_id: who.user_id.clone(),
+            device_id: who.device_id.clone(),
+            created_at: now,
+            updated_at: now,
+            applied_at: None,
+        });
+    }
+    let change_seqs = ops
+        .iter()
+        .map(|_| store.next_id())
+        .collect::<Result<Vec<_>, _>>()?;
+    let response = respond(&ops);
+    let ikey = idem_key(&who.user_id, &who.idempotency_key);
+    let outcome = RefCell::new(None);
+    store.transact(
+        &[OPS, LANES, IDEMPOTENCY, CHANGES, ACTIVITY_OPS, ROUTE_CLOCK],
+        &|tx| {
+            if let Some(rec) = tx.get::<IdemRecord>(IDEMPOTENCY, &ikey)? {
+                *outcome.borrow_mut() = Some(if rec.request_sha256 == who.request_sha256 {
+                    Enqueued::Replayed {
+                        status: rec.status,
+                        response: rec.response,
+                    }
+                } else {
+                    Enqueued::KeyReused
+                });
+                return Ok(());
+            }
+            for (op, cseq) in ops.iter().zip(&change_seqs) {
+                tx.put(OPS, &op_key(op.seq), op)?;
+                tx.put(LANES, &lane_key(&op.resource_id, &op.date, op.seq), &op.seq)?;
+                tx.put(
+                    CHANGES,
+                    &change_key(&op.resource_id, *cseq),
+                    &op_change(op, *cseq),
+                )?;
+                if let Some(a) = op.activity_id {
+                    tx.put(ACTIVITY_OPS, &activity_ops_key(a, op.seq), &op.seq)?;
+                }
+                let clock_key = lane_prefix(&op.resource_id, &op.date);
+                let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, &clock_key)?;
+                if clock.is_none_or(|c| op.time > c) {
+                    tx.put(ROUTE_CLOCK, &clock_key, &op.time)?;
+                }
+            }
+            tx.put(
+                IDEMPOTENCY,
+                &ikey,
+                &IdemRecord {
+                    request_sha256: who.request_sha256.clone(),
+                    status: 202,
+                    response: response.clone(),
+                    created_at: now,
+                },
+            )?;
+            *outcome.borrow_mut() = Some(Enqueued::Accepted {
+                ops: ops.clone(),
+                response: response.clone(),
+            });
+            Ok(())
+        },
+    )?;
+    outcome
+        .into_inner()
+        .ok_or_else(|| StoreError::Aborted("enqueue produced no outcome".into()))
+}
+
+pub fn change_key(resource: &str, seq: u64) -> Vec<u8> {
+    KeyBuf::new().str(resource).u64(seq).finish()
+}
+
+/// The change-log entry announcing an op's current state to its device.
+pub fn op_change(op: &Op, seq: u64) -> Change {
+    Change {
+        seq,
+        resource_id: op.resource_id.clone(),
+        kind: "op".into(),
+        device_id: Some(op.device_id.clone()),
+        activity_id: op.activity_id,
+        data: serde_json::json!({
+            "opId": op.id, "state": op.state, "lastError": op.last_error, "ofscDetail": op.ofsc_detail,
+        }),
+        at: Utc::now(),
+    }
+}
+
+pub fn get_op(store: &dyn Storage, seq: u64) -> Result<Option<Op>, StoreError> {
+    store.get(OPS, &op_key(seq))
+}
+
+/// The lane's ops still in it, oldest first. Corrupt ops are reported, never skipped.
+pub fn lane_ops(store: &dyn Storage, resource: &str, date: &str) -> Result<Vec<Op>, StoreError> {
+    let mut out = Vec::new();
+    for (k, _) in store.scan_raw(LANES, &lane_prefix(resource, date), None, usize::MAX)? {
+        let Some((_, _, seq)) = parse_lane_key(&k) else {
+            continue;
+        };
+        if let Some(op) = get_op(store, seq)? {
+            out.push(op);
+        }
+    }
+    Ok(out)
+}
+
+/// The oldest op still in a lane.
+pub fn lane_head(
+    store: &dyn Storage,
+    resource: &str,
+    date: &str,
+) -> Result<Option<Op>, StoreError> {
+    let Some((k, _)) = store
+        .scan_raw(LANES, &lane_prefix(resource, date), None, 1)?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    match parse_lane_key(&k) {
+        Some((_, _, seq)) => get_op(store, seq),
+        None => Ok(None),
+    }
+}
+
+/// Every lane with work, as (resource, date).
+pub fn active_lanes(store: &dyn Storage) -> Result<Vec<(String, String)>, StoreError> {
+    let mut lanes: Vec<(String, String)> = Vec::new();
+    let mut start: Option<Vec<u8>> = None;
+    loop {
+        let batch = store.scan_raw(LANES, b"", start.as_deref(), 1)?;
+        let Some((k, _)) = batch.into_iter().next() else {
+            break;
+        };
+        let Some((r, d, _)) = parse_lane_key(&k) else {
+            break;
+        };
+        // Skip the rest of this lane: jump past its prefix.
+        let mut next = lane_prefix(&r, &d);
+        next.extend_from_slice(&[0xff; 9]);
+        lanes.push((r, d));
+        start = Some(next);
+    }
+    Ok(lanes)
+}
+
+/// Saves an op's new state; when it leaves the queue its lane entry goes, and the device
+/// hears about it through the change log, in the same transaction.
+pub fn save_op(store: &dyn Storage, op: &Op) -> Result<(), StoreError> {
+    let cseq = store.next_id()?;
+    store.transact(&[OPS, LANES, CHANGES], &|tx| {
+        tx.put(OPS, &op_key(op.seq), op)?;
+        if op.state.is_final() {
+            tx.remove(LANES, &lane_key(&op.resource_id, &op.date, op.seq))?;
+            tx.put(
+                CHANGES,
+                &change_key(&op.resource_id, cseq),
+                &op_change(op, cseq),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::DeviceStatus;
+    use crate::store::SledStore;
+
+    fn who(key: &str, hash: &str) -> Submitter {
+        Submitter {
+            user_id: "u1".into(),
+            device_id: "d1".into(),
+            idempotency_key: key.into(),
+            request_sha256: hash.into(),
+        }
+    }
+
+    fn status_op(resource: &str, id: i64) -> NewOp {
+        NewOp {
+            resource_id: resource.into(),
+            date: "2026-05-04".into(),
+            activity_id: Some(id),
+            kind: OpKind::Status {
+                status: DeviceStatus::Started,
+                ofsc_action: Some("start".into()),
+                location: None,
+                notes: None,
+                reason: None,
+            },
+            time: DateTime::parse_from_rfc3339("2026-05-04T08:00:00-04:00").unwrap(),
+        }
+    }
+
+    #[test]
+    fn idempotency_same_key_same_request_replays_other_request_is_refused() {
+        let store = SledStore::temporary().unwrap();
+        let first = enqueue(
+            &store,
+            &who("k1", "h1"),
+            vec![status_op("tech1", 1)],
+            |ops| serde_json::json!({"opId": ops[0].id}),
+        )
+        .unwrap();
+        let Enqueued::Accepted { ops, response } = first else {
+            panic!()
+        };
+        let again = enqueue(
+            &store,
+            &who("k1", "h1"),
+            vec![status_op("tech1", 1)],
+            |_| Value::Null,
+        )
+        .unwrap();
+        assert_eq!(
+            again,
+            Enqueued::Replayed {
+                status: 202,
+                response
+            }
+        );
+        assert_eq!(
+            enqueue(
+                &store,
+                &who("k1", "h2"),
+                vec![status_op("tech1", 1)],
+                |_| Value::Null
+            )
+            .unwrap(),
+            Enqueued::KeyReused
+        );
+        assert_eq!(
+            lane_ops(&store, "tech1", "2026-05-04").unwrap(),
+            ops,
+            "no second op was written"
+        );
+    }
+
+    #[test]
+    fn lanes_are_fifo_and_enumerable() {
+        let store = SledStore::temporary().unwrap();
+        for (i, r) in ["tech1", "tech2", "tech1", "tech10"].iter().enumerate() {
+            enqueue(
+                &store,
+                &who(&format!("k{i}"), "h"),
+                vec![status_op(r, i as i64)],
+                |_| Value::Null,
+            )
+            .unwrap();
+        }
+        let lanes = active_lanes(&store).unwrap();
+        assert_eq!(lanes.len(), 3);
+        let ops = lane_ops(&store, "tech1", "2026-05-04").unwrap();
+        assert_eq!(
+            ops.iter()
+                .map(|o| o.activity_id.unwrap())
+                .collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        let mut done = ops[0].clone();
+        done.state = OpState::Applied;
+        save_op(&store, &done).unwrap();
+        assert_eq!(lane_ops(&store, "tech1", "2026-05-04").unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,139 @@
+//! The op record: one queued device write and its fate.
+
+use crate::domain::lifecycle::DeviceStatus;
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpState {
+    Queued,
+    Sending,
+    Applied,
+    Rejected,
+    Blocked,
+    Dead,
+    Discarded,
+}
+
+impl OpState {
+    pub const ALL: [OpState; 7] = [
+        OpState::Queued,
+        OpState::Sending,
+        OpState::Applied,
+        OpState::Rejected,
+        OpState::Blocked,
+        OpState::Dead,
+        OpState::Discarded,
+    ];
+
+    /// Final states leave the lane. `dead` stays final until an operator retries it.
+    pub fn is_final(self) -> bool {
+        !matches!(self, OpState::Queued | OpState::Sending)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OpState::Queued => "queued",
+            OpState::Sending => "sending",
+            OpState::Applied => "applied",
+            OpState::Rejected => "rejected",
+            OpState::Blocked => "blocked",
+            OpState::Dead => "dead",
+            OpState::Discarded => "discarded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lng: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+}
+
+/// What the op does in OFSC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum OpKind {
+    /// `POST /resources/{id}/routes/{date}/custom-actions/activate`.
+    ActivateRoute,
+    /// A status move; `ofsc_action` is absent for `arrived` (timeline only).
+    #[serde(rename_all = "camelCase")]
+    Status {
+        status: DeviceStatus,
+        ofsc_action: Option<String>,
+        #[serde(default)]
+        location: Option<Location>,
+        #[serde(default)]
+        notes: Option<String>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Op {
+    pub id: String,
+    pub seq: u64,
+    pub resource_id: String,
+    pub date: String,
+    pub activity_id: Option<i64>,
+    pub kind: OpKind,
+    /// When it happened on the device.
+    pub time: DateTime<FixedOffset>,
+    pub state: OpState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub ofsc_detail: Option<String>,
+    pub user_id: String,
+    pub device_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub applied_at: Option<DateTime<Utc>>,
+}
+
+impl Op {
+    pub fn id_of(seq: u64) -> String {
+        format!("op_{seq:016x}")
+    }
+
+    pub fn seq_of(id: &str) -> Option<u64> {
+        u64::from_str_radix(id.strip_prefix("op_")?, 16).ok()
+    }
+
+    /// The OFSC status the activity has once this op is applied, for read-back after an
+    /// ambiguous failure.
+    pub fn target_status(&self) -> Option<&'static str> {
+        match &self.kind {
+            OpKind::Status {
+                ofsc_action: Some(a),
+                ..
+            } => match a.as_str() {
+                "enroute" => Some("enroute"),
+                "stopTravel" | "suspend" => Some("pending"),
+                "start" => Some("started"),
+                "complete" => Some("completed"),
+                "notDone" => Some("notdone"),
+                "cancel" => Some("cancelled"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_ids_round_trip_and_sort_like_seqs() {
+        assert_eq!(Op::seq_of(&Op::id_of(42)), Some(42));
+        assert!(Op::id_of(9) < Op::id_of(10));
+        assert_eq!(Op::seq_of("op_zz"), None);
+        assert_eq!(Op::seq_of("42"), None);
+    }
+}

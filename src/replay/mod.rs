@@ -1,0 +1,396 @@
+//! The replayer: drains the outbox into OFSC, one FIFO lane per route, lanes in parallel with
+//! a bound, exactly once through retries, ambiguous failures and restarts.
+
+use crate::cache::Cache;
+use crate::directory::Directory;
+use crate::ofsc::{time as ofsc_time, Disposition, OfscClient, OfscError};
+use crate::outbox::{self, Op, OpKind, OpState};
+use crate::store::{GroupCommit, Storage, StoreError};
+use chrono::Utc;
+use rand::Rng;
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// Lanes sent to OFSC at once.
+    pub max_lanes: usize,
+    /// After this many attempts an op is `dead`.
+    pub max_attempts: u32,
+    /// An op older than this is `dead` at its next failure.
+    pub max_age: Duration,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            max_lanes: 16,
+            max_attempts: 25,
+            max_age: Duration::from_secs(72 * 3600),
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Replayer {
+    store: Arc<dyn Storage>,
+    commit: GroupCommit,
+    ofsc: Arc<OfscClient>,
+    cache: Arc<Cache>,
+    directory: Arc<Directory>,
+    cfg: ReplayConfig,
+    running: Mutex<HashSet<(String, String)>>,
+    /// Ops whose last send may have been applied: read OFSC back before resending.
+    read_back: Mutex<HashSet<u64>>,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+}
+
+enum Step {
+    /// The op left the lane (applied, rejected, dead...).
+    Done,
+    /// Try again after this long.
+    Wait(Duration),
+}
+
+impl Replayer {
+    pub fn new(
+        store: Arc<dyn Storage>,
+        commit: GroupCommit,
+        ofsc: Arc<OfscClient>,
+        cache: Arc<Cache>,
+        directory: Arc<Directory>,
+        cfg: ReplayConfig,
+    ) -> Arc<Replayer> {
+        let slots = Arc::new(Semaphore::new(cfg.max_lanes.max(1)));
+        Arc::new(Replayer {
+            store,
+            commit,
+            ofsc,
+            cache,
+            directory,
+            cfg,
+            running: Mutex::new(HashSet::new()),
+            read_back: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+            slots,
+        })
+    }
+
+    /// New work arrived.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resumes after a crash (every lane head may have been in flight), then runs forever.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        match outbox::active_lanes(self.store.as_ref()) {
+            Ok(lanes) => {
+                for (r, d) in lanes {
+                    if let Ok(Some(head)) = outbox::lane_head(self.store.as_ref(), &r, &d) {
+                        self.mark_read_back(head.seq);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list lanes at start"),
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.run().await })
+    }
+
+    fn mark_read_back(&self, seq: u64) {
+        self.read_back
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq);
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            match outbox::active_lanes(self.store.as_ref()) {
+                Ok(lanes) => {
+                    for lane in lanes {
+                        let fresh = self
+                            .running
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(lane.clone());
+                        if fresh {
+                            let this = self.clone();
+                            tokio::spawn(async move { this.drive_lane(lane).await });
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot list lanes"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    async fn drive_lane(self: Arc<Self>, lane: (String, String)) {
+        let permit = self.slots.clone().acquire_owned().await;
+        loop {
+            let head = match outbox::lane_head(self.store.as_ref(), &lane.0, &lane.1) {
+                Ok(Some(op)) => op,
+                Ok(None) => break,
+                Err(e) if e.is_corrupt() => {
+                    self.quarantine_head(&lane, &e);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read lane head");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            match self.step(head).await {
+                Step::Done => {}
+                Step::Wait(d) => tokio::time::sleep(d).await,
+            }
+        }
+        drop(permit);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&lane);
+        // Work may have arrived between the last read and the removal.
+        self.wake();
+    }
+
+    /// A corrupt op is never sent: it moves to quarantine and its lane entry goes.
+    fn quarantine_head(&self, lane: &(String, String), err: &StoreError) {
+        let prefix = outbox::lane_prefix(&lane.0, &lane.1);
+        let Ok(entries) = self.store.scan_raw(outbox::LANES, &prefix, None, 1) else {
+            return;
+        };
+        for (k, _) in entries {
+            if let Some((_, _, seq)) = outbox::parse_lane_key(&k) {
+                tracing::error!(op = %Op::id_of(seq), error = %err, "quarantining a corrupt op");
+                let _ = crate::store::StorageExt::quarantine(
+                    self.store.as_ref(),
+                    outbox::OPS,
+                    &outbox::op_key(seq),
+                    &err.to_string(),
+                );
+                let _ = self.store.remove(outbox::LANES, &k);
+            }
+        }
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let exp = self
+            .cfg
+            .base_backoff
+            .saturating_mul(1u32 << attempts.min(16).saturating_sub(1));
+        let capped = exp.min(self.cfg.max_backoff);
+        capped.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+    }
+
+    async fn finish(&self, op: &mut Op, state: OpState) -> Step {
+        op.state = state;
+        op.updated_at = Utc::now();
+        if state == OpState::Applied {
+            op.applied_at = Some(op.updated_at);
+        }
+        if let Err(e) = outbox::save_op(self.store.as_ref(), op) {
+            tracing::error!(op = %op.id, error = %e, "cannot record op outcome");
+            return Step::Wait(Duration::from_secs(1));
+        }
+        if matches!(state, OpState::Rejected | OpState::Dead) {
+            self.block_followers(op);
+        }
+        // The outcome is durable before the lane moves on, so after a crash only the head
+        // of a lane can be in doubt.
+        if let Err(e) = self.commit.flush().await {
+            tracing::error!(error = %e, "flush after op outcome failed");
+        }
+        self.read_back
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&op.seq);
+        tracing::info!(op = %op.id, state = state.name(), activity = ?op.activity_id, "op finished");
+        Step::Done
+    }
+
+    /// Later ops on the same activity cannot succeed once one failed for good.
+    fn block_followers(&self, failed: &Op) {
+        let Some(activity) = failed.activity_id else {
+            return;
+        };
+        let Ok(lane) = outbox::lane_ops(self.store.as_ref(), &failed.resource_id, &failed.date)
+        else {
+            return;
+        };
+        for mut op in lane
+            .into_iter()
+            .filter(|o| o.seq > failed.seq && o.activity_id == Some(activity))
+        {
+            op.state = OpState::Blocked;
+            op.last_error = Some(format!(
+                "depends on {} which ended {}",
+                failed.id,
+                failed.state.name()
+            ));
+            op.updated_at = Utc::now();
+            if let Err(e) = outbox::save_op(self.store.as_ref(), &op) {
+                tracing::error!(op = %op.id, error = %e, "cannot block op");
+            }
+        }
+    }
+
+    fn zone(&self, op: &Op) -> chrono_tz::Tz {
+        let from_directory = self
+            .directory
+            .get(&op.resource_id)
+            .and_then(|r| r.time_zone_iana.or(r.time_zone));
+        let from_cache = || {
+            op.activity_id
+                .and_then(|id| self.cache.activity(id).ok().flatten())
+                .and_then(|c| c.activity.resource_time_zone_iana)
+        };
+        from_directory
+            .or_else(from_cache)
+            .and_then(|z| ofsc_time::zone(&z).ok())
+            .unwrap_or(chrono_tz::UTC)
+    }
+
+    /// Whether OFSC already shows the op's effect.
+    async fn already_applied(&self, op: &Op) -> Result<bool, OfscError> {
+        match &op.kind {
+            OpKind::ActivateRoute => Ok(self
+                .ofsc
+                .get_route(&op.resource_id, &op.date)
+                .await?
+                .route_start_time
+                .is_some()),
+            OpKind::Status { .. } => {
+                let (Some(id), Some(target)) = (op.activity_id, op.target_status()) else {
+                    return Ok(false);
+                };
+                let a = self.ofsc.get_activity(id).await?;
+                let done = a.status.as_deref() == Some(target);
+                if done {
+                    let _ = self.cache.put_activity(&a);
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    async fn send(&self, op: &Op) -> Result<(), OfscError> {
+        let local = ofsc_time::to_local(&op.time, self.zone(op));
+        match &op.kind {
+            OpKind::ActivateRoute => {
+                self.ofsc
+                    .route_action(&op.resource_id, &op.date, "activate", Some(&local))
+                    .await?;
+                let _ = self
+                    .cache
+                    .mark_route_activated(&op.resource_id, &op.date, &local);
+                Ok(())
+            }
+            OpKind::Status {
+                ofsc_action: Some(action),
+                ..
+            } => {
+                let id = op
+                    .activity_id
+                    .ok_or_else(|| OfscError::Config("status op without activity".into()))?;
+                let a = self
+                    .ofsc
+                    .activity_action(id, action, json!({ "time": local }))
+                    .await?;
+                let _ = self.cache.put_activity(&a);
+                Ok(())
+            }
+            OpKind::Status {
+                ofsc_action: None, ..
+            } => Ok(()),
+        }
+    }
+
+    async fn step(&self, mut op: Op) -> Step {
+        if op.state.is_final() {
+            // A final op still in its lane (crash between writes): just drop the entry.
+            return self.finish(&mut op.clone(), op.state).await;
+        }
+        if matches!(
+            op.kind,
+            OpKind::Status {
+                ofsc_action: None,
+                ..
+            }
+        ) {
+            return self.finish(&mut op, OpState::Applied).await;
+        }
+        let in_doubt = self
+            .read_back
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&op.seq);
+        if in_doubt {
+            match self.already_applied(&op).await {
+                Ok(true) => return self.finish(&mut op, OpState::Applied).await,
+                Ok(false) => {
+                    self.read_back
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&op.seq);
+                }
+                Err(e) => {
+                    op.last_error = Some(format!("reading back: {e}"));
+                    let _ = outbox::save_op(self.store.as_ref(), &op);
+                    return Step::Wait(self.backoff(op.attempts.max(1)));
+                }
+            }
+        }
+        op.state = OpState::Sending;
+        op.attempts += 1;
+        op.updated_at = Utc::now();
+        if let Err(e) = outbox::save_op(self.store.as_ref(), &op) {
+            tracing::error!(op = %op.id, error = %e, "cannot mark op sending");
+            return Step::Wait(Duration::from_secs(1));
+        }
+        let result = self.send(&op).await;
+        let err = match result {
+            Ok(()) => return self.finish(&mut op, OpState::Applied).await,
+            Err(e) => e,
+        };
+        if err.is_ambiguous() {
+            self.mark_read_back(op.seq);
+        }
+        op.last_error = Some(err.to_string());
+        let wait = match err.disposition() {
+            Disposition::Reject => {
+                if let OfscError::Rejected { detail, .. } = &err {
+                    op.ofsc_detail = Some(detail.clone());
+                }
+                return self.finish(&mut op, OpState::Rejected).await;
+            }
+            Disposition::RefreshAuth => {
+                self.ofsc.invalidate_token().await;
+                self.backoff(op.attempts)
+            }
+            Disposition::Retry { after } => after.unwrap_or_else(|| self.backoff(op.attempts)),
+        };
+        let age = (Utc::now() - op.created_at).to_std().unwrap_or_default();
+        if op.attempts >= self.cfg.max_attempts || age > self.cfg.max_age {
+            return self.finish(&mut op, OpState::Dead).await;
+        }
+        op.state = OpState::Queued;
+        if let Err(e) = outbox::save_op(self.store.as_ref(), &op) {
+            tracing::error!(op = %op.id, error = %e, "cannot record retry");
+        }
+        tracing::debug!(op = %op.id, error = %err, ?wait, "op will be retried");
+        Step::Wait(wait)
+    }
+}

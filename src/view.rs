@@ -1,0 +1,112 @@
+//! The device's view of a route (read-your-writes): the cached OFSC state with the device's
+//! accepted writes applied, so a device never sees its own change undone.
+
+use crate::cache::CachedRoute;
+use crate::domain::lifecycle::{self, DeviceStatus, RouteView, StopView};
+use crate::ofsc::wire::Activity;
+use crate::outbox::{self, OpKind, OpState};
+use crate::store::{Storage, StoreError};
+use std::collections::HashMap;
+
+/// OFSC's separate record of a suspended visit; no device move applies to it.
+pub const SUSPENDED_RECORD: &str = "suspended-record";
+
+/// A route as one device sees it.
+#[derive(Debug, Clone)]
+pub struct DeviceRoute {
+    pub view: RouteView,
+    pub activities: Vec<Activity>,
+    /// Writes not yet applied in OFSC, per activity.
+    pub pending: HashMap<i64, usize>,
+    /// Writes not yet applied in OFSC on the whole route (including its activation).
+    pub lane_pending: usize,
+}
+
+impl DeviceRoute {
+    pub fn stop(&self, id: i64) -> Option<&StopView> {
+        self.view.stop(id)
+    }
+
+    /// The status to show: OFSC's, with `arrived` and this device's suspensions.
+    pub fn shown_status(&self, id: i64) -> Option<String> {
+        let s = self.stop(id)?;
+        Some(match s.status.as_str() {
+            SUSPENDED_RECORD => "suspended".into(),
+            "enroute" if s.arrived => "arrived".into(),
+            other => other.into(),
+        })
+    }
+}
+
+/// Builds the view from the cache plus the ops of the route's activities.
+pub fn device_route(
+    store: &dyn Storage,
+    route: &CachedRoute,
+    activities: Vec<Activity>,
+) -> Result<DeviceRoute, StoreError> {
+    let mut stops = Vec::with_capacity(activities.len());
+    for a in &activities {
+        let Some(id) = a.activity_id else { continue };
+        let ofsc_status = a.status.clone().unwrap_or_default();
+        let mut stop = StopView {
+            id,
+            status: if ofsc_status == "suspended" {
+                SUSPENDED_RECORD.into()
+            } else {
+                ofsc_status.clone()
+            },
+            position: a.position_in_route,
+            arrived: false,
+        };
+        // Applied history: OFSC has no `arrived`, and shows a suspension as a pending record.
+        for op in outbox::activity_ops(store, id)? {
+            if op.state != OpState::Applied {
+                continue;
+            }
+            if let OpKind::Status { status, .. } = op.kind {
+                stop.arrived = status == DeviceStatus::Arrived
+                    || (stop.arrived && status == DeviceStatus::Enroute);
+                if status == DeviceStatus::Suspended
+                    && ofsc_status == "pending"
+                    && a.position_in_route.is_none()
+                {
+                    stop.status = "suspended".into();
+                } else if status != DeviceStatus::Arrived
+                    && stop.status == "suspended"
+                    && ofsc_status != "pending"
+                {
+                    stop.status = ofsc_status.clone();
+                }
+            }
+        }
+        if stop.status == "suspended" && ofsc_status != "pending" {
+            stop.status = ofsc_status.clone();
+        }
+        stops.push(stop);
+    }
+    let mut view = RouteView {
+        activated: route.route_start_time.is_some(),
+        stops,
+        last_time: outbox::route_clock(store, &route.resource_id, &route.date)?,
+    };
+    let mut pending = HashMap::new();
+    let lane = outbox::lane_ops(store, &route.resource_id, &route.date)?;
+    for op in &lane {
+        match &op.kind {
+            OpKind::ActivateRoute => view.activated = true,
+            OpKind::Status { status, .. } => {
+                if let Some(id) = op.activity_id {
+                    lifecycle::apply(&mut view, id, *status, op.time);
+                    *pending.entry(id).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    view.last_time = view.last_time.max(lane.iter().map(|o| o.time).max());
+    Ok(DeviceRoute {
+        view,
+        activities,
+        pending,
+        lane_pending: lane.len(),
+    })
+}
