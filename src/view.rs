@@ -1,7 +1,7 @@
 //! The device's view of a route (read-your-writes): the cached OFSC state with the device's
 //! accepted writes applied, so a device never sees its own change undone.
 
-use crate::cache::CachedRoute;
+use crate::cache::{Cache, CachedRoute};
 use crate::domain::lifecycle::{self, DeviceStatus, RouteView, StopView};
 use crate::ofsc::wire::Activity;
 use crate::outbox::{self, OpKind, OpState};
@@ -38,11 +38,29 @@ impl DeviceRoute {
     }
 }
 
-/// Builds the view from the cache plus the ops of the route's activities.
+/// Builds the view of a cached route: its queued ops first, then the cache.
+///
+/// The order matters. The replayer updates the cache before it takes an applied op out of
+/// its lane, so reading the lane first and the cache second never misses a write: either
+/// the op is still in the lane, or the cache already shows it.
 pub fn device_route(
+    store: &dyn Storage,
+    cache: &Cache,
+    resource: &str,
+    date: &str,
+) -> Result<Option<DeviceRoute>, StoreError> {
+    let lane = outbox::lane_ops(store, resource, date)?;
+    let Some((route, activities)) = cache.cached_route(resource, date)? else {
+        return Ok(None);
+    };
+    build(store, &route, activities, lane).map(Some)
+}
+
+fn build(
     store: &dyn Storage,
     route: &CachedRoute,
     activities: Vec<Activity>,
+    lane: Vec<outbox::Op>,
 ) -> Result<DeviceRoute, StoreError> {
     let mut stops = Vec::with_capacity(activities.len());
     for a in &activities {
@@ -90,7 +108,6 @@ pub fn device_route(
         last_time: outbox::route_clock(store, &route.resource_id, &route.date)?,
     };
     let mut pending = HashMap::new();
-    let lane = outbox::lane_ops(store, &route.resource_id, &route.date)?;
     for op in &lane {
         match &op.kind {
             OpKind::ActivateRoute => view.activated = true,

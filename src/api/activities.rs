@@ -54,16 +54,15 @@ pub async fn route_of(
         .map_err(|e| ApiError::OfscUnavailable(e.to_string()))
 }
 
-async fn device_route_of(state: &AppState, a: &Activity) -> Result<Option<DeviceRoute>, ApiError> {
-    let (Some(resource), Some(date)) = (a.resource_id.as_deref(), a.date.as_deref()) else {
-        return Ok(None);
-    };
-    let (route, activities) = route_of(state, resource, date).await?;
-    Ok(Some(view::device_route(
-        state.store.as_ref(),
-        &route,
-        activities,
-    )?))
+/// The device's view of a route, fetching the route first when it is not cached.
+pub async fn device_route_of(
+    state: &AppState,
+    resource: &str,
+    date: &str,
+) -> Result<DeviceRoute, ApiError> {
+    route_of(state, resource, date).await?;
+    view::device_route(state.store.as_ref(), &state.cache, resource, date)?
+        .ok_or_else(|| ApiError::OfscUnavailable("the route is not cached".into()))
 }
 
 pub async fn get_one(
@@ -79,7 +78,10 @@ pub async fn get_one(
         a.resource_id.as_deref().unwrap_or(""),
         state.directory.as_ref(),
     )?;
-    let route = device_route_of(&state, &a).await?;
+    let route = match (a.resource_id.as_deref(), a.date.as_deref()) {
+        (Some(r), Some(d)) => Some(device_route_of(&state, r, d).await?),
+        _ => None,
+    };
     Ok(HttpResponse::Ok().json(present::activity(&a, route.as_ref())))
 }
 
@@ -173,8 +175,13 @@ pub async fn set_status(
         detail: "the activity is not scheduled on a route".into(),
         allowed: vec![],
     })?;
-    let zone = a
-        .resource_time_zone_iana
+    let zone_name = a.resource_time_zone_iana.clone().or_else(|| {
+        state
+            .directory
+            .get(&resource)
+            .and_then(|r| r.time_zone_iana)
+    });
+    let zone = zone_name
         .as_deref()
         .and_then(|z| ofsc_time::zone(z).ok())
         .unwrap_or(chrono_tz::UTC);
@@ -195,8 +202,7 @@ pub async fn set_status(
     if let Some(answer) = outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
         return answer_of(answer);
     }
-    let (route, activities) = route_of(&state, &resource, &date).await?;
-    let dev = view::device_route(state.store.as_ref(), &route, activities)?;
+    let dev = device_route_of(&state, &resource, &date).await?;
     let plan =
         lifecycle::plan(&dev.view, id, status, time).map_err(|r| ApiError::InvalidTransition {
             detail: r.detail,
@@ -210,6 +216,7 @@ pub async fn set_status(
             activity_id: None,
             kind: OpKind::ActivateRoute,
             time,
+            zone: zone_name.clone(),
         });
     }
     ops.push(NewOp {
@@ -224,6 +231,7 @@ pub async fn set_status(
             reason: body.reason.clone(),
         },
         time,
+        zone: zone_name.clone(),
     });
     let mut after = dev.clone();
     lifecycle::apply(&mut after.view, id, status, time);

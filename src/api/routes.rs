@@ -45,7 +45,8 @@ pub async fn get(
         .read_route(&resource, &date, ofsc_ok)
         .await
         .map_err(|e| ApiError::OfscUnavailable(e.to_string()))?;
-    let dev = view::device_route(state.store.as_ref(), &read.route, read.activities)?;
+    let dev = view::device_route(state.store.as_ref(), &state.cache, &resource, &date)?
+        .ok_or_else(|| ApiError::OfscUnavailable("the route is not cached".into()))?;
     let mut stops: Vec<_> = dev
         .activities
         .iter()

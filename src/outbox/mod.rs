@@ -105,6 +105,7 @@ pub struct NewOp {
     pub activity_id: Option<i64>,
     pub kind: OpKind,
     pub time: DateTime<FixedOffset>,
+    pub zone: Option<String>,
 }
 
 /// Who submits, with which idempotency key and request fingerprint.
@@ -171,6 +172,7 @@ pub fn enqueue(
             activity_id: n.activity_id,
             kind: n.kind,
             time: n.time,
+            zone: n.zone,
             state: OpState::Queued,
             attempts: 0,
             last_error: None,
@@ -365,6 +367,7 @@ mod tests {
                 reason: None,
             },
             time: DateTime::parse_from_rfc3339("2026-05-04T08:00:00-04:00").unwrap(),
+            zone: Some("America/New_York".into()),
         }
     }
 

@@ -84,6 +84,9 @@ pub struct Op {
     pub kind: OpKind,
     /// When it happened on the device.
     pub time: DateTime<FixedOffset>,
+    /// The resource's IANA zone when the op was accepted: OFSC wants resource-local times.
+    #[serde(default)]
+    pub zone: Option<String>,
     pub state: OpState,
     pub attempts: u32,
     pub last_error: Option<String>,

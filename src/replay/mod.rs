@@ -217,7 +217,7 @@ impl Replayer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&op.seq);
-        tracing::info!(op = %op.id, state = state.name(), activity = ?op.activity_id, "op finished");
+        tracing::info!(op = %op.id, state = state.name(), activity = ?op.activity_id, detail = ?op.ofsc_detail, attempts = op.attempts, "op finished");
         Step::Done
     }
 
@@ -247,20 +247,22 @@ impl Replayer {
         }
     }
 
-    fn zone(&self, op: &Op) -> chrono_tz::Tz {
-        let from_directory = self
-            .directory
-            .get(&op.resource_id)
-            .and_then(|r| r.time_zone_iana.or(r.time_zone));
-        let from_cache = || {
-            op.activity_id
-                .and_then(|id| self.cache.activity(id).ok().flatten())
-                .and_then(|c| c.activity.resource_time_zone_iana)
+    /// The resource's zone: recorded with the op, else the directory, else asked of OFSC.
+    /// Never guessed: a wrong zone would shift every action time.
+    async fn zone(&self, op: &Op) -> Result<chrono_tz::Tz, OfscError> {
+        let known = op.zone.clone().or_else(|| {
+            self.directory
+                .get(&op.resource_id)
+                .and_then(|r| r.time_zone_iana.or(r.time_zone))
+        });
+        let name = match known {
+            Some(z) => z,
+            None => {
+                let r = self.ofsc.get_resource(&op.resource_id).await?;
+                r.time_zone_iana.or(r.time_zone).unwrap_or_default()
+            }
         };
-        from_directory
-            .or_else(from_cache)
-            .and_then(|z| ofsc_time::zone(&z).ok())
-            .unwrap_or(chrono_tz::UTC)
+        ofsc_time::zone(&name).map_err(|e| OfscError::Config(e.to_string()))
     }
 
     /// Whether OFSC already shows the op's effect.
@@ -287,7 +289,7 @@ impl Replayer {
     }
 
     async fn send(&self, op: &Op) -> Result<(), OfscError> {
-        let local = ofsc_time::to_local(&op.time, self.zone(op));
+        let local = ofsc_time::to_local(&op.time, self.zone(op).await?);
         match &op.kind {
             OpKind::ActivateRoute => {
                 self.ofsc
