@@ -2,6 +2,7 @@
 //! to Oracle Field Service exactly once and in order. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod config;

@@ -115,6 +115,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        crate::telemetry::prometheus();
         let data_dir = settings.server.data_dir.clone();
         let store = Arc::new(
             SledStore::open(&data_dir)
@@ -228,6 +229,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .configure(|cfg| api::extractor_config(cfg, MAX_JSON_BODY))
                 .wrap(tracing_actix())
+                .wrap(actix_web::middleware::from_fn(record_latency))
                 .configure(api::routes)
                 .default_service(web::to(api::problem::not_found))
         })
@@ -322,6 +324,24 @@ async fn probe_ofsc(
         health.record(result);
         tokio::time::sleep(every).await;
     }
+}
+
+/// Request latency for `/metrics`, labelled by method and status (not by path: ids would
+/// explode the label space).
+async fn record_latency(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    metrics::histogram!(
+        "fieldsync_http_request_duration_seconds",
+        "method" => method,
+        "status" => res.status().as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    Ok(res)
 }
 
 fn tracing_actix() -> actix_web::middleware::Logger {

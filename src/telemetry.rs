@@ -1,5 +1,7 @@
-//! Structured logging setup.
+//! Structured logging and Prometheus metrics.
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls (tests) are ignored.
@@ -11,4 +13,23 @@ pub fn init() {
         .with_target(false)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            60.0, 300.0,
+        ];
+        let builder = PrometheusBuilder::new();
+        let builder = builder
+            .set_buckets(&buckets)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
 }

@@ -5,9 +5,11 @@ mod admin;
 mod auth;
 mod health;
 mod me;
+mod metrics;
 mod ops;
 mod present;
 pub mod problem;
+mod queue;
 mod routes;
 mod sessions;
 
@@ -32,6 +34,7 @@ macro_rules! api_routes {
 api_routes! {
     get "/healthz" => health::healthz,
     get "/readyz" => health::readyz,
+    get "/metrics" => metrics::metrics,
     post "/sessions" => sessions::create,
     post "/sessions/refresh" => sessions::refresh,
     delete "/sessions" => sessions::delete,
@@ -42,12 +45,18 @@ api_routes! {
     get "/activities/{activityId}" => activities::get_one,
     patch "/activities/{activityId}/status" => activities::set_status,
     get "/ops/{opId}" => ops::get,
+    get "/admin/queue" => queue::summary,
+    get "/admin/ops" => queue::list,
+    post "/admin/ops/{opId}/retry" => queue::retry,
+    post "/admin/ops/{opId}/discard" => queue::discard,
+    get "/admin/quarantine" => queue::quarantine,
 }
 
 /// Routes that need no access token; every other route must have authorization-matrix rows.
 pub const PUBLIC: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/metrics"),
     ("post", "/sessions"),
     ("post", "/sessions/refresh"),
 ];

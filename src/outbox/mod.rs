@@ -267,18 +267,34 @@ pub fn get_op(store: &dyn Storage, seq: u64) -> Result<Option<Op>, StoreError> {
     store.get(OPS, &op_key(seq))
 }
 
-/// The lane's ops still in it, oldest first. Corrupt ops are reported, never skipped.
+/// The lane's ops still in it, oldest first. An op that fails verification is quarantined
+/// (with its reason, for operators) and leaves the lane: it is reported, never sent.
 pub fn lane_ops(store: &dyn Storage, resource: &str, date: &str) -> Result<Vec<Op>, StoreError> {
     let mut out = Vec::new();
     for (k, _) in store.scan_raw(LANES, &lane_prefix(resource, date), None, usize::MAX)? {
         let Some((_, _, seq)) = parse_lane_key(&k) else {
             continue;
         };
-        if let Some(op) = get_op(store, seq)? {
-            out.push(op);
+        match get_op(store, seq) {
+            Ok(Some(op)) => out.push(op),
+            Ok(None) => {}
+            Err(e) if e.is_corrupt() => quarantine_op(store, &k, seq, &e)?,
+            Err(e) => return Err(e),
         }
     }
     Ok(out)
+}
+
+/// Moves a corrupt op to quarantine and takes it out of its lane.
+pub fn quarantine_op(
+    store: &dyn Storage,
+    lane_key: &[u8],
+    seq: u64,
+    err: &StoreError,
+) -> Result<(), StoreError> {
+    tracing::error!(op = %Op::id_of(seq), error = %err, "op failed verification: quarantined, not sent");
+    store.quarantine(OPS, &op_key(seq), &err.to_string())?;
+    store.remove(LANES, lane_key)
 }
 
 /// The oldest op still in a lane.
@@ -294,9 +310,16 @@ pub fn lane_head(
     else {
         return Ok(None);
     };
-    match parse_lane_key(&k) {
-        Some((_, _, seq)) => get_op(store, seq),
-        None => Ok(None),
+    let Some((_, _, seq)) = parse_lane_key(&k) else {
+        return Ok(None);
+    };
+    match get_op(store, seq) {
+        Err(e) if e.is_corrupt() => {
+            quarantine_op(store, &k, seq, &e)?;
+            // The next op (if any) is now the head.
+            lane_head(store, resource, date)
+        }
+        other => other,
     }
 }
 
@@ -337,6 +360,42 @@ pub fn save_op(store: &dyn Storage, op: &Op) -> Result<(), StoreError> {
         }
         Ok(())
     })
+}
+
+/// Every op, in id order (for operators and metrics).
+pub fn all_ops(store: &dyn Storage) -> Result<Vec<Op>, StoreError> {
+    let mut out = Vec::new();
+    for (k, v) in store.scan_raw(OPS, b"", None, usize::MAX)? {
+        match crate::store::record::open::<Op>(OPS, &k, &v) {
+            Ok(op) => out.push(op),
+            Err(e) => {
+                tracing::error!(error = %e, "skipping a corrupt op in a listing; the replayer quarantines it")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Puts a dead, rejected or blocked op back at its place in its lane.
+pub fn requeue(store: &dyn Storage, seq: u64) -> Result<Op, StoreError> {
+    let mut op = get_op(store, seq)?.ok_or_else(|| StoreError::Aborted("no such op".into()))?;
+    op.state = OpState::Queued;
+    op.attempts = 0;
+    op.updated_at = Utc::now();
+    store.transact(&[OPS, LANES], &|tx| {
+        tx.put(OPS, &op_key(op.seq), &op)?;
+        tx.put(LANES, &lane_key(&op.resource_id, &op.date, op.seq), &op.seq)
+    })?;
+    Ok(op)
+}
+
+/// Gives up on an op for good.
+pub fn discard(store: &dyn Storage, seq: u64) -> Result<Op, StoreError> {
+    let mut op = get_op(store, seq)?.ok_or_else(|| StoreError::Aborted("no such op".into()))?;
+    op.state = OpState::Discarded;
+    op.updated_at = Utc::now();
+    save_op(store, &op)?;
+    Ok(op)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use crate::cache::Cache;
 use crate::directory::Directory;
 use crate::ofsc::{time as ofsc_time, Disposition, OfscClient, OfscError};
 use crate::outbox::{self, Op, OpKind, OpState};
-use crate::store::{GroupCommit, Storage, StoreError};
+use crate::store::{GroupCommit, Storage};
 use chrono::Utc;
 use rand::Rng;
 use serde_json::json;
@@ -142,10 +142,6 @@ impl Replayer {
             let head = match outbox::lane_head(self.store.as_ref(), &lane.0, &lane.1) {
                 Ok(Some(op)) => op,
                 Ok(None) => break,
-                Err(e) if e.is_corrupt() => {
-                    self.quarantine_head(&lane, &e);
-                    continue;
-                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read lane head");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -166,26 +162,6 @@ impl Replayer {
         self.wake();
     }
 
-    /// A corrupt op is never sent: it moves to quarantine and its lane entry goes.
-    fn quarantine_head(&self, lane: &(String, String), err: &StoreError) {
-        let prefix = outbox::lane_prefix(&lane.0, &lane.1);
-        let Ok(entries) = self.store.scan_raw(outbox::LANES, &prefix, None, 1) else {
-            return;
-        };
-        for (k, _) in entries {
-            if let Some((_, _, seq)) = outbox::parse_lane_key(&k) {
-                tracing::error!(op = %Op::id_of(seq), error = %err, "quarantining a corrupt op");
-                let _ = crate::store::StorageExt::quarantine(
-                    self.store.as_ref(),
-                    outbox::OPS,
-                    &outbox::op_key(seq),
-                    &err.to_string(),
-                );
-                let _ = self.store.remove(outbox::LANES, &k);
-            }
-        }
-    }
-
     fn backoff(&self, attempts: u32) -> Duration {
         let exp = self
             .cfg
@@ -200,6 +176,11 @@ impl Replayer {
         op.updated_at = Utc::now();
         if state == OpState::Applied {
             op.applied_at = Some(op.updated_at);
+        }
+        metrics::counter!("fieldsync_ops_finished_total", "state" => state.name()).increment(1);
+        if state == OpState::Applied {
+            let lag = (Utc::now() - op.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("fieldsync_replay_lag_seconds").record(lag);
         }
         if let Err(e) = outbox::save_op(self.store.as_ref(), op) {
             tracing::error!(op = %op.id, error = %e, "cannot record op outcome");
@@ -349,9 +330,11 @@ impl Replayer {
                         .remove(&op.seq);
                 }
                 Err(e) => {
+                    // A failed read-back is an attempt too, so an op cannot wait forever.
+                    op.attempts += 1;
                     op.last_error = Some(format!("reading back: {e}"));
-                    let _ = outbox::save_op(self.store.as_ref(), &op);
-                    return Step::Wait(self.backoff(op.attempts.max(1)));
+                    let wait = self.backoff(op.attempts);
+                    return self.retry_or_die(op, wait).await;
                 }
             }
         }
@@ -384,6 +367,11 @@ impl Replayer {
             }
             Disposition::Retry { after } => after.unwrap_or_else(|| self.backoff(op.attempts)),
         };
+        self.retry_or_die(op, wait).await
+    }
+
+    /// Dead after too many attempts or too long; otherwise back in the queue for `wait`.
+    async fn retry_or_die(&self, mut op: Op, wait: Duration) -> Step {
         let age = (Utc::now() - op.created_at).to_std().unwrap_or_default();
         if op.attempts >= self.cfg.max_attempts || age > self.cfg.max_age {
             return self.finish(&mut op, OpState::Dead).await;
@@ -392,7 +380,7 @@ impl Replayer {
         if let Err(e) = outbox::save_op(self.store.as_ref(), &op) {
             tracing::error!(op = %op.id, error = %e, "cannot record retry");
         }
-        tracing::debug!(op = %op.id, error = %err, ?wait, "op will be retried");
+        tracing::debug!(op = %op.id, error = ?op.last_error, ?wait, "op will be retried");
         Step::Wait(wait)
     }
 }

@@ -5,6 +5,7 @@
 mod crash;
 mod helpers;
 mod matrix;
+mod operate;
 mod service;
 mod sessions;
 mod sim_api;

@@ -92,6 +92,30 @@ const MATRIX: &[Row] = &[
     Row("get", "/ops/{opId}", Super, Supervised, 200),
     Row("get", "/ops/{opId}", Super, NotSupervised, 404),
     Row("get", "/ops/{opId}", Admin, NotSupervised, 200),
+    Row("get", "/admin/queue", Tech, NoObject, 403),
+    Row("get", "/admin/queue", Super, NoObject, 200),
+    Row("get", "/admin/queue", Admin, NoObject, 200),
+    Row("get", "/admin/ops", Tech, NoObject, 403),
+    Row("get", "/admin/ops", Super, NoObject, 200),
+    Row("get", "/admin/ops", Admin, NoObject, 200),
+    Row("get", "/admin/quarantine", Tech, NoObject, 403),
+    Row("get", "/admin/quarantine", Super, NoObject, 200),
+    Row("get", "/admin/quarantine", Admin, NoObject, 200),
+    // The setup ops are applied: retry and discard are refused with 409 once access is granted.
+    Row("post", "/admin/ops/{opId}/retry", Tech, Own, 403),
+    Row("post", "/admin/ops/{opId}/retry", Super, Supervised, 409),
+    Row("post", "/admin/ops/{opId}/retry", Super, NotSupervised, 404),
+    Row("post", "/admin/ops/{opId}/retry", Admin, NotSupervised, 409),
+    Row("post", "/admin/ops/{opId}/discard", Tech, Own, 403),
+    Row("post", "/admin/ops/{opId}/discard", Super, Supervised, 409),
+    Row(
+        "post",
+        "/admin/ops/{opId}/discard",
+        Super,
+        NotSupervised,
+        404,
+    ),
+    Row("post", "/admin/ops/{opId}/discard", Admin, Supervised, 409),
 ];
 
 /// The objects of one resource that rows point at.

@@ -1,0 +1,181 @@
+//! Operating the outbox: queue depth by state, the dead and rejected ops, retry and discard
+//! (supervisors for the resources they oversee, admins for all), each audited.
+
+use super::ops::op_json;
+use super::ApiError;
+use crate::audit;
+use crate::auth::policy::{self, Function};
+use crate::auth::Principal;
+use crate::outbox::{self, Op, OpState};
+use crate::startup::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Ops the caller may see, in id order, with their states.
+fn visible_ops(state: &AppState, who: &Principal) -> Result<Vec<Op>, ApiError> {
+    let mut out = Vec::new();
+    for op in outbox::all_ops(state.store.as_ref())? {
+        if policy::may_see(who, &op.resource_id, state.directory.as_ref()).is_ok() {
+            out.push(op);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn summary(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::Operate)?;
+    let ops = visible_ops(&state, &who)?;
+    let mut by_state: BTreeMap<&str, usize> = OpState::ALL.iter().map(|s| (s.name(), 0)).collect();
+    for op in &ops {
+        *by_state.entry(op.state.name()).or_insert(0) += 1;
+    }
+    let oldest = ops
+        .iter()
+        .filter(|o| !o.state.is_final())
+        .map(|o| (Utc::now() - o.created_at).num_milliseconds() as f64 / 1000.0)
+        .fold(0.0f64, f64::max);
+    Ok(HttpResponse::Ok().json(json!({"byState": by_state, "oldestQueuedAgeSeconds": oldest})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::Operate)?;
+    let wanted: Vec<OpState> = match q.state.as_deref() {
+        None => vec![OpState::Dead, OpState::Rejected, OpState::Blocked],
+        Some(s) => vec![OpState::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "invalid-query",
+                detail: format!("unknown state {s:?}"),
+            })?],
+    };
+    let after = match q.cursor.as_deref() {
+        Some(c) => Op::seq_of(c).ok_or_else(|| ApiError::BadRequest {
+            code: "invalid-cursor",
+            detail: "unknown cursor".into(),
+        })?,
+        None => 0,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let matching: Vec<Op> = visible_ops(&state, &who)?
+        .into_iter()
+        .filter(|o| o.seq > after && wanted.contains(&o.state))
+        .take(limit + 1)
+        .collect();
+    let has_more = matching.len() > limit;
+    let items: Vec<_> = matching.iter().take(limit).map(op_json).collect();
+    let next = if has_more {
+        matching.get(limit - 1).map(|o| o.id.clone())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(json!({"items": items, "nextCursor": next, "hasMore": has_more})))
+}
+
+fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+async fn act(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    id: String,
+    retry: bool,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::Operate)?;
+    let seq = Op::seq_of(&id).ok_or(ApiError::NotFound)?;
+    let op = outbox::get_op(state.store.as_ref(), seq)?.ok_or(ApiError::NotFound)?;
+    policy::may_see(&who, &op.resource_id, state.directory.as_ref())?;
+    let allowed_from: &[OpState] = if retry {
+        &[OpState::Dead, OpState::Rejected, OpState::Blocked]
+    } else {
+        &[
+            OpState::Queued,
+            OpState::Dead,
+            OpState::Rejected,
+            OpState::Blocked,
+        ]
+    };
+    if !allowed_from.contains(&op.state) {
+        return Err(ApiError::InvalidTransition {
+            detail: format!("op {} is {}", op.id, op.state.name()),
+            allowed: allowed_from.iter().map(|s| s.name().to_string()).collect(),
+        });
+    }
+    let lock = state.lanes.lock(&op.resource_id, &op.date);
+    let guard = lock.lock().await;
+    let updated = if retry {
+        outbox::requeue(state.store.as_ref(), seq)?
+    } else {
+        outbox::discard(state.store.as_ref(), seq)?
+    };
+    audit::record(
+        state.store.as_ref(),
+        &who,
+        audit::Event {
+            action: if retry { "op.retry" } else { "op.discard" },
+            object: op.id.clone(),
+            resource_id: Some(op.resource_id.clone()),
+            activity_id: op.activity_id,
+            request_id: request_id(&req),
+            detail: json!({"from": op.state.name()}),
+        },
+    )?;
+    drop(guard);
+    state.commit.flush().await?;
+    if retry {
+        state.replayer.wake();
+    }
+    Ok(HttpResponse::Ok().json(op_json(&updated)))
+}
+
+pub async fn retry(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    act(state, who, req, path.into_inner(), true).await
+}
+
+pub async fn discard(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    act(state, who, req, path.into_inner(), false).await
+}
+
+pub async fn quarantine(
+    state: web::Data<AppState>,
+    who: Principal,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::Operate)?;
+    let items = crate::store::StorageExt::quarantined(state.store.as_ref(), 1000)?;
+    let items: Vec<_> = items
+        .into_iter()
+        .map(|q| json!({"tree": q.tree, "key": q.key_hex, "reason": q.reason, "quarantinedAt": q.quarantined_at}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "nextCursor": null, "hasMore": false})))
+}

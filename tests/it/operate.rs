@@ -1,0 +1,219 @@
+//! Operating the queue: corrupt records quarantined, dead letters, retry and discard with
+//! audit, and the metrics operators scrape.
+
+use crate::helpers::Stack;
+use fieldsync::store::Storage;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn first_stops(stack: &Stack, s: &crate::helpers::Session, tech: &str) -> Vec<i64> {
+    let date = stack.sim.today_route(tech).await.0;
+    let route = stack.route(s, &date).await;
+    route["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["activityId"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_corrupted_queued_op_is_quarantined_and_never_sent() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let ids = first_stops(&stack, &s, "tech1").await;
+    stack.sim.faults(json!({"rate5xx": 1.0})).await;
+    let (code, body) = stack.status(&s, ids[0], "started", "k").await;
+    assert_eq!(code, 202);
+    let op_id = body["opId"].as_str().unwrap().to_string();
+    let seq = fieldsync::outbox::Op::seq_of(&op_id).unwrap();
+    let store = stack.app.state.store.as_ref();
+    let key = fieldsync::outbox::op_key(seq);
+    let mut raw = store
+        .get_raw(fieldsync::outbox::OPS, &key)
+        .unwrap()
+        .unwrap();
+    let n = raw.len();
+    raw[n - 3] ^= 0x20;
+    store.insert_raw(fieldsync::outbox::OPS, &key, raw).unwrap();
+    stack.sim.faults(json!({})).await;
+
+    let admin = stack.app.login("admin").await;
+    let mut quarantined = Value::Null;
+    for _ in 0..200 {
+        quarantined = stack
+            .app
+            .call("get", "/admin/quarantine", Some(&admin.access))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !quarantined["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let items = quarantined["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{quarantined}");
+    assert_eq!(items[0]["tree"], "ops");
+    assert!(items[0]["reason"].as_str().unwrap().contains("checksum"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ledger = stack.sim.ledger().await;
+    assert!(
+        ledger.iter().all(|e| e["action"] != "start"),
+        "a corrupt op reached OFSC: {ledger:?}"
+    );
+    let metrics = stack
+        .app
+        .call("get", "/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("fieldsync_quarantined_records 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn dead_ops_are_listed_retried_or_discarded_with_audit() {
+    let stack = Stack::start_with(|s| s.replay.max_attempts = 2).await;
+    let s = stack.app.login("tech2").await;
+    let ids = first_stops(&stack, &s, "tech2").await;
+    stack.sim.faults(json!({"rate5xx": 1.0})).await;
+    let (_, a) = stack.status(&s, ids[0], "started", "a").await;
+    let (_, b) = stack.status(&s, ids[0], "completed", "b").await;
+    let (a, b) = (
+        a["opId"].as_str().unwrap().to_string(),
+        b["opId"].as_str().unwrap().to_string(),
+    );
+    let done = stack
+        .settle(&s, &[a.clone(), b.clone()], Duration::from_secs(20))
+        .await;
+    let states: Vec<&str> = done.iter().map(|o| o["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["dead", "blocked"], "{done:?}");
+
+    let sup = stack.app.login("super1").await;
+    let tech = stack.app.login("tech2").await;
+    let summary: Value = stack
+        .app
+        .call("get", "/admin/queue", Some(&sup.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The route activation died too: it was queued ahead of the start.
+    assert_eq!(summary["byState"]["dead"], 2, "{summary}");
+    assert_eq!(summary["byState"]["blocked"], 1);
+    assert!(summary["oldestQueuedAgeSeconds"].as_f64().is_some());
+    let listed: Value = stack
+        .app
+        .call("get", "/admin/ops?state=dead", Some(&sup.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let dead: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["opId"].as_str().unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[1], a);
+    assert_eq!(listed["items"][0]["kind"]["type"], "activateRoute");
+    assert_eq!(
+        stack
+            .app
+            .call("get", "/admin/queue", Some(&tech.access))
+            .await
+            .status(),
+        403
+    );
+
+    stack.sim.faults(json!({})).await;
+    for op in &dead {
+        let retried = stack
+            .app
+            .call("post", &format!("/admin/ops/{op}/retry"), Some(&sup.access))
+            .await;
+        assert_eq!(retried.status(), 200);
+    }
+    let discarded = stack
+        .app
+        .call(
+            "post",
+            &format!("/admin/ops/{b}/discard"),
+            Some(&sup.access),
+        )
+        .await;
+    assert_eq!(discarded.status(), 200);
+    let again = stack
+        .app
+        .call(
+            "post",
+            &format!("/admin/ops/{b}/discard"),
+            Some(&sup.access),
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+    let done = stack
+        .settle(&s, &[a.clone(), b.clone()], Duration::from_secs(20))
+        .await;
+    assert_eq!(done[0]["state"], "applied");
+    assert_eq!(done[1]["state"], "discarded");
+    let starts = stack
+        .sim
+        .ledger()
+        .await
+        .iter()
+        .filter(|e| e["action"] == "start")
+        .count();
+    assert_eq!(starts, 1);
+
+    let audit = fieldsync::audit::list(stack.app.state.store.as_ref(), 0, 100).unwrap();
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|e| (e.action.as_str(), e.user.as_str()))
+        .collect();
+    assert!(
+        actions.contains(&("op.retry", "super1")) && actions.contains(&("op.discard", "super1")),
+        "{actions:?}"
+    );
+    assert!(audit
+        .iter()
+        .all(|e| !e.request_id.is_empty() && e.device == "super1-phone"));
+}
+
+#[tokio::test]
+async fn metrics_expose_queue_and_replay_figures() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech3").await;
+    let ids = first_stops(&stack, &s, "tech3").await;
+    let (_, body) = stack.status(&s, ids[0], "started", "m").await;
+    stack
+        .settle(
+            &s,
+            &[body["opId"].as_str().unwrap().to_string()],
+            Duration::from_secs(10),
+        )
+        .await;
+    let text = stack
+        .app
+        .call("get", "/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "fieldsync_ops{state=\"applied\"}",
+        "fieldsync_ops{state=\"queued\"}",
+        "fieldsync_oldest_queued_age_seconds",
+        "fieldsync_replay_lag_seconds_bucket",
+        "fieldsync_http_request_duration_seconds_bucket",
+        "fieldsync_ofsc_up",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+}
