@@ -100,11 +100,16 @@ impl Cache {
     }
 
     /// Fetches the route from OFSC and replaces the cached copy in one transaction.
+    ///
+    /// An activity cached after this fetch began (the replayer storing OFSC's answer to an
+    /// action) is newer than what the fetch saw and is kept, so a refresh never undoes a
+    /// write the device already sees.
     pub async fn fetch_route(
         &self,
         resource: &str,
         date: &str,
     ) -> Result<(CachedRoute, Vec<Activity>), CacheError> {
+        let started = Utc::now();
         let route = self.ofsc.get_route(resource, date).await?;
         let now = Utc::now();
         let cached = CachedRoute {
@@ -117,7 +122,11 @@ impl Cache {
         let key = route_key(resource, date);
         self.store.transact(&[ROUTES, ACTIVITIES], &|tx| {
             for a in &route.items {
-                if let Some(id) = a.activity_id {
+                let Some(id) = a.activity_id else { continue };
+                let newer = tx
+                    .get::<CachedActivity>(ACTIVITIES, &activity_key(id))?
+                    .is_some_and(|c| c.fetched_at > started);
+                if !newer {
                     tx.put(
                         ACTIVITIES,
                         &activity_key(id),
@@ -128,9 +137,19 @@ impl Cache {
                     )?;
                 }
             }
-            tx.put(ROUTES, &key, &cached)
+            let previous: Option<CachedRoute> = tx.get(ROUTES, &key)?;
+            let mut fresh = cached.clone();
+            if fresh.route_start_time.is_none() {
+                fresh.route_start_time =
+                    previous.and_then(|p| p.route_start_time.filter(|_| p.fetched_at > started));
+            }
+            tx.put(ROUTES, &key, &fresh)
         })?;
-        Ok((cached, route.items))
+        let activities = self
+            .cached_route(resource, date)?
+            .map(|(_, a)| a)
+            .unwrap_or(route.items);
+        Ok((cached, activities))
     }
 
     /// Stores one activity as OFSC returned it (after a replayed action or an event).
@@ -161,6 +180,20 @@ impl Cache {
             if let Some(mut r) = tx.get::<CachedRoute>(ROUTES, &key)? {
                 if r.route_start_time.is_none() {
                     r.route_start_time = Some(local_time.to_string());
+                    tx.put(ROUTES, &key, &r)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds a newly created activity to its cached route.
+    pub fn add_to_route(&self, resource: &str, date: &str, id: i64) -> Result<(), StoreError> {
+        let key = route_key(resource, date);
+        self.store.transact(&[ROUTES], &|tx| {
+            if let Some(mut r) = tx.get::<CachedRoute>(ROUTES, &key)? {
+                if !r.activity_ids.contains(&id) {
+                    r.activity_ids.push(id);
                     tx.put(ROUTES, &key, &r)?;
                 }
             }

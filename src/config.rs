@@ -62,12 +62,15 @@ pub struct Settings {
 pub struct CacheSettings {
     /// A cached route older than this is refreshed in the background when read.
     pub route_max_age_secs: u64,
+    /// How often OFSC's Events API is polled when there is nothing new.
+    pub events_poll_ms: u64,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
             route_max_age_secs: 60,
+            events_poll_ms: 3000,
         }
     }
 }

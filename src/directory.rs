@@ -40,6 +40,14 @@ impl Directory {
         self.map.read().ok()?.get(id).cloned()
     }
 
+    /// Every cached resource.
+    pub fn all(&self) -> Vec<Resource> {
+        self.map
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.map.read().map(|m| m.len()).unwrap_or(0)
     }

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod directory;
 pub mod domain;
+pub mod events;
 pub mod ofsc;
 pub mod outbox;
 pub mod replay;

@@ -111,6 +111,7 @@ pub struct Application {
     state: web::Data<AppState>,
     probe: tokio::task::JoinHandle<()>,
     replay_task: tokio::task::JoinHandle<()>,
+    events_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -203,6 +204,14 @@ impl Application {
             settings.replay.to_config(),
         );
         let replay_task = replayer.start();
+        let events_task = crate::events::EventsPoller::new(
+            store.clone() as Arc<dyn Storage>,
+            commit.clone(),
+            ofsc.clone(),
+            cache.clone(),
+            Duration::from_millis(settings.cache.events_poll_ms.max(50)),
+        )
+        .start();
         let state = web::Data::new(AppState {
             store,
             commit,
@@ -253,6 +262,7 @@ impl Application {
             state,
             probe,
             replay_task,
+            events_task,
         })
     }
 
@@ -282,6 +292,7 @@ impl Application {
         };
         self.probe.abort();
         self.replay_task.abort();
+        self.events_task.abort();
         if let Err(e) = self.state.commit.flush().await {
             tracing::error!(error = %e, "final flush failed");
         }

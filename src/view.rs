@@ -108,11 +108,40 @@ fn build(
         last_time: outbox::route_clock(store, &route.resource_id, &route.date)?,
     };
     let mut pending = HashMap::new();
+    let mut activities = activities;
     for op in &lane {
+        // An op on a provisional id applies to the real activity once its create landed.
+        let id = match op.activity_id {
+            Some(id) => Some(outbox::resolve_activity(store, id)?),
+            None => None,
+        };
         match &op.kind {
             OpKind::ActivateRoute => view.activated = true,
+            OpKind::CreateActivity { activity } => {
+                if let Some(id) = id.filter(|id| view.stop(*id).is_none()) {
+                    let position = view
+                        .stops
+                        .iter()
+                        .filter_map(|s| s.position)
+                        .max()
+                        .unwrap_or(0)
+                        + 1;
+                    view.stops.push(StopView {
+                        id,
+                        status: "pending".into(),
+                        position: Some(position),
+                        arrived: false,
+                    });
+                    let mut a = (**activity).clone();
+                    a.activity_id = Some(id);
+                    a.position_in_route = Some(position);
+                    a.status = Some("pending".into());
+                    activities.push(a);
+                    *pending.entry(id).or_insert(0) += 1;
+                }
+            }
             OpKind::Status { status, .. } => {
-                if let Some(id) = op.activity_id {
+                if let Some(id) = id {
                     lifecycle::apply(&mut view, id, *status, op.time);
                     *pending.entry(id).or_insert(0) += 1;
                 }

@@ -19,12 +19,19 @@ use serde_json::json;
 pub fn activity_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .ok()
-        .filter(|id| *id > 0)
+        .filter(|id| *id != 0)
         .ok_or(ApiError::NotFound)
 }
 
-/// The activity from the cache, or read through from OFSC.
+/// The activity from the cache, or read through from OFSC. A provisional id (a create not
+/// yet applied) resolves to OFSC's id once it is, and to the queued create before.
 pub async fn find_activity(state: &AppState, id: i64) -> Result<Activity, ApiError> {
+    let id = outbox::resolve_activity(state.store.as_ref(), id)?;
+    if id < 0 {
+        return outbox::provisional_activity(state.store.as_ref(), id)?
+            .map(|(_, a)| a)
+            .ok_or(ApiError::NotFound);
+    }
     if let Some(c) = state.cache.activity(id)? {
         return Ok(c.activity);
     }
@@ -71,7 +78,7 @@ pub async fn get_one(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::ReadField)?;
-    let id = activity_id(&path)?;
+    let id = outbox::resolve_activity(state.store.as_ref(), activity_id(&path)?)?;
     let a = find_activity(&state, id).await?;
     policy::may_see(
         &who,
@@ -164,7 +171,7 @@ pub async fn set_status(
     body: web::Json<StatusBody>,
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::FieldWrite)?;
-    let id = activity_id(&path)?;
+    let id = outbox::resolve_activity(state.store.as_ref(), activity_id(&path)?)?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
     let status = validate(&body)?;

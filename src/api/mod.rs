@@ -1,6 +1,7 @@
 //! The device- and supervisor-facing HTTP API: one file per resource, one error mapping.
 
 mod activities;
+mod activity_list;
 mod admin;
 mod auth;
 mod health;
@@ -42,6 +43,8 @@ api_routes! {
     get "/resources/{resourceId}" => me::resource,
     get "/admin/users" => admin::list_users,
     get "/routes/{date}" => routes::get,
+    get "/activities" => activity_list::list,
+    post "/activities" => activity_list::create,
     get "/activities/{activityId}" => activities::get_one,
     patch "/activities/{activityId}/status" => activities::set_status,
     get "/ops/{opId}" => ops::get,

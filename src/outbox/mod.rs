@@ -41,6 +41,38 @@ pub fn activity_ops(store: &dyn Storage, activity: i64) -> Result<Vec<Op>, Store
     Ok(out)
 }
 
+/// Resolves an activity id: a provisional id maps to OFSC's id once its create was applied.
+pub fn resolve_activity(store: &dyn Storage, id: i64) -> Result<i64, StoreError> {
+    if id >= 0 {
+        return Ok(id);
+    }
+    Ok(activity_ops(store, id)?
+        .iter()
+        .find_map(|op| match op.kind {
+            OpKind::CreateActivity { .. } => op.created_activity_id,
+            _ => None,
+        })
+        .unwrap_or(id))
+}
+
+/// The queued (not yet applied) create behind a provisional id.
+pub fn provisional_activity(
+    store: &dyn Storage,
+    id: i64,
+) -> Result<Option<(Op, crate::ofsc::wire::Activity)>, StoreError> {
+    if id >= 0 {
+        return Ok(None);
+    }
+    for op in activity_ops(store, id)? {
+        if let OpKind::CreateActivity { activity } = &op.kind {
+            let mut a = (**activity).clone();
+            a.activity_id = Some(id);
+            return Ok(Some((op.clone(), a)));
+        }
+    }
+    Ok(None)
+}
+
 /// The latest device time accepted on a route.
 pub fn route_clock(
     store: &dyn Storage,
@@ -182,6 +214,7 @@ pub fn enqueue(
             created_at: now,
             updated_at: now,
             applied_at: None,
+            created_activity_id: None,
         });
     }
     let change_seqs = ops

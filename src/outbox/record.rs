@@ -59,6 +59,10 @@ pub struct Location {
 pub enum OpKind {
     /// `POST /resources/{id}/routes/{date}/custom-actions/activate`.
     ActivateRoute,
+    /// `POST /activities`; the op's `activity_id` is the provisional (negative) id.
+    CreateActivity {
+        activity: Box<crate::ofsc::wire::Activity>,
+    },
     /// A status move; `ofsc_action` is absent for `arrived` (timeline only).
     #[serde(rename_all = "camelCase")]
     Status {
@@ -96,6 +100,9 @@ pub struct Op {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub applied_at: Option<DateTime<Utc>>,
+    /// For a create: the id OFSC gave the new activity.
+    #[serde(default)]
+    pub created_activity_id: Option<i64>,
 }
 
 impl Op {

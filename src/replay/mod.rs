@@ -246,30 +246,44 @@ impl Replayer {
         ofsc_time::zone(&name).map_err(|e| OfscError::Config(e.to_string()))
     }
 
-    /// Whether OFSC already shows the op's effect.
-    async fn already_applied(&self, op: &Op) -> Result<bool, OfscError> {
+    /// Whether OFSC already shows the op's effect; for a create, the id it got.
+    async fn already_applied(&self, op: &Op) -> Result<Option<Option<i64>>, OfscError> {
         match &op.kind {
-            OpKind::ActivateRoute => Ok(self
-                .ofsc
-                .get_route(&op.resource_id, &op.date)
-                .await?
-                .route_start_time
-                .is_some()),
+            OpKind::ActivateRoute => {
+                let route = self.ofsc.get_route(&op.resource_id, &op.date).await?;
+                Ok(route.route_start_time.is_some().then_some(None))
+            }
+            OpKind::CreateActivity { activity } => {
+                // OFSC has no idempotency key: the create carries a unique apptNumber, and
+                // the route (read consistently, unlike filtered lists) shows whether it exists.
+                let route = self.ofsc.get_route(&op.resource_id, &op.date).await?;
+                let found = route
+                    .items
+                    .iter()
+                    .find(|a| a.appt_number.is_some() && a.appt_number == activity.appt_number);
+                Ok(found.map(|a| {
+                    let _ = self.cache.put_activity(a);
+                    a.activity_id
+                }))
+            }
             OpKind::Status { .. } => {
                 let (Some(id), Some(target)) = (op.activity_id, op.target_status()) else {
-                    return Ok(false);
+                    return Ok(None);
                 };
+                let id = outbox::resolve_activity(self.store.as_ref(), id)
+                    .map_err(|e| OfscError::Config(e.to_string()))?;
                 let a = self.ofsc.get_activity(id).await?;
                 let done = a.status.as_deref() == Some(target);
                 if done {
                     let _ = self.cache.put_activity(&a);
                 }
-                Ok(done)
+                Ok(done.then_some(None))
             }
         }
     }
 
-    async fn send(&self, op: &Op) -> Result<(), OfscError> {
+    /// Sends the op; for a create, returns the new activity's id.
+    async fn send(&self, op: &Op) -> Result<Option<i64>, OfscError> {
         let local = ofsc_time::to_local(&op.time, self.zone(op).await?);
         match &op.kind {
             OpKind::ActivateRoute => {
@@ -279,7 +293,17 @@ impl Replayer {
                 let _ = self
                     .cache
                     .mark_route_activated(&op.resource_id, &op.date, &local);
-                Ok(())
+                Ok(None)
+            }
+            OpKind::CreateActivity { activity } => {
+                let mut body = (**activity).clone();
+                body.activity_id = None;
+                let created = self.ofsc.create_activity(&body).await?;
+                let _ = self.cache.put_activity(&created);
+                if let Some(id) = created.activity_id {
+                    let _ = self.cache.add_to_route(&op.resource_id, &op.date, id);
+                }
+                Ok(created.activity_id)
             }
             OpKind::Status {
                 ofsc_action: Some(action),
@@ -288,16 +312,23 @@ impl Replayer {
                 let id = op
                     .activity_id
                     .ok_or_else(|| OfscError::Config("status op without activity".into()))?;
+                let id = outbox::resolve_activity(self.store.as_ref(), id)
+                    .map_err(|e| OfscError::Config(e.to_string()))?;
+                if id < 0 {
+                    return Err(OfscError::Config(
+                        "the activity this op is for was never created in OFSC".into(),
+                    ));
+                }
                 let a = self
                     .ofsc
                     .activity_action(id, action, json!({ "time": local }))
                     .await?;
                 let _ = self.cache.put_activity(&a);
-                Ok(())
+                Ok(None)
             }
             OpKind::Status {
                 ofsc_action: None, ..
-            } => Ok(()),
+            } => Ok(None),
         }
     }
 
@@ -322,8 +353,11 @@ impl Replayer {
             .contains(&op.seq);
         if in_doubt {
             match self.already_applied(&op).await {
-                Ok(true) => return self.finish(&mut op, OpState::Applied).await,
-                Ok(false) => {
+                Ok(Some(created)) => {
+                    op.created_activity_id = created.or(op.created_activity_id);
+                    return self.finish(&mut op, OpState::Applied).await;
+                }
+                Ok(None) => {
                     self.read_back
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -347,7 +381,10 @@ impl Replayer {
         }
         let result = self.send(&op).await;
         let err = match result {
-            Ok(()) => return self.finish(&mut op, OpState::Applied).await,
+            Ok(created) => {
+                op.created_activity_id = created;
+                return self.finish(&mut op, OpState::Applied).await;
+            }
             Err(e) => e,
         };
         if err.is_ambiguous() {

@@ -19,7 +19,11 @@ impl TestSim {
     }
 
     pub async fn start_with(auth: AuthKind, timeout: Duration) -> TestSim {
-        let sim = Sim::new(seed::parse(seed::DEMO_TENANT).unwrap()).unwrap();
+        Self::start_seeded(seed::DEMO_TENANT, auth, timeout).await
+    }
+
+    pub async fn start_seeded(seed_text: &str, auth: AuthKind, timeout: Duration) -> TestSim {
+        let sim = Sim::new(seed::parse(seed_text).unwrap()).unwrap();
         let server = SimServer::start("127.0.0.1:0", sim, 2).unwrap();
         let mut tenant = TenantSettings::demo_at(&server.url()).client_config();
         tenant.auth = auth;
@@ -238,7 +242,14 @@ impl Stack {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut fieldsync::config::Settings)) -> Stack {
-        let sim = TestSim::start().await;
+        Self::start_seeded(fieldsync::sim::seed::DEMO_TENANT, configure).await
+    }
+
+    pub async fn start_seeded(
+        seed_text: &str,
+        configure: impl FnOnce(&mut fieldsync::config::Settings),
+    ) -> Stack {
+        let sim = TestSim::start_seeded(seed_text, AuthKind::Oauth2, Duration::from_secs(10)).await;
         let url = sim.server.url();
         let app = TestApp::spawn(|s| {
             let mut tenant = TenantSettings::demo_at(&url);
@@ -248,6 +259,7 @@ impl Stack {
             s.replay.base_backoff_ms = 20;
             s.replay.max_backoff_ms = 400;
             s.replay.max_attempts = 200;
+            s.cache.events_poll_ms = 100;
             configure(s);
         })
         .await;

@@ -6,6 +6,7 @@ mod crash;
 mod helpers;
 mod matrix;
 mod operate;
+mod routes;
 mod service;
 mod sessions;
 mod sim_api;

@@ -92,6 +92,16 @@ const MATRIX: &[Row] = &[
     Row("get", "/ops/{opId}", Super, Supervised, 200),
     Row("get", "/ops/{opId}", Super, NotSupervised, 404),
     Row("get", "/ops/{opId}", Admin, NotSupervised, 200),
+    Row("get", "/activities", Tech, Own, 200),
+    Row("get", "/activities", Tech, OtherTech, 404),
+    Row("get", "/activities", Super, Supervised, 200),
+    Row("get", "/activities", Super, NotSupervised, 404),
+    Row("get", "/activities", Admin, NotSupervised, 200),
+    Row("post", "/activities", Tech, Own, 202),
+    Row("post", "/activities", Tech, OtherTech, 404),
+    Row("post", "/activities", Super, Supervised, 202),
+    Row("post", "/activities", Super, NotSupervised, 404),
+    Row("post", "/activities", Admin, Supervised, 403),
     Row("get", "/admin/queue", Tech, NoObject, 403),
     Row("get", "/admin/queue", Super, NoObject, 200),
     Row("get", "/admin/queue", Admin, NoObject, 200),
@@ -231,6 +241,11 @@ fn fill(path: &str, resource: &str, objects: &HashMap<&'static str, Objects>) ->
         .replace("{opId}", &o.op);
     if path.starts_with("/routes/") {
         format!("{url}?resourceId={resource}")
+    } else if path == "/activities" {
+        format!(
+            "{url}?resourceId={resource}&dateFrom={}&dateTo={}",
+            o.date, o.date
+        )
     } else {
         url
     }
@@ -270,7 +285,21 @@ async fn the_matrix_holds() {
         // A fresh session per row: some rows (sign-out) end their session.
         let session = app.login(login_of(*role)).await;
         let url = fill(path, resource_for(*role, *owner), &objects);
-        let resp = if *method == "patch" {
+        let resource = resource_for(*role, *owner);
+        let resp = if *method == "post" && *path == "/activities" {
+            let date = objects
+                .get(resource)
+                .map(|o| o.date.clone())
+                .unwrap_or_default();
+            app.http
+                .post(app.url("/activities"))
+                .bearer_auth(&session.access)
+                .header("Idempotency-Key", format!("matrix-{n}"))
+                .json(&serde_json::json!({"activityType": "REPAIR", "date": date, "resourceId": resource}))
+                .send()
+                .await
+                .unwrap()
+        } else if *method == "patch" {
             app.http
                 .patch(app.url(&url))
                 .bearer_auth(&session.access)

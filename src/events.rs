@@ -1,0 +1,253 @@
+//! The OFSC events poller: follows OFSC's Events API so dispatcher changes reach the cache
+//! and the change log that devices pull, and recovers from an expired subscription.
+
+use crate::cache::Cache;
+use crate::ofsc::wire::Event;
+use crate::ofsc::{OfscClient, OfscError};
+use crate::outbox::{change_key, Change, CHANGES};
+use crate::store::{GroupCommit, Storage, StorageExt, Tree};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SUBSCRIPTION_KEY: &[u8] = b"events_subscription";
+
+/// What OFSC tells us about.
+pub const EVENT_TYPES: &[&str] = &[
+    "activityCreated",
+    "activityUpdated",
+    "activityStarted",
+    "activityTravelStarted",
+    "activityTravelStopped",
+    "activitySuspended",
+    "activityCompleted",
+    "activityNotDone",
+    "activityCanceled",
+    "activityDeleted",
+    "activityDelayed",
+    "activityReopened",
+    "activityMoved",
+    "routeActivated",
+    "routeDeactivated",
+    "routeReactivated",
+    "inventoryInstalled",
+    "inventoryDeinstalled",
+    "inventoryUndoInstall",
+    "inventoryUndoDeinstall",
+    "resourceInventoryCreated",
+    "resourceInventoryUpdated",
+    "resourceInventoryDeleted",
+    "customerInventoryCreated",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cursor {
+    subscription_id: String,
+    next_page: String,
+}
+
+pub struct EventsPoller {
+    store: Arc<dyn Storage>,
+    commit: GroupCommit,
+    ofsc: Arc<OfscClient>,
+    cache: Arc<Cache>,
+    interval: Duration,
+}
+
+/// The routes an event touches, as (resource, date).
+fn routes_of(e: &Event) -> Vec<(String, String)> {
+    let pair = |v: Option<&Value>, r: &str, d: &str| -> Option<(String, String)> {
+        let v = v?;
+        Some((
+            v.get(r)?.as_str()?.to_string(),
+            v.get(d)?.as_str()?.to_string(),
+        ))
+    };
+    [
+        pair(e.activity_details.as_ref(), "resourceId", "date"),
+        pair(e.route_details.as_ref(), "resourceId", "date"),
+        pair(e.move_details.as_ref(), "fromResourceId", "fromDate"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The resource whose devices should hear about an event.
+fn resources_of(e: &Event) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = routes_of(e).into_iter().map(|(r, _)| r).collect();
+    if let Some(r) = e
+        .inventory_details
+        .as_ref()
+        .and_then(|d| d.get("resourceId"))
+        .and_then(Value::as_str)
+    {
+        out.insert(r.to_string());
+    }
+    out
+}
+
+impl EventsPoller {
+    pub fn new(
+        store: Arc<dyn Storage>,
+        commit: GroupCommit,
+        ofsc: Arc<OfscClient>,
+        cache: Arc<Cache>,
+        interval: Duration,
+    ) -> Self {
+        EventsPoller {
+            store,
+            commit,
+            ofsc,
+            cache,
+            interval,
+        }
+    }
+
+    pub fn start(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move { self.run().await })
+    }
+
+    async fn subscribe(&self) -> Result<Cursor, OfscError> {
+        let sub = self.ofsc.subscribe(EVENT_TYPES, "fieldsync").await?;
+        let cursor = Cursor {
+            subscription_id: sub.subscription_id,
+            next_page: sub.next_page,
+        };
+        self.save(&cursor);
+        Ok(cursor)
+    }
+
+    fn save(&self, c: &Cursor) {
+        if let Err(e) = self.store.put(Tree::META, SUBSCRIPTION_KEY, c) {
+            tracing::error!(error = %e, "cannot store the events cursor");
+        }
+    }
+
+    async fn run(self) {
+        let mut cursor: Option<Cursor> =
+            self.store.get(Tree::META, SUBSCRIPTION_KEY).ok().flatten();
+        loop {
+            let c = match cursor.take() {
+                Some(c) => c,
+                None => match self.subscribe().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot subscribe to OFSC events");
+                        tokio::time::sleep(self.interval).await;
+                        continue;
+                    }
+                },
+            };
+            match self
+                .ofsc
+                .events(&c.subscription_id, Some(&c.next_page), 1000)
+                .await
+            {
+                Ok(page) => {
+                    let drained = page.items.is_empty();
+                    self.apply(&page.items).await;
+                    let next = Cursor {
+                        subscription_id: c.subscription_id,
+                        next_page: page.next_page,
+                    };
+                    if next.next_page != c.next_page {
+                        self.save(&next);
+                    }
+                    cursor = Some(next);
+                    if drained {
+                        tokio::time::sleep(self.interval).await;
+                    }
+                }
+                Err(e) if e.is_not_found() => {
+                    // Expired (36 h unread): subscribe again and re-read what devices rely on.
+                    tracing::warn!("OFSC events subscription expired; subscribing again");
+                    cursor = None;
+                    self.refresh_cached_routes().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading OFSC events failed");
+                    cursor = Some(c);
+                    tokio::time::sleep(self.interval).await;
+                }
+            }
+        }
+    }
+
+    async fn refresh_cached_routes(&self) {
+        let Ok(entries) = self
+            .store
+            .scan_raw(crate::cache::ROUTES, b"", None, usize::MAX)
+        else {
+            return;
+        };
+        for (k, _) in entries {
+            let mut r = crate::store::keys::KeyReader::new(&k);
+            if let (Ok(resource), Ok(date)) = (r.str(), r.str()) {
+                if let Err(e) = self.cache.fetch_route(&resource, &date).await {
+                    tracing::warn!(%resource, %date, error = %e, "route refresh after resubscribe failed");
+                }
+            }
+        }
+    }
+
+    /// Refreshes each touched route once, then records the changes for devices to pull.
+    async fn apply(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let routes: BTreeSet<(String, String)> = events.iter().flat_map(routes_of).collect();
+        for (resource, date) in &routes {
+            if let Err(e) = self.cache.fetch_route(resource, date).await {
+                tracing::warn!(%resource, %date, error = %e, "route refresh after an event failed");
+            }
+        }
+        for e in events {
+            for resource in resources_of(e) {
+                let Ok(seq) = self.store.next_id() else {
+                    continue;
+                };
+                let activity_id = e
+                    .activity_details
+                    .as_ref()
+                    .and_then(|d| d.get("activityId"))
+                    .and_then(Value::as_i64);
+                let kind = if e.event_type.starts_with("route") {
+                    "route"
+                } else if e.event_type.contains("nventory") {
+                    "inventory"
+                } else {
+                    "activity"
+                };
+                let change = Change {
+                    seq,
+                    resource_id: resource.clone(),
+                    kind: kind.into(),
+                    device_id: None,
+                    activity_id,
+                    data: json!({
+                        "eventType": e.event_type,
+                        "time": e.time,
+                        "details": e.activity_details.clone().or(e.route_details.clone()).or(e.inventory_details.clone()),
+                        "changes": e.activity_changes.clone().or(e.route_changes.clone()).or(e.inventory_changes.clone()),
+                        "move": e.move_details,
+                    }),
+                    at: Utc::now(),
+                };
+                if let Err(err) = self
+                    .store
+                    .put(CHANGES, &change_key(&resource, seq), &change)
+                {
+                    tracing::error!(error = %err, "cannot record an OFSC change");
+                }
+            }
+        }
+        if let Err(e) = self.commit.flush().await {
+            tracing::error!(error = %e, "flush after events failed");
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! The read side: routes and activities from the cache, offline, fresh through OFSC events,
+//! time zones honoured; creating follow-up activities with provisional ids.
+
+use crate::helpers::Stack;
+use fieldsync::auth::{users, Role};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn today(stack: &Stack, r: &str) -> String {
+    stack.sim.today_route(r).await.0
+}
+
+#[tokio::test]
+async fn a_route_has_everything_a_technician_needs() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let date = today(&stack, "tech1").await;
+    let route = stack.route(&s, &date).await;
+    assert_eq!(route["resourceId"], "tech1");
+    assert_eq!(route["timeZone"], "America/New_York");
+    assert_eq!(route["stale"], false);
+    assert!(route["fetchedAt"].is_string());
+    let stops = route["stops"].as_array().unwrap();
+    assert_eq!(stops.len(), 8);
+    let positions: Vec<i64> = stops
+        .iter()
+        .map(|s| s["position"].as_i64().unwrap())
+        .collect();
+    assert_eq!(positions, (1..=8).collect::<Vec<_>>());
+    for stop in stops {
+        let start =
+            chrono::DateTime::parse_from_rfc3339(stop["plannedStart"].as_str().unwrap()).unwrap();
+        let end =
+            chrono::DateTime::parse_from_rfc3339(stop["plannedEnd"].as_str().unwrap()).unwrap();
+        assert!(end > start);
+        assert!(stop["serviceWindow"]["start"]
+            .as_str()
+            .unwrap()
+            .contains('T'));
+        assert!(stop["travelMinutes"].as_i64().unwrap() > 0);
+        assert!(stop["durationMinutes"].as_i64().unwrap() > 0);
+        assert!(stop["customer"]["name"].is_string() && stop["customer"]["phone"].is_string());
+        assert!(stop["address"]["street"].is_string() && stop["location"]["lat"].is_f64());
+        assert_eq!(stop["timeZone"], "America/New_York");
+        assert_eq!(stop["pendingOps"], 0);
+    }
+}
+
+#[tokio::test]
+async fn etag_and_if_none_match() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech2").await;
+    let date = today(&stack, "tech2").await;
+    let url = stack.app.url(&format!("/routes/{date}"));
+    let first = stack
+        .app
+        .http
+        .get(&url)
+        .bearer_auth(&s.access)
+        .send()
+        .await
+        .unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let again = stack
+        .app
+        .http
+        .get(&url)
+        .bearer_auth(&s.access)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let ids: Vec<i64> = first.json::<Value>().await.unwrap()["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["activityId"].as_i64().unwrap())
+        .collect();
+    stack.status(&s, ids[0], "started", "e1").await;
+    let changed = stack
+        .app
+        .http
+        .get(&url)
+        .bearer_auth(&s.access)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200, "a queued write changes the route");
+}
+
+#[tokio::test]
+async fn with_ofsc_down_the_cached_route_is_served_stale() {
+    let stack = Stack::start_with(|s| s.cache.route_max_age_secs = 0).await;
+    let s = stack.app.login("tech3").await;
+    let date = today(&stack, "tech3").await;
+    let fresh = stack.route(&s, &date).await;
+    stack.sim.faults(json!({"rate5xx": 1.0})).await;
+    let mut route = Value::Null;
+    for _ in 0..60 {
+        route = stack.route(&s, &date).await;
+        if route["stale"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(route["stale"], true);
+    assert_eq!(route["fetchedAt"], fresh["fetchedAt"]);
+    assert_eq!(route["stops"].as_array().unwrap().len(), 9);
+    // A route never fetched cannot be served.
+    let resp = stack
+        .app
+        .call("get", "/routes/2030-01-02", Some(&s.access))
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "ofsc-unavailable"
+    );
+}
+
+#[tokio::test]
+async fn dispatcher_changes_arrive_through_ofsc_events() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let other = stack.app.login("tech2").await;
+    let date = today(&stack, "tech1").await;
+    let route = stack.route(&s, &date).await;
+    let ids: Vec<i64> = route["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["activityId"].as_i64().unwrap())
+        .collect();
+    let date2 = today(&stack, "tech2").await;
+    stack.route(&other, &date2).await;
+    stack
+        .sim
+        .control(
+            "/__sim/dispatch",
+            json!({"action": "cancel", "activityId": ids[1]}),
+        )
+        .await;
+    stack
+        .sim
+        .control(
+            "/__sim/dispatch",
+            json!({"action": "move", "activityId": ids[2], "resourceId": "tech2", "date": date2}),
+        )
+        .await;
+    let mut seen = (false, false, false);
+    for _ in 0..50 {
+        let r = stack.route(&s, &date).await;
+        let stops = r["stops"].as_array().unwrap();
+        let cancelled = stops
+            .iter()
+            .any(|x| x["activityId"] == ids[1] && x["status"] == "cancelled");
+        let gone = !stops.iter().any(|x| x["activityId"] == ids[2]);
+        let theirs = stack.route(&other, &date2).await;
+        let arrived = theirs["stops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["activityId"] == ids[2]);
+        seen = (cancelled, gone, arrived);
+        if seen == (true, true, true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen,
+        (true, true, true),
+        "cancelled / moved away / moved in"
+    );
+    let changes = fieldsync::store::Storage::scan_raw(
+        stack.app.state.store.as_ref(),
+        fieldsync::outbox::CHANGES,
+        b"",
+        None,
+        1000,
+    )
+    .unwrap();
+    assert!(changes.len() >= 3, "events reach the change log");
+}
+
+#[tokio::test]
+async fn an_expired_subscription_is_renewed() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech3").await;
+    let date = today(&stack, "tech3").await;
+    let ids: Vec<i64> = stack.route(&s, &date).await["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["activityId"].as_i64().unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack
+        .sim
+        .control("/__sim/subscriptions/expire", json!({}))
+        .await;
+    stack
+        .sim
+        .control(
+            "/__sim/dispatch",
+            json!({"action": "cancel", "activityId": ids[3]}),
+        )
+        .await;
+    let mut ok = false;
+    for _ in 0..50 {
+        let r = stack.route(&s, &date).await;
+        if r["stops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["activityId"] == ids[3] && x["status"] == "cancelled")
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the route was re-read after resubscribing");
+}
+
+const DST_SEED: &str = r#"{"date": "2026-11-01", "resources": [
+  {"resourceId": "night", "name": "Night Crew", "resourceType": "PR", "timeZone": "America/New_York",
+   "route": {"dayStart": "00:10", "stops": [
+     {"apptNumber": "N-1", "activityType": "REPAIR", "timeSlot": "N", "serviceWindowStart": "00:00", "serviceWindowEnd": "06:00", "duration": 40, "travelTime": 20, "customerName": "A", "customerPhone": "+1", "streetAddress": "1 A St", "city": "X", "stateProvince": "NY", "postalCode": "1", "latitude": 40.0, "longitude": -74.0},
+     {"apptNumber": "N-2", "activityType": "REPAIR", "timeSlot": "N", "serviceWindowStart": "00:00", "serviceWindowEnd": "06:00", "duration": 40, "travelTime": 20, "customerName": "B", "customerPhone": "+1", "streetAddress": "2 B St", "city": "X", "stateProvince": "NY", "postalCode": "1", "latitude": 40.0, "longitude": -74.0},
+     {"apptNumber": "N-3", "activityType": "REPAIR", "timeSlot": "N", "serviceWindowStart": "00:00", "serviceWindowEnd": "06:00", "duration": 40, "travelTime": 20, "customerName": "C", "customerPhone": "+1", "streetAddress": "3 C St", "city": "X", "stateProvince": "NY", "postalCode": "1", "latitude": 40.0, "longitude": -74.0},
+     {"apptNumber": "N-4", "activityType": "REPAIR", "timeSlot": "N", "serviceWindowStart": "00:00", "serviceWindowEnd": "06:00", "duration": 40, "travelTime": 20, "customerName": "D", "customerPhone": "+1", "streetAddress": "4 D St", "city": "X", "stateProvince": "NY", "postalCode": "1", "latitude": 40.0, "longitude": -74.0}
+   ]}}]}"#;
+
+#[tokio::test]
+async fn a_route_across_the_dst_change_keeps_true_instants() {
+    let stack = Stack::start_seeded(DST_SEED, |_| {}).await;
+    users::add(
+        stack.app.state.store.as_ref(),
+        users::NewUser {
+            username: "night".into(),
+            name: "Night".into(),
+            role: Role::Technician,
+            resource_id: Some("night".into()),
+            oversees: vec![],
+            oversees_parent: None,
+            password: "demo".into(),
+        },
+    )
+    .unwrap();
+    let s = stack.app.login("night").await;
+    let route = stack.route(&s, "2026-11-01").await;
+    let starts: Vec<String> = route["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["plannedStart"].as_str().unwrap().to_string())
+        .collect();
+    // 00:30 and 01:30 are daylight time; 02:30 and 03:30 local are standard time.
+    assert_eq!(starts[0], "2026-11-01T00:30:00-04:00");
+    assert_eq!(starts[1], "2026-11-01T01:30:00-04:00");
+    assert_eq!(starts[2], "2026-11-01T02:30:00-05:00");
+    assert_eq!(starts[3], "2026-11-01T03:30:00-05:00");
+    let instants: Vec<_> = starts
+        .iter()
+        .map(|s| chrono::DateTime::parse_from_rfc3339(s).unwrap())
+        .collect();
+    assert!(
+        instants
+            .windows(2)
+            .all(|w| w[1] - w[0] >= chrono::Duration::minutes(60)),
+        "{starts:?}"
+    );
+}
+
+#[tokio::test]
+async fn activities_list_filters_and_pages() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let date = today(&stack, "tech1").await;
+    let page: Value = stack
+        .app
+        .call(
+            "get",
+            &format!("/activities?dateFrom={date}&dateTo={date}&limit=3"),
+            Some(&s.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    assert_eq!(page["hasMore"], true);
+    let mut all: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["activityId"].as_i64().unwrap())
+        .collect();
+    let mut cursor = page["nextCursor"].as_str().map(str::to_string);
+    while let Some(c) = cursor {
+        let p: Value = stack
+            .app
+            .call(
+                "get",
+                &format!("/activities?dateFrom={date}&dateTo={date}&limit=3&cursor={c}"),
+                Some(&s.access),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        all.extend(
+            p["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["activityId"].as_i64().unwrap()),
+        );
+        cursor = p["nextCursor"].as_str().map(str::to_string);
+    }
+    assert_eq!(all.len(), 8);
+    stack.status(&s, all[0], "started", "l1").await;
+    let started: Value = stack
+        .app
+        .call(
+            "get",
+            &format!("/activities?dateFrom={date}&dateTo={date}&status=started"),
+            Some(&s.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        started["items"].as_array().unwrap().len(),
+        1,
+        "read-your-writes in lists too"
+    );
+    for bad in [
+        "/activities?dateFrom=2026-01-01&dateTo=2026-03-01",
+        "/activities?dateFrom=nope",
+        "/activities?cursor=zzz",
+        "/activities?limit=x",
+    ] {
+        assert_eq!(
+            stack.app.call("get", bad, Some(&s.access)).await.status(),
+            400,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        stack
+            .app
+            .call(
+                "get",
+                &format!("/activities?dateFrom={date}&resourceId=tech2"),
+                Some(&s.access)
+            )
+            .await
+            .status(),
+        404
+    );
+    let sup = stack.app.login("super1").await;
+    let theirs: Value = stack
+        .app
+        .call(
+            "get",
+            &format!("/activities?dateFrom={date}&resourceId=tech1"),
+            Some(&sup.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 8);
+}
+
+#[tokio::test]
+async fn a_follow_up_is_queued_with_a_provisional_id_that_keeps_working() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech2").await;
+    let date = today(&stack, "tech2").await;
+    let body = json!({"activityType": "REPAIR", "date": date, "customerName": "Follow Up", "duration": 30, "notes": "bring a ladder"});
+    let post = |key: &str, body: Value| {
+        let req = stack
+            .app
+            .http
+            .post(stack.app.url("/activities"))
+            .bearer_auth(&s.access)
+            .header("Idempotency-Key", key)
+            .json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    for bad in [
+        json!({"date": date}),
+        json!({"activityType": "X", "date": "2001-01-01"}),
+        json!({"activityType": "X", "date": date, "duration": -5}),
+        json!({"activityType": "X", "date": date, "extra": 1}),
+    ] {
+        assert_eq!(post("bad", bad.clone()).await.status(), 400, "{bad}");
+    }
+    let first = post("fu-1", body.clone()).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let provisional = first["activity"]["activityId"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{first}"));
+    assert!(provisional < 0);
+    let again: Value = post("fu-1", body.clone()).await.json().await.unwrap();
+    assert_eq!(again, first, "idempotent");
+    let op = first["opId"].as_str().unwrap().to_string();
+    let done = stack.settle(&s, &[op], Duration::from_secs(10)).await;
+    assert_eq!(done[0]["state"], "applied");
+    let real: Value = stack
+        .app
+        .call(
+            "get",
+            &format!("/activities/{provisional}"),
+            Some(&s.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let real_id = real["activityId"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{real}"));
+    assert!(real_id > 0, "the provisional id maps to OFSC's id: {real}");
+    assert_eq!(real["customer"]["name"], "Follow Up");
+    let route = stack.route(&s, &date).await;
+    assert!(route["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["activityId"] == real_id));
+    let (code, _) = stack
+        .status(&s, provisional, "cancelled", "fu-cancel")
+        .await;
+    assert_eq!(code, 202, "both ids work afterwards");
+    let creates = stack
+        .sim
+        .ledger()
+        .await
+        .iter()
+        .filter(|e| e["method"] == "POST" && e["path"] == "/rest/ofscCore/v1/activities")
+        .count();
+    assert_eq!(creates, 1);
+}
