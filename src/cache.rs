@@ -46,13 +46,14 @@ pub struct Cache {
     ofsc: Arc<OfscClient>,
     max_age: Duration,
     refreshing: Mutex<HashSet<Vec<u8>>>,
+    /// Rendered route bodies; every cache write below touches the route it changes.
+    pub renders: crate::renders::Renders,
 }
 
 /// A route as served: from the cache, with how fresh it is.
 #[derive(Debug, Clone)]
 pub struct RouteRead {
     pub route: CachedRoute,
-    pub activities: Vec<Activity>,
     /// The last attempt to refresh from OFSC failed.
     pub stale: bool,
 }
@@ -72,11 +73,19 @@ impl Cache {
             ofsc,
             max_age,
             refreshing: Mutex::new(HashSet::new()),
+            renders: Default::default(),
         }
     }
 
     pub fn activity(&self, id: i64) -> Result<Option<CachedActivity>, StoreError> {
         self.store.get(ACTIVITIES, &activity_key(id))
+    }
+
+    pub fn has_route(&self, resource: &str, date: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .get_raw(ROUTES, &route_key(resource, date))?
+            .is_some())
     }
 
     pub fn cached_route(
@@ -145,6 +154,7 @@ impl Cache {
             }
             tx.put(ROUTES, &key, &fresh)
         })?;
+        self.renders.touch(resource, date);
         let activities = self
             .cached_route(resource, date)?
             .map(|(_, a)| a)
@@ -164,7 +174,12 @@ impl Cache {
                 activity: activity.clone(),
                 fetched_at: Utc::now(),
             },
-        )
+        )?;
+        // After the write: a reader that saw the old version re-renders.
+        if let (Some(r), Some(d)) = (activity.resource_id.as_deref(), activity.date.as_deref()) {
+            self.renders.touch(r, d);
+        }
+        Ok(())
     }
 
     /// Records that the route was activated (after the activation op applied), so the
@@ -184,7 +199,9 @@ impl Cache {
                 }
             }
             Ok(())
-        })
+        })?;
+        self.renders.touch(resource, date);
+        Ok(())
     }
 
     /// Adds a newly created activity to its cached route.
@@ -198,19 +215,25 @@ impl Cache {
                 }
             }
             Ok(())
-        })
+        })?;
+        self.renders.touch(resource, date);
+        Ok(())
     }
 
-    /// Serves the cached route, fetching it when absent and refreshing it in the background
-    /// when older than the configured age. With OFSC down the cached copy is served as stale.
+    /// The cached route record (ids and activation, not the activities), fetching it when
+    /// absent and refreshing it in the background when older than the configured age. With
+    /// OFSC down an old copy is marked stale.
     pub async fn read_route(
         self: &Arc<Self>,
         resource: &str,
         date: &str,
         ofsc_ok: bool,
     ) -> Result<RouteRead, CacheError> {
-        match self.cached_route(resource, date)? {
-            Some((route, activities)) => {
+        match self
+            .store
+            .get::<CachedRoute>(ROUTES, &route_key(resource, date))?
+        {
+            Some(route) => {
                 let age = Utc::now() - route.fetched_at;
                 let old = age.to_std().map(|a| a > self.max_age).unwrap_or(false);
                 if old {
@@ -219,14 +242,12 @@ impl Cache {
                 Ok(RouteRead {
                     stale: old && !ofsc_ok,
                     route,
-                    activities,
                 })
             }
             None => {
-                let (route, activities) = self.fetch_route(resource, date).await?;
+                let (route, _) = self.fetch_route(resource, date).await?;
                 Ok(RouteRead {
                     route,
-                    activities,
                     stale: false,
                 })
             }

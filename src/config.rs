@@ -78,6 +78,8 @@ impl Default for CacheSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReplaySettings {
+    /// Off: writes are accepted and queued but nothing is sent (maintenance, benchmarks).
+    pub enabled: bool,
     /// Routes replayed to OFSC at once.
     pub max_lanes: usize,
     /// Attempts before an op is dead.
@@ -91,6 +93,7 @@ pub struct ReplaySettings {
 impl Default for ReplaySettings {
     fn default() -> Self {
         ReplaySettings {
+            enabled: true,
             max_lanes: 16,
             max_attempts: 25,
             max_age_hours: 72,
@@ -152,6 +155,8 @@ pub struct ServerSettings {
     pub workers: usize,
     /// How often readiness probes OFSC.
     pub ofsc_probe_secs: u64,
+    /// sled's page cache, in MiB (small: the OS page cache backs it; see bench/README.md).
+    pub sled_cache_mb: u64,
 }
 
 impl Default for ServerSettings {
@@ -161,6 +166,7 @@ impl Default for ServerSettings {
             data_dir: PathBuf::from("./data"),
             workers: 0,
             ofsc_probe_secs: 15,
+            sled_cache_mb: 16,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod events;
 pub mod ofsc;
 pub mod outbox;
+pub mod renders;
 pub mod replay;
 pub mod sim;
 pub mod startup;

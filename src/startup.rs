@@ -119,7 +119,7 @@ impl Application {
         crate::telemetry::prometheus();
         let data_dir = settings.server.data_dir.clone();
         let store = Arc::new(
-            SledStore::open(&data_dir)
+            SledStore::open_with_cache(&data_dir, settings.server.sled_cache_mb * 1024 * 1024)
                 .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?,
         );
         let commit = GroupCommit::start(store.clone() as Arc<dyn Storage>)
@@ -203,7 +203,12 @@ impl Application {
             directory.clone(),
             settings.replay.to_config(),
         );
-        let replay_task = replayer.start();
+        let replay_task = if settings.replay.enabled {
+            replayer.start()
+        } else {
+            tracing::warn!("replay is disabled: writes are queued but not sent to OFSC");
+            tokio::spawn(async {})
+        };
         let events_task = crate::events::EventsPoller::new(
             store.clone() as Arc<dyn Storage>,
             commit.clone(),

@@ -2,9 +2,9 @@
 //! accepted writes applied, so a device never sees its own change undone.
 
 use crate::cache::{Cache, CachedRoute};
-use crate::domain::lifecycle::{self, DeviceStatus, RouteView, StopView};
+use crate::domain::lifecycle::{self, RouteView, StopView};
 use crate::ofsc::wire::Activity;
-use crate::outbox::{self, OpKind, OpState};
+use crate::outbox::{self, OpKind};
 use crate::store::{Storage, StoreError};
 use std::collections::HashMap;
 
@@ -76,26 +76,11 @@ fn build(
             position: a.position_in_route,
             arrived: false,
         };
-        // Applied history: OFSC has no `arrived`, and shows a suspension as a pending record.
-        for op in outbox::activity_ops(store, id)? {
-            if op.state != OpState::Applied {
-                continue;
-            }
-            if let OpKind::Status { status, .. } = op.kind {
-                stop.arrived = status == DeviceStatus::Arrived
-                    || (stop.arrived && status == DeviceStatus::Enroute);
-                if status == DeviceStatus::Suspended
-                    && ofsc_status == "pending"
-                    && a.position_in_route.is_none()
-                {
-                    stop.status = "suspended".into();
-                } else if status != DeviceStatus::Arrived
-                    && stop.status == "suspended"
-                    && ofsc_status != "pending"
-                {
-                    stop.status = ofsc_status.clone();
-                }
-            }
+        // OFSC has no `arrived`, and shows a suspension as a not-ordered pending record.
+        let memo = outbox::device_memo(store, id)?;
+        stop.arrived = memo.arrived && ofsc_status == "enroute";
+        if memo.suspended && ofsc_status == "pending" && a.position_in_route.is_none() {
+            stop.status = "suspended".into();
         }
         if stop.status == "suspended" && ofsc_status != "pending" {
             stop.status = ofsc_status.clone();

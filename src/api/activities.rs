@@ -3,7 +3,6 @@
 use super::{present, ApiError};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
-use crate::cache::CachedRoute;
 use crate::domain::lifecycle::{self, DeviceStatus};
 use crate::ofsc::time as ofsc_time;
 use crate::ofsc::wire::Activity;
@@ -45,19 +44,16 @@ pub async fn find_activity(state: &AppState, id: i64) -> Result<Activity, ApiErr
     }
 }
 
-/// The route from the cache, fetched once when absent.
-pub async fn route_of(
-    state: &AppState,
-    resource: &str,
-    date: &str,
-) -> Result<(CachedRoute, Vec<Activity>), ApiError> {
-    if let Some(r) = state.cache.cached_route(resource, date)? {
-        return Ok(r);
+/// Makes sure the route is cached, fetching it once when absent.
+pub async fn ensure_route(state: &AppState, resource: &str, date: &str) -> Result<(), ApiError> {
+    if state.cache.has_route(resource, date)? {
+        return Ok(());
     }
     state
         .cache
         .fetch_route(resource, date)
         .await
+        .map(|_| ())
         .map_err(|e| ApiError::OfscUnavailable(e.to_string()))
 }
 
@@ -67,7 +63,7 @@ pub async fn device_route_of(
     resource: &str,
     date: &str,
 ) -> Result<DeviceRoute, ApiError> {
-    route_of(state, resource, date).await?;
+    ensure_route(state, resource, date).await?;
     view::device_route(state.store.as_ref(), &state.cache, resource, date)?
         .ok_or_else(|| ApiError::OfscUnavailable("the route is not cached".into()))
 }
@@ -250,6 +246,7 @@ pub async fn set_status(
     })?;
     drop(guard);
     if let Enqueued::Accepted { .. } = &result {
+        state.cache.renders.touch(&resource, &date);
         state.commit.flush().await?;
         state.replayer.wake();
     }

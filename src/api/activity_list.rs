@@ -303,6 +303,7 @@ pub async fn create(
     )?;
     drop(guard);
     if let outbox::Enqueued::Accepted { .. } = &result {
+        state.cache.renders.touch(&resource, &date.to_string());
         state.commit.flush().await?;
         state.replayer.wake();
     }

@@ -142,6 +142,7 @@ async fn act(
         },
     )?;
     drop(guard);
+    state.cache.renders.touch(&op.resource_id, &op.date);
     state.commit.flush().await?;
     if retry {
         state.replayer.wake();

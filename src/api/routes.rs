@@ -3,6 +3,8 @@
 use super::{present, ApiError};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
+use crate::cache::RouteRead;
+use crate::renders::Rendered;
 use crate::startup::AppState;
 use crate::view;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -40,12 +42,65 @@ pub async fn get(
         return Err(ApiError::NotFound);
     }
     let ofsc_ok = state.ofsc_health.snapshot().ok;
+    // The version is read before the data, so a write that lands meanwhile re-renders later.
+    let version = state.cache.renders.version(&resource, &date);
     let read = state
         .cache
         .read_route(&resource, &date, ofsc_ok)
         .await
         .map_err(|e| ApiError::OfscUnavailable(e.to_string()))?;
-    let dev = view::device_route(state.store.as_ref(), &state.cache, &resource, &date)?
+    let rendered = match state
+        .cache
+        .renders
+        .get(&resource, &date, version, read.stale)
+    {
+        Some(r) => r,
+        None => {
+            let body = render(&state, &resource, &date, &read)?;
+            let etag = format!(
+                "\"{}\"",
+                hex::encode(&crate::store::record::sha256(&body)[..16])
+            );
+            state.cache.renders.put(
+                &resource,
+                &date,
+                Rendered {
+                    version,
+                    stale: read.stale,
+                    etag,
+                    body: body.into(),
+                },
+            )
+        }
+    };
+    let matches = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == rendered.etag || t.trim() == "*")
+        });
+    if matches {
+        return Ok(HttpResponse::NotModified()
+            .insert_header(("ETag", rendered.etag.clone()))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", rendered.etag.clone()))
+        .insert_header(("Cache-Control", "private, no-cache"))
+        .content_type("application/json")
+        .body(rendered.body.clone()))
+}
+
+/// The route body: the device's view of every stop, in route order.
+fn render(
+    state: &AppState,
+    resource: &str,
+    date: &str,
+    read: &RouteRead,
+) -> Result<Vec<u8>, ApiError> {
+    let dev = view::device_route(state.store.as_ref(), &state.cache, resource, date)?
         .ok_or_else(|| ApiError::OfscUnavailable("the route is not cached".into()))?;
     let mut stops: Vec<_> = dev
         .activities
@@ -60,7 +115,7 @@ pub async fn get(
     });
     let zone = state
         .directory
-        .get(&resource)
+        .get(resource)
         .and_then(|r| r.time_zone_iana.or(r.time_zone));
     let body = json!({
         "resourceId": resource,
@@ -73,24 +128,5 @@ pub async fn get(
         "pendingOps": dev.lane_pending,
         "stops": stops,
     });
-    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let etag = format!(
-        "\"{}\"",
-        hex::encode(&crate::store::record::sha256(&bytes)[..16])
-    );
-    let matches = req
-        .headers()
-        .get("if-none-match")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if matches {
-        return Ok(HttpResponse::NotModified()
-            .insert_header(("ETag", etag))
-            .finish());
-    }
-    Ok(HttpResponse::Ok()
-        .insert_header(("ETag", etag))
-        .insert_header(("Cache-Control", "private, no-cache"))
-        .content_type("application/json")
-        .body(bytes))
+    serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -16,6 +16,36 @@ pub const OPS: Tree = Tree("ops");
 pub const LANES: Tree = Tree("lanes");
 pub const IDEMPOTENCY: Tree = Tree("idempotency");
 pub const CHANGES: Tree = Tree("changes");
+/// What OFSC cannot show about an activity: the device's last applied `arrived` or
+/// `suspended`. Updated with the op's state, so the view never loses it.
+pub const DEVICE_MEMO: Tree = Tree("device_memo");
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMemo {
+    pub arrived: bool,
+    pub suspended: bool,
+}
+
+impl DeviceMemo {
+    fn after(status: crate::domain::lifecycle::DeviceStatus) -> DeviceMemo {
+        use crate::domain::lifecycle::DeviceStatus as D;
+        DeviceMemo {
+            arrived: status == D::Arrived,
+            suspended: status == D::Suspended,
+        }
+    }
+}
+
+pub fn memo_key(activity: i64) -> [u8; 8] {
+    (activity as u64).to_be_bytes()
+}
+
+pub fn device_memo(store: &dyn Storage, activity: i64) -> Result<DeviceMemo, StoreError> {
+    Ok(store
+        .get(DEVICE_MEMO, &memo_key(activity))?
+        .unwrap_or_default())
+}
+
 /// Index of every op of an activity, in order: its timeline.
 pub const ACTIVITY_OPS: Tree = Tree("activity_ops");
 /// The latest device time accepted per route, so times never go backwards.
@@ -381,8 +411,13 @@ pub fn active_lanes(store: &dyn Storage) -> Result<Vec<(String, String)>, StoreE
 /// hears about it through the change log, in the same transaction.
 pub fn save_op(store: &dyn Storage, op: &Op) -> Result<(), StoreError> {
     let cseq = store.next_id()?;
-    store.transact(&[OPS, LANES, CHANGES], &|tx| {
+    store.transact(&[OPS, LANES, CHANGES, DEVICE_MEMO], &|tx| {
         tx.put(OPS, &op_key(op.seq), op)?;
+        if let (OpState::Applied, Some(id), OpKind::Status { status, .. }) =
+            (op.state, op.activity_id, &op.kind)
+        {
+            tx.put(DEVICE_MEMO, &memo_key(id), &DeviceMemo::after(*status))?;
+        }
         if op.state.is_final() {
             tx.remove(LANES, &lane_key(&op.resource_id, &op.date, op.seq))?;
             tx.put(

@@ -189,6 +189,7 @@ impl Replayer {
         if matches!(state, OpState::Rejected | OpState::Dead) {
             self.block_followers(op);
         }
+        self.cache.renders.touch(&op.resource_id, &op.date);
         // The outcome is durable before the lane moves on, so after a crash only the head
         // of a lane can be in doubt.
         if let Err(e) = self.commit.flush().await {

@@ -26,8 +26,16 @@ impl std::fmt::Debug for SledStore {
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, 64 * 1024 * 1024)
+    }
+
+    /// Opens with sled's page cache bounded to `cache_bytes` (sled's default is 1 GiB).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Flush(e.to_string()))?;
-        let db = sled::Config::new().path(dir).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()?;
         // sled 0.34 keeps its log in the file named `db` inside the directory.
         let data_file = File::open(dir.join("db")).ok();
         Ok(SledStore {

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench/run.sh - fieldsync benchmarks side by side with their references, on 127.0.0.1.
+#   bash bench/run.sh [routes|ingest|replay|all]      (env: SECS=10 RUNS=3)
+# Installs nginx-light, wrk and PostgreSQL from Debian if missing, builds the release binary,
+# and prints RESULT lines. See bench/README.md for what each figure means and the targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHAT=${1:-all}; SECS=${SECS:-10}; RUNS=${RUNS:-3}
+W=/tmp/fieldsync-bench; SIM_PORT=18090; APP_PORT=18081; NGX_PORT=18082; PG_PORT=15433
+[ "$(type -P nginx wrk pg_config | wc -l)" = 3 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk postgresql postgresql-contrib; }
+cargo build --release -q
+cargo bench --bench load --no-run -q 2>/dev/null
+LOAD=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
+BIN=target/release/fieldsync
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -s "$W/nginx.pid" ] && kill -QUIT "$(cat "$W/nginx.pid")" 2>/dev/null || true
+  [ -s "$W/pg/postmaster.pid" ] && runuser -u postgres -- "$(pg_config --bindir)/pg_ctl" -D "$W/pg" -m fast stop >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+rm -rf "$W"; mkdir -p "$W/www" "$W/tmp"
+stats() { sort -g | awk '{a[NR]=$1} END{printf "%s (min %s max %s)", a[int((NR+1)/2)], a[1], a[NR]}'; }
+wait_http() { for _ in $(seq 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+# One simulator and one service, on a tenant of 1000 technicians with 25 stops each.
+start_stack() { # $1 = replay enabled (true|false)
+  "$LOAD" seed --resources 1000 --stops 25 > "$W/seed.json"
+  "$BIN" ofsc-sim --listen 127.0.0.1:$SIM_PORT --seed "$W/seed.json" --workers 1 2>"$W/sim.log" & PIDS+=($!)
+  wait_http "http://127.0.0.1:$SIM_PORT/__sim/ledger"
+  rm -rf "$W/data"
+  echo bench-pass | "$BIN" users --data-dir "$W/data" add --username bench --name Bench --role supervisor --parent bench-org >/dev/null
+  FIELDSYNC__REPLAY__ENABLED=$1 FIELDSYNC__REPLAY__MAX_LANES=64 FIELDSYNC__AUTH__ACCESS_TTL_SECS=7200 RUST_LOG=warn \
+    "$BIN" serve --listen 127.0.0.1:$APP_PORT --data-dir "$W/data" --ofsc-url http://127.0.0.1:$SIM_PORT 2>"$W/app.log" & APP=$!; PIDS+=($APP)
+  wait_http "http://127.0.0.1:$APP_PORT/readyz"
+  TOKEN=$(curl -sf -H 'content-type: application/json' -d '{"username":"bench","password":"bench-pass","deviceId":"bench"}' \
+    http://127.0.0.1:$APP_PORT/sessions | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
+  DATE=$(TZ=America/New_York date +%F)
+}
+stop_stack() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
+rss_mib() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
+wrk_once() { # $1 = url, rest = wrk args ; prints "rps p99_ms"
+  wrk -t2 -c64 -d"${SECS}s" --latency "${@:2}" "$1" | awk '
+    function ms(v){ if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /^ +99%/ {p99=ms($2)} /^Requests\/sec/ {rps=$2} /Non-2xx/ {bad=1}
+    END {printf "%.0f %.3f%s\n", rps, p99, (bad ? " NON2XX" : "")}'; }
+
+bench_routes() {
+  start_stack false
+  "$LOAD" warm --url http://127.0.0.1:$APP_PORT --token "$TOKEN" --date "$DATE" --resources 1000
+  echo "RESULT fieldsync_rss_after_1000_cached_routes_mib=$(rss_mib "$APP")"
+  URL="http://127.0.0.1:$APP_PORT/routes/$DATE?resourceId=b0007"
+  curl -sf -H "Authorization: Bearer $TOKEN" "$URL" > "$W/www/route.json"
+  echo "# route body: $(wc -c < "$W/www/route.json") bytes, $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["stops"]))' "$W/www/route.json") stops"
+  cat > "$W/nginx.conf" <<NGX
+worker_processes 1; pid $W/nginx.pid; error_log $W/nginx-error.log warn;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; tcp_nopush on; tcp_nodelay on; keepalive_requests 1000000;
+  default_type application/json; client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
+  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
+  server { listen 127.0.0.1:$NGX_PORT; root $W/www; } }
+NGX
+  nginx -e "$W/nginx-error.log" -p "$W" -c "$W/nginx.conf"
+  wrk -t2 -c64 -d2s "http://127.0.0.1:$NGX_PORT/route.json" > /dev/null
+  wrk -t2 -c64 -d2s -H "Authorization: Bearer $TOKEN" "$URL" > /dev/null
+  : > "$W/ngx.runs"; : > "$W/app.runs"
+  for _ in $(seq "$RUNS"); do
+    wrk_once "http://127.0.0.1:$NGX_PORT/route.json" >> "$W/ngx.runs"
+    wrk_once "$URL" -H "Authorization: Bearer $TOKEN" >> "$W/app.runs"
+  done
+  echo "RESULT nginx_static_route c=64: req/s=$(cut -d' ' -f1 "$W/ngx.runs" | stats) p99_ms=$(cut -d' ' -f2 "$W/ngx.runs" | stats)"
+  echo "RESULT fieldsync_get_route c=64: req/s=$(cut -d' ' -f1 "$W/app.runs" | stats) p99_ms=$(cut -d' ' -f2 "$W/app.runs" | stats) $(grep -c NON2XX "$W/app.runs" || true) runs_with_non2xx"
+  echo "RESULT fieldsync_rss_after_wrk_mib=$(rss_mib "$APP")"
+  kill -QUIT "$(cat "$W/nginx.pid")"; rm -f "$W/nginx.pid"
+  stop_stack
+}
+
+bench_ingest() {
+  start_stack false
+  for _ in $(seq "$RUNS"); do
+    "$LOAD" ingest --url http://127.0.0.1:$APP_PORT --token "$TOKEN" --date "$DATE" --clients 32 --secs "$SECS" --resources 960
+  done
+  stop_stack
+  # PostgreSQL: a transactional outbox, one ~500-byte JSON row per transaction, synchronous_commit=on.
+  PGBIN=$(pg_config --bindir); mkdir -p "$W/pg"; chown postgres: "$W" "$W/pg"
+  runuser -u postgres -- "$PGBIN/initdb" -D "$W/pg" -A trust -U postgres -E UTF8 --no-sync > "$W/initdb.log"
+  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg" -l "$W/pg.log" -w start -o \
+    "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$W -c fsync=on -c max_connections=80" > /dev/null
+  export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGDATABASE=postgres PGOPTIONS="-c synchronous_commit=on"
+  psql -qX -c "CREATE TABLE outbox (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(), topic text NOT NULL, payload jsonb NOT NULL)"
+  cat > "$W/insert.sql" <<'SQL'
+\set uid random(1, 10000000)
+INSERT INTO outbox (topic, payload) VALUES ('activity.status', ('{"activityId":' || :uid || ',"status":"enroute","time":"2026-11-27T12:00:00-05:00","location":{"lat":40.7,"lng":-74.3,"accuracy":8},"deviceId":"phone-1","user":"tech1","idempotencyKey":"7f3c2a9e-5b1d-4c8e-9a6f-2d4b8e1c0a77","notes":"Gate code 1234; dog in the yard, ring twice and wait for the owner please."}')::jsonb)
+SQL
+  for _ in $(seq "$RUNS"); do
+    pgbench -n -M prepared -c 32 -j 2 -T "$SECS" -r -f "$W/insert.sql" > "$W/pgbench.out" 2>&1
+    awk -v secs="$SECS" '/^tps =/{t=$3} /^latency average/{l=$4} END{printf "RESULT pg_outbox_insert synchronous_commit=on clients=32: tps=%.0f avg_latency_ms=%s\n", t, l}' "$W/pgbench.out"
+  done
+  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg" -m fast stop > /dev/null
+}
+
+bench_replay() {
+  start_stack false
+  "$LOAD" enqueue --url http://127.0.0.1:$APP_PORT --token "$TOKEN" --date "$DATE" --resources 200 --per-route 50
+  kill "$APP"; wait "$APP" 2>/dev/null || true
+  FIELDSYNC__REPLAY__ENABLED=true FIELDSYNC__REPLAY__MAX_LANES=64 FIELDSYNC__AUTH__ACCESS_TTL_SECS=7200 RUST_LOG=warn \
+    "$BIN" serve --listen 127.0.0.1:$APP_PORT --data-dir "$W/data" --ofsc-url http://127.0.0.1:$SIM_PORT 2>>"$W/app.log" & APP=$!; PIDS+=($APP)
+  wait_http "http://127.0.0.1:$APP_PORT/healthz"
+  "$LOAD" drain --url http://127.0.0.1:$APP_PORT --token "$TOKEN"
+  "$LOAD" steady --url http://127.0.0.1:$APP_PORT --token "$TOKEN" --date "$DATE" --resources 200 --offset 200 --rate 200 --secs "$SECS"
+  echo "# simulator ledger entries: $(curl -sf http://127.0.0.1:$SIM_PORT/__sim/ledger | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+  stop_stack
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) CPUs, SECS=$SECS RUNS=$RUNS, client and servers share the machine"
+case "$WHAT" in
+  routes) bench_routes ;; ingest) bench_ingest ;; replay) bench_replay ;;
+  all) bench_routes; bench_ingest; bench_replay ;;
+  *) echo "usage: bash bench/run.sh [routes|ingest|replay|all]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,372 @@
+//! Load tool for the benchmarks in `bench/` (run through `bench/run.sh`; see bench/README.md).
+//!
+//! `cargo bench --bench load -- <command> [--key value ...]`:
+//! - `seed --resources N --stops S`: a tenant seed with N technicians of S stops under `bench-org`;
+//! - `warm --url U --token T --date D --resources N`: reads every route once (fills the cache);
+//! - `ingest --url U --token T --date D --clients C --secs S`: status writes, one route per
+//!   client, alternating en route / stop travel, flush-before-ack; prints throughput and latency;
+//! - `enqueue --url U --token T --date D --resources N --per-route K`: queues K writes per route;
+//! - `drain --url U --token T`: waits until the queue is empty; prints ops/s;
+//! - `steady --url U --token T --date D --resources N --rate R --secs S`: R writes/s, then the
+//!   replay-lag p99 from `/metrics`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn args() -> (String, HashMap<String, String>) {
+    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
+    let cmd = it.next().unwrap_or_default();
+    let mut map = HashMap::new();
+    while let Some(k) = it.next() {
+        if let Some(k) = k.strip_prefix("--") {
+            map.insert(k.to_string(), it.next().unwrap_or_default());
+        }
+    }
+    (cmd, map)
+}
+
+fn get<T: std::str::FromStr>(m: &HashMap<String, String>, k: &str, default: T) -> T {
+    m.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn resource(i: usize) -> String {
+    format!("b{i:04}")
+}
+
+fn seed(resources: usize, stops: usize) -> Value {
+    let mut list = vec![
+        json!({"resourceId": "bench-org", "name": "Bench", "resourceType": "BK", "timeZone": "America/New_York"}),
+    ];
+    for r in 0..resources {
+        let stops: Vec<Value> = (0..stops)
+            .map(|s| {
+                json!({
+                    "apptNumber": format!("B{r}-{s}"), "activityType": "REPAIR", "timeSlot": "AM",
+                    "serviceWindowStart": "08:00", "serviceWindowEnd": "18:00", "duration": 15, "travelTime": 5,
+                    "customerName": format!("Customer {r} {s}"), "customerPhone": "+15550000000",
+                    "streetAddress": format!("{} Main St", s + 1), "city": "Springfield", "stateProvince": "NJ",
+                    "postalCode": "07081", "latitude": 40.7, "longitude": -74.3
+                })
+            })
+            .collect();
+        list.push(json!({
+            "resourceId": resource(r), "parentResourceId": "bench-org", "name": format!("Bench {r}"),
+            "resourceType": "PR", "timeZone": "America/New_York",
+            "route": {"dayStart": "00:01", "stops": stops},
+            "vanStock": [{"inventoryType": "CAT6_M", "quantity": 100}]
+        }));
+    }
+    json!({ "resources": list })
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Client {
+    fn new(m: &HashMap<String, String>) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .unwrap(),
+            url: m
+                .get("url")
+                .cloned()
+                .unwrap_or_else(|| "http://127.0.0.1:18081".into()),
+            token: m.get("token").cloned().unwrap_or_default(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{}", self.url, path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn first_stop(&self, date: &str, r: &str) -> i64 {
+        self.get(&format!("/routes/{date}?resourceId={r}")).await["stops"][0]["activityId"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// One status write; returns (HTTP status, latency).
+    async fn write(&self, activity: i64, status: &str, key: &str) -> (u16, Duration) {
+        let t = Instant::now();
+        let code = self
+            .http
+            .patch(format!("{}/activities/{activity}/status", self.url))
+            .bearer_auth(&self.token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "status": status }))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        (code, t.elapsed())
+    }
+
+    async fn queue(&self) -> Value {
+        self.get("/admin/queue").await
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn toggle(n: u64) -> &'static str {
+    if n % 2 == 0 {
+        "enroute"
+    } else {
+        "pending"
+    }
+}
+
+async fn ingest(m: &HashMap<String, String>) {
+    let c = Arc::new(Client::new(m));
+    let date = m.get("date").cloned().unwrap();
+    let clients: usize = get(m, "clients", 32);
+    let secs: u64 = get(m, "secs", 10);
+    let resources: usize = get(m, "resources", 960);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut tasks = Vec::new();
+    let errors = Arc::new(AtomicU64::new(0));
+    for i in 0..clients {
+        let (c, date, run, errors) = (c.clone(), date.clone(), run.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            // Each client (a device) works through its own routes in turn, toggling the first
+            // stop between en route and stop travel: always legal, never another client's route.
+            let mut stops = Vec::new();
+            for r in (i..resources).step_by(clients) {
+                let id = c.first_stop(&date, &resource(r)).await;
+                let current = c.get(&format!("/activities/{id}")).await["status"]
+                    .as_str()
+                    .unwrap_or("pending")
+                    .to_string();
+                stops.push((id, if current == "enroute" { 1u64 } else { 0 }));
+            }
+            let mut lat = Vec::new();
+            let end = Instant::now() + Duration::from_secs(secs);
+            let mut k = 0usize;
+            while Instant::now() < end {
+                let slot = k % stops.len();
+                let (id, n) = stops[slot];
+                let (code, d) = c
+                    .write(id, toggle(n), &format!("{run}-{i}-{slot}-{n}"))
+                    .await;
+                if code == 202 {
+                    lat.push(d);
+                    stops[slot].1 += 1;
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                k += 1;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    println!(
+        "RESULT fieldsync_ingest clients={clients} secs={secs}: writes/s={:.0} p50_ms={:.2} p99_ms={:.2} errors={}",
+        all.len() as f64 / secs as f64,
+        pct(&all, 0.5),
+        pct(&all, 0.99),
+        errors.load(Ordering::Relaxed)
+    );
+}
+
+async fn enqueue(m: &HashMap<String, String>) {
+    let c = Arc::new(Client::new(m));
+    let date = m.get("date").cloned().unwrap();
+    let resources: usize = get(m, "resources", 200);
+    let per: u64 = get(m, "per-route", 50);
+    let sem = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for r in 0..resources {
+        let (c, date, sem) = (c.clone(), date.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire().await.unwrap();
+            let id = c.first_stop(&date, &resource(r)).await;
+            for n in 0..per {
+                let (code, _) = c.write(id, toggle(n), &format!("enq-{r}-{n}")).await;
+                assert_eq!(code, 202);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!(
+        "# queued {} writes over {resources} routes",
+        resources as u64 * per
+    );
+}
+
+async fn drain(m: &HashMap<String, String>) {
+    let c = Client::new(m);
+    let start = Instant::now();
+    let before = c.queue().await["byState"]["applied"].as_u64().unwrap_or(0);
+    loop {
+        let q = c.queue().await;
+        let open = q["byState"]["queued"].as_u64().unwrap_or(0)
+            + q["byState"]["sending"].as_u64().unwrap_or(0);
+        if open == 0 {
+            let applied = q["byState"]["applied"].as_u64().unwrap_or(0) - before;
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "RESULT fieldsync_replay_drain: ops={applied} secs={secs:.2} ops/s={:.0} dead={} rejected={}",
+                applied as f64 / secs,
+                q["byState"]["dead"],
+                q["byState"]["rejected"]
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// p99 of a Prometheus histogram from its cumulative buckets.
+fn histogram_p99(text: &str, name: &str) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= total * 0.99)
+        .map(|(le, _)| *le)
+}
+
+async fn steady(m: &HashMap<String, String>) {
+    let c = Arc::new(Client::new(m));
+    let date = m.get("date").cloned().unwrap();
+    let resources: usize = get(m, "resources", 200);
+    let rate: u64 = get(m, "rate", 200);
+    let secs: u64 = get(m, "secs", 10);
+    let offset: usize = get(m, "offset", 0);
+    let mut ids = Vec::new();
+    for r in 0..resources {
+        let id = c.first_stop(&date, &resource(offset + r)).await;
+        let current = c.get(&format!("/activities/{id}")).await["status"]
+            .as_str()
+            .unwrap_or("pending")
+            .to_string();
+        ids.push((id, if current == "enroute" { 1u64 } else { 0 }));
+    }
+    let ids = Arc::new(tokio::sync::Mutex::new(ids));
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut sent = 0u64;
+    let mut tasks = Vec::new();
+    while Instant::now() < end {
+        ticker.tick().await;
+        let slot = (sent as usize) % resources;
+        sent += 1;
+        let (c, ids) = (c.clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            // One write at a time per route keeps the toggle legal.
+            let mut guard = ids.lock().await;
+            let (id, n) = guard[slot];
+            guard[slot].1 += 1;
+            drop(guard);
+            c.write(
+                id,
+                toggle(n),
+                &format!("steady-{slot}-{n}-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().0 == 202 {
+            ok += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    println!(
+        "RESULT fieldsync_replay_steady rate={rate}/s secs={secs}: accepted={ok} replay_lag_p99_s<={:?}",
+        histogram_p99(&text, "fieldsync_replay_lag_seconds")
+    );
+}
+
+async fn warm(m: &HashMap<String, String>) {
+    let c = Arc::new(Client::new(m));
+    let date = m.get("date").cloned().unwrap();
+    let resources: usize = get(m, "resources", 1000);
+    let sem = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut tasks = Vec::new();
+    for r in 0..resources {
+        let (c, date, sem) = (c.clone(), date.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire().await.unwrap();
+            c.get(&format!("/routes/{date}?resourceId={}", resource(r)))
+                .await["stops"]
+                .as_array()
+                .map(|s| s.len())
+        }));
+    }
+    let mut n = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            n += 1;
+        }
+    }
+    println!("# warmed {n} routes");
+}
+
+#[tokio::main]
+async fn main() {
+    let (cmd, m) = args();
+    match cmd.as_str() {
+        "seed" => println!("{}", seed(get(&m, "resources", 1000), get(&m, "stops", 25))),
+        "warm" => warm(&m).await,
+        "ingest" => ingest(&m).await,
+        "enqueue" => enqueue(&m).await,
+        "drain" => drain(&m).await,
+        "steady" => steady(&m).await,
+        other => eprintln!("unknown command {other:?}; see the module docs"),
+    }
+}

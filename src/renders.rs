@@ -1,0 +1,96 @@
+//! Rendered route bodies, versioned per route: a repeated read of an unchanged route is a
+//! map lookup instead of a view computation. Every write that can change what a route shows
+//! (cache updates, queued and finished ops) bumps that route's version.
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// At most this many bodies are kept; past it the map is cleared (reads re-render).
+const CAPACITY: usize = 2048;
+
+#[derive(Debug)]
+pub struct Rendered {
+    pub version: u64,
+    pub stale: bool,
+    pub etag: String,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Default)]
+pub struct Renders {
+    versions: Mutex<HashMap<(String, String), u64>>,
+    bodies: Mutex<HashMap<(String, String), Arc<Rendered>>>,
+}
+
+fn key(resource: &str, date: &str) -> (String, String) {
+    (resource.to_string(), date.to_string())
+}
+
+impl Renders {
+    /// Something the route shows changed.
+    pub fn touch(&self, resource: &str, date: &str) {
+        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        *v.entry(key(resource, date)).or_insert(0) += 1;
+    }
+
+    /// The route's current version; read it before rendering.
+    pub fn version(&self, resource: &str, date: &str) -> u64 {
+        let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        v.get(&key(resource, date)).copied().unwrap_or(0)
+    }
+
+    /// The body rendered at `version` with the same staleness, if any.
+    pub fn get(
+        &self,
+        resource: &str,
+        date: &str,
+        version: u64,
+        stale: bool,
+    ) -> Option<Arc<Rendered>> {
+        let b = self.bodies.lock().unwrap_or_else(|p| p.into_inner());
+        b.get(&key(resource, date))
+            .filter(|r| r.version == version && r.stale == stale)
+            .cloned()
+    }
+
+    pub fn put(&self, resource: &str, date: &str, rendered: Rendered) -> Arc<Rendered> {
+        let rendered = Arc::new(rendered);
+        let mut b = self.bodies.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() >= CAPACITY {
+            b.clear();
+        }
+        b.insert(key(resource, date), rendered.clone());
+        rendered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_touch_invalidates_the_body() {
+        let r = Renders::default();
+        let v = r.version("t1", "d");
+        r.put(
+            "t1",
+            "d",
+            Rendered {
+                version: v,
+                stale: false,
+                etag: "\"a\"".into(),
+                body: Bytes::from_static(b"{}"),
+            },
+        );
+        assert!(r.get("t1", "d", v, false).is_some());
+        assert!(
+            r.get("t1", "d", v, true).is_none(),
+            "staleness is part of the body"
+        );
+        r.touch("t1", "d");
+        assert!(r.get("t1", "d", r.version("t1", "d"), false).is_none());
+        r.touch("t2", "d");
+        assert_eq!(r.version("t1", "d"), v + 1);
+    }
+}
