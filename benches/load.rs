@@ -247,8 +247,8 @@ async fn drain(m: &HashMap<String, String>) {
     }
 }
 
-/// p99 of a Prometheus histogram from its cumulative buckets.
-fn histogram_p99(text: &str, name: &str) -> Option<f64> {
+/// Cumulative bucket counts of a Prometheus histogram, by upper bound.
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
     let mut buckets: Vec<(f64, f64)> = text
         .lines()
         .filter(|l| l.starts_with(&format!("{name}_bucket")))
@@ -263,8 +263,27 @@ fn histogram_p99(text: &str, name: &str) -> Option<f64> {
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = buckets.last()?.1;
     buckets
+}
+
+/// p99 upper bound of the observations made between two scrapes.
+fn histogram_p99(before: &str, after: &str, name: &str) -> Option<f64> {
+    let old = buckets(before, name);
+    let delta: Vec<(f64, f64)> = buckets(after, name)
+        .into_iter()
+        .map(|(le, n)| {
+            (
+                le,
+                n - old
+                    .iter()
+                    .find(|(l, _)| *l == le)
+                    .map(|(_, m)| *m)
+                    .unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let total = delta.last()?.1;
+    delta
         .iter()
         .find(|(_, n)| *n >= total * 0.99)
         .map(|(le, _)| *le)
@@ -287,6 +306,15 @@ async fn steady(m: &HashMap<String, String>) {
         ids.push((id, if current == "enroute" { 1u64 } else { 0 }));
     }
     let ids = Arc::new(tokio::sync::Mutex::new(ids));
+    let before = c
+        .http
+        .get(format!("{}/metrics", c.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     let end = Instant::now() + Duration::from_secs(secs);
     let mut sent = 0u64;
@@ -328,7 +356,7 @@ async fn steady(m: &HashMap<String, String>) {
         .unwrap();
     println!(
         "RESULT fieldsync_replay_steady rate={rate}/s secs={secs}: accepted={ok} replay_lag_p99_s<={:?}",
-        histogram_p99(&text, "fieldsync_replay_lag_seconds")
+        histogram_p99(&before, &text, "fieldsync_replay_lag_seconds")
     );
 }
 

@@ -166,7 +166,7 @@ impl Default for ServerSettings {
             data_dir: PathBuf::from("./data"),
             workers: 0,
             ofsc_probe_secs: 15,
-            sled_cache_mb: 16,
+            sled_cache_mb: 4,
         }
     }
 }

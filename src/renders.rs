@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// At most this many bodies are kept; past it the map is cleared (reads re-render).
-const CAPACITY: usize = 2048;
+const CAPACITY: usize = 256;
 
 #[derive(Debug)]
 pub struct Rendered {

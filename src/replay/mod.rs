@@ -376,7 +376,14 @@ impl Replayer {
         op.state = OpState::Sending;
         op.attempts += 1;
         op.updated_at = Utc::now();
-        if let Err(e) = outbox::save_op(self.store.as_ref(), &op) {
+        // Informational (GET /ops shows it); recovery reads every lane head back anyway, so
+        // this write needs neither a transaction nor a flush.
+        if let Err(e) = crate::store::StorageExt::put(
+            self.store.as_ref(),
+            outbox::OPS,
+            &outbox::op_key(op.seq),
+            &op,
+        ) {
             tracing::error!(op = %op.id, error = %e, "cannot mark op sending");
             return Step::Wait(Duration::from_secs(1));
         }
