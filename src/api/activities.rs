@@ -91,15 +91,15 @@ pub async fn get_one(
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatusBody {
-    status: String,
+    pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    time: Option<DateTime<FixedOffset>>,
+    pub time: Option<DateTime<FixedOffset>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    location: Option<Location>,
+    pub location: Option<Location>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    notes: Option<String>,
+    pub notes: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
 fn bad(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -167,13 +167,70 @@ pub async fn set_status(
     body: web::Json<StatusBody>,
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::FieldWrite)?;
-    let id = outbox::resolve_activity(state.store.as_ref(), activity_id(&path)?)?;
+    let raw_id = activity_id(&path)?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
+    let fingerprint = serde_json::to_vec(&json!({"activityId": raw_id, "body": body}))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let submitter = Submitter {
+        user_id: who.user_id.clone(),
+        device_id: who.device_id.clone(),
+        idempotency_key: key,
+        request_sha256: hex::encode(crate::store::record::sha256(&fingerprint)),
+        device_seq: None,
+    };
+    let result = submit_status(
+        &state,
+        &who,
+        StatusWrite {
+            activity: raw_id,
+            body,
+            submitter,
+            from_sync: None,
+        },
+    )
+    .await?;
+    if let Enqueued::Accepted { .. } = &result {
+        state.commit.flush().await?;
+        state.replayer.wake();
+    }
+    answer_of(result)
+}
+
+/// How a synced write's time was taken: the device's raw clock and its corrected reading.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncTime {
+    pub captured_at: DateTime<FixedOffset>,
+    pub corrected: DateTime<FixedOffset>,
+}
+
+/// One status write, from `PATCH …/status` or from a sync batch: one code path.
+pub struct StatusWrite {
+    pub activity: i64,
+    pub body: StatusBody,
+    pub submitter: Submitter,
+    /// Set for synced ops: the corrected time is kept monotonic per route and never in the future.
+    pub from_sync: Option<SyncTime>,
+}
+
+/// Validates against the device's view and queues the write (not yet flushed: the caller
+/// flushes once, before answering).
+pub async fn submit_status(
+    state: &AppState,
+    who: &Principal,
+    w: StatusWrite,
+) -> Result<Enqueued, ApiError> {
+    let StatusWrite {
+        activity,
+        body,
+        submitter,
+        from_sync,
+    } = w;
     let status = validate(&body)?;
-    let a = find_activity(&state, id).await?;
+    let id = outbox::resolve_activity(state.store.as_ref(), activity)?;
+    let a = find_activity(state, id).await?;
     let resource = a.resource_id.clone().unwrap_or_default();
-    policy::may_see(&who, &resource, state.directory.as_ref())?;
+    policy::may_see(who, &resource, state.directory.as_ref())?;
     let date = a.date.clone().ok_or_else(|| ApiError::InvalidTransition {
         detail: "the activity is not scheduled on a route".into(),
         allowed: vec![],
@@ -188,29 +245,29 @@ pub async fn set_status(
         .as_deref()
         .and_then(|z| ofsc_time::zone(z).ok())
         .unwrap_or(chrono_tz::UTC);
-    let time = body
-        .time
-        .unwrap_or_else(|| chrono::Utc::now().with_timezone(&zone).fixed_offset());
-    let fingerprint = serde_json::to_vec(&json!({"activityId": id, "body": body}))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let submitter = Submitter {
-        user_id: who.user_id.clone(),
-        device_id: who.device_id.clone(),
-        idempotency_key: key,
-        request_sha256: hex::encode(crate::store::record::sha256(&fingerprint)),
-    };
+    let now = chrono::Utc::now().with_timezone(&zone).fixed_offset();
 
     let lane_lock = state.lanes.lock(&resource, &date);
     let guard = lane_lock.lock().await;
     if let Some(answer) = outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
-        return answer_of(answer);
+        return Ok(answer);
     }
-    let dev = device_route_of(&state, &resource, &date).await?;
+    let dev = device_route_of(state, &resource, &date).await?;
+    let time = match from_sync {
+        // A device clock can be hours off: the corrected time never lies in the future and
+        // never goes before the route's previous action.
+        Some(t) => {
+            let capped = t.corrected.min(now);
+            dev.view.last_time.map_or(capped, |last| capped.max(last))
+        }
+        None => body.time.unwrap_or(now),
+    };
     let plan =
         lifecycle::plan(&dev.view, id, status, time).map_err(|r| ApiError::InvalidTransition {
             detail: r.detail,
             allowed: r.allowed.iter().map(|s| s.name().to_string()).collect(),
         })?;
+    let captured_at = from_sync.map(|t| t.captured_at);
     let mut ops = Vec::new();
     if plan.activate_first {
         ops.push(NewOp {
@@ -220,6 +277,7 @@ pub async fn set_status(
             kind: OpKind::ActivateRoute,
             time,
             zone: zone_name.clone(),
+            captured_at,
         });
     }
     ops.push(NewOp {
@@ -235,6 +293,7 @@ pub async fn set_status(
         },
         time,
         zone: zone_name.clone(),
+        captured_at,
     });
     let mut after = dev.clone();
     lifecycle::apply(&mut after.view, id, status, time);
@@ -247,10 +306,8 @@ pub async fn set_status(
     drop(guard);
     if let Enqueued::Accepted { .. } = &result {
         state.cache.renders.touch(&resource, &date);
-        state.commit.flush().await?;
-        state.replayer.wake();
     }
-    answer_of(result)
+    Ok(result)
 }
 
 /// The HTTP answer for an enqueue outcome (also for replays of the first answer).

@@ -224,13 +224,36 @@ pub async fn create(
     policy::may_use(&who, Function::FieldWrite)?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
+    let fingerprint = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let submitter = Submitter {
+        user_id: who.user_id.clone(),
+        device_id: who.device_id.clone(),
+        idempotency_key: key,
+        request_sha256: hex::encode(crate::store::record::sha256(&fingerprint)),
+        device_seq: None,
+    };
+    let result = submit_create(&state, &who, body, submitter).await?;
+    if let outbox::Enqueued::Accepted { .. } = &result {
+        state.commit.flush().await?;
+        state.replayer.wake();
+    }
+    super::activities::answer_of(result)
+}
+
+/// Validates and queues a create (from `POST /activities` or a sync batch); the caller flushes.
+pub async fn submit_create(
+    state: &AppState,
+    who: &Principal,
+    body: NewActivity,
+    submitter: Submitter,
+) -> Result<outbox::Enqueued, ApiError> {
     let date = validate(&body)?;
     let resource = body
         .resource_id
         .clone()
         .or(who.resource_id.clone())
         .ok_or(ApiError::NotFound)?;
-    policy::may_see(&who, &resource, state.directory.as_ref())?;
+    policy::may_see(who, &resource, state.directory.as_ref())?;
     let zone_name = state
         .directory
         .get(&resource)
@@ -242,18 +265,11 @@ pub async fn create(
     if date < ofsc_time::today_in(zone) {
         return Err(bad("invalid-date", "a new activity cannot be in the past"));
     }
-    let fingerprint = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let submitter = Submitter {
-        user_id: who.user_id.clone(),
-        device_id: who.device_id.clone(),
-        idempotency_key: key,
-        request_sha256: hex::encode(crate::store::record::sha256(&fingerprint)),
-    };
     let date_s = date.to_string();
     let lock = state.lanes.lock(&resource, &date_s);
     let guard = lock.lock().await;
     if let Some(answer) = outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
-        return super::activities::answer_of(answer);
+        return Ok(answer);
     }
     let provisional = -(state.store.next_id()? as i64);
     let mut properties = serde_json::Map::new();
@@ -286,13 +302,14 @@ pub async fn create(
     let now = chrono::Utc::now().with_timezone(&zone).fixed_offset();
     let op = NewOp {
         resource_id: resource.clone(),
-        date: date_s,
+        date: date_s.clone(),
         activity_id: Some(provisional),
         kind: OpKind::CreateActivity {
             activity: Box::new(activity.clone()),
         },
         time: now,
         zone: zone_name,
+        captured_at: None,
     };
     let shown = present::activity(&activity, None);
     let result = outbox::enqueue(
@@ -303,9 +320,7 @@ pub async fn create(
     )?;
     drop(guard);
     if let outbox::Enqueued::Accepted { .. } = &result {
-        state.cache.renders.touch(&resource, &date.to_string());
-        state.commit.flush().await?;
-        state.replayer.wake();
+        state.cache.renders.touch(&resource, &date_s);
     }
-    super::activities::answer_of(result)
+    Ok(result)
 }

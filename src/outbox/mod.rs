@@ -16,6 +16,44 @@ pub const OPS: Tree = Tree("ops");
 pub const LANES: Tree = Tree("lanes");
 pub const IDEMPOTENCY: Tree = Tree("idempotency");
 pub const CHANGES: Tree = Tree("changes");
+/// Each device's highest sync `seq` seen.
+pub const DEVICE_SEQ: Tree = Tree("device_seq");
+
+fn device_seq_key(user: &str, device: &str) -> Vec<u8> {
+    KeyBuf::new().str(user).str(device).finish()
+}
+
+fn bump_device_seq(
+    tx: &dyn crate::store::Tx,
+    user: &str,
+    device: &str,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let key = device_seq_key(user, device);
+    let current: Option<u64> = tx.get(DEVICE_SEQ, &key)?;
+    if current.is_none_or(|c| seq > c) {
+        tx.put(DEVICE_SEQ, &key, &seq)?;
+    }
+    Ok(())
+}
+
+/// The device's high-water `seq` (0 before its first batch).
+pub fn device_seq(store: &dyn Storage, user: &str, device: &str) -> Result<u64, StoreError> {
+    Ok(store
+        .get(DEVICE_SEQ, &device_seq_key(user, device))?
+        .unwrap_or(0))
+}
+
+/// Raises the high-water mark for an op that was processed but not queued (rejected).
+pub fn note_device_seq(
+    store: &dyn Storage,
+    user: &str,
+    device: &str,
+    seq: u64,
+) -> Result<(), StoreError> {
+    store.transact(&[DEVICE_SEQ], &|tx| bump_device_seq(tx, user, device, seq))
+}
+
 /// What OFSC cannot show about an activity: the device's last applied `arrived` or
 /// `suspended`. Updated with the op's state, so the view never loses it.
 pub const DEVICE_MEMO: Tree = Tree("device_memo");
@@ -168,6 +206,8 @@ pub struct NewOp {
     pub kind: OpKind,
     pub time: DateTime<FixedOffset>,
     pub zone: Option<String>,
+    /// The device's raw clock reading, for synced ops (`time` is the corrected one).
+    pub captured_at: Option<DateTime<FixedOffset>>,
 }
 
 /// Who submits, with which idempotency key and request fingerprint.
@@ -177,6 +217,9 @@ pub struct Submitter {
     pub device_id: String,
     pub idempotency_key: String,
     pub request_sha256: String,
+    /// A sync batch's per-device sequence number, kept as the device's high-water mark in
+    /// the same transaction as the op.
+    pub device_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -235,6 +278,7 @@ pub fn enqueue(
             kind: n.kind,
             time: n.time,
             zone: n.zone,
+            captured_at: n.captured_at,
             state: OpState::Queued,
             attempts: 0,
             last_error: None,
@@ -410,7 +454,8 @@ pub fn active_lanes(store: &dyn Storage) -> Result<Vec<(String, String)>, StoreE
 /// Saves an op's new state; when it leaves the queue its lane entry goes, and the device
 /// hears about it through the change log, in the same transaction.
 pub fn save_op(store: &dyn Storage, op: &Op) -> Result<(), StoreError> {
-    let cseq = store.next_id()?;
+    let ticket = store.ticket()?;
+    let cseq = ticket.id;
     store.transact(&[OPS, LANES, CHANGES, DEVICE_MEMO], &|tx| {
         tx.put(OPS, &op_key(op.seq), op)?;
         if let (OpState::Applied, Some(id), OpKind::Status { status, .. }) =

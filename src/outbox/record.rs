@@ -91,6 +91,9 @@ pub struct Op {
     /// The resource's IANA zone when the op was accepted: OFSC wants resource-local times.
     #[serde(default)]
     pub zone: Option<String>,
+    /// For synced ops: the device's raw clock reading (`time` is corrected for its skew).
+    #[serde(default)]
+    pub captured_at: Option<DateTime<FixedOffset>>,
     pub state: OpState,
     pub attempts: u32,
     pub last_error: Option<String>,

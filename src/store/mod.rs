@@ -104,6 +104,56 @@ pub trait Storage: Send + Sync + 'static {
     fn check(&self) -> Result<(), StoreError>;
     /// A new id, strictly greater than every id returned before, also across restarts.
     fn next_id(&self) -> Result<u64, StoreError>;
+    /// A new id that stays "in flight" until the ticket is dropped (after the write that uses
+    /// it committed). Readers of id-ordered logs stop at [`Storage::watermark`], so they never
+    /// pass an id whose write is still to land.
+    fn ticket(&self) -> Result<Ticket, StoreError>;
+    /// Every id at or below this is either committed or abandoned.
+    fn watermark(&self) -> u64;
+}
+
+/// In-flight ids of [`Storage::ticket`].
+#[derive(Debug, Default)]
+pub struct Tickets {
+    inner: std::sync::Mutex<(std::collections::BTreeSet<u64>, u64)>,
+}
+
+impl Tickets {
+    pub fn issue(
+        self: &std::sync::Arc<Self>,
+        next: impl FnOnce() -> Result<u64, StoreError>,
+    ) -> Result<Ticket, StoreError> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let id = next()?;
+        g.0.insert(id);
+        g.1 = g.1.max(id);
+        Ok(Ticket {
+            id,
+            owner: self.clone(),
+        })
+    }
+
+    pub fn watermark(&self) -> u64 {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match g.0.iter().next() {
+            Some(min) => min.saturating_sub(1),
+            None => g.1,
+        }
+    }
+}
+
+/// An id in flight; dropping it (after the commit) lets readers move past it.
+#[derive(Debug)]
+pub struct Ticket {
+    pub id: u64,
+    owner: std::sync::Arc<Tickets>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut g = self.owner.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.remove(&self.id);
+    }
 }
 
 /// Typed helpers over any [`Storage`].

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// (sled 0.34 only calls `sync_file_range`, which does not survive a power cut).
 pub struct SledStore {
     db: sled::Db,
+    tickets: std::sync::Arc<super::Tickets>,
     data_file: Option<File>,
     path: PathBuf,
 }
@@ -40,6 +41,7 @@ impl SledStore {
         let data_file = File::open(dir.join("db")).ok();
         Ok(SledStore {
             db,
+            tickets: Default::default(),
             data_file,
             path: dir.to_path_buf(),
         })
@@ -50,6 +52,7 @@ impl SledStore {
         let db = sled::Config::new().temporary(true).open()?;
         Ok(SledStore {
             db,
+            tickets: Default::default(),
             data_file: None,
             path: PathBuf::new(),
         })
@@ -180,6 +183,14 @@ impl Storage for SledStore {
     fn check(&self) -> Result<(), StoreError> {
         self.tree(Tree::META)?.get(b"__ready")?;
         Ok(())
+    }
+
+    fn ticket(&self) -> Result<super::Ticket, StoreError> {
+        self.tickets.issue(|| self.next_id())
+    }
+
+    fn watermark(&self) -> u64 {
+        self.tickets.watermark()
     }
 
     fn next_id(&self) -> Result<u64, StoreError> {
