@@ -13,6 +13,7 @@ pub mod problem;
 mod queue;
 mod routes;
 mod sessions;
+mod sync;
 
 pub use problem::ApiError;
 
@@ -48,6 +49,8 @@ api_routes! {
     get "/activities/{activityId}" => activities::get_one,
     patch "/activities/{activityId}/status" => activities::set_status,
     get "/ops/{opId}" => ops::get,
+    post "/sync/push" => sync::push,
+    get "/sync/pull" => sync::pull,
     get "/admin/queue" => queue::summary,
     get "/admin/ops" => queue::list,
     post "/admin/ops/{opId}/retry" => queue::retry,

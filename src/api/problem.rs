@@ -18,6 +18,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("too many failed attempts; retry in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    #[error("the batch has {count} ops; at most {limit} are accepted")]
+    TooManyOps { count: usize, limit: usize },
     #[error("not found")]
     NotFound,
     #[error("{detail}")]
@@ -44,6 +46,7 @@ impl ApiError {
             ApiError::Unauthorized { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TooManyRequests { .. } => "too-many-attempts",
+            ApiError::TooManyOps { .. } => "batch-too-large",
             ApiError::NotFound => "not-found",
             ApiError::InvalidTransition { .. } => "invalid-transition",
             ApiError::IdempotencyKeyReused => "idempotency-key-reused",
@@ -120,6 +123,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyOps { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::InvalidTransition { .. } => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,

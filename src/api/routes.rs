@@ -94,7 +94,7 @@ pub async fn get(
 }
 
 /// The route body: the device's view of every stop, in route order.
-fn render(
+pub(super) fn render(
     state: &AppState,
     resource: &str,
     date: &str,

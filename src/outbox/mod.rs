@@ -299,7 +299,15 @@ pub fn enqueue(
     let ikey = idem_key(&who.user_id, &who.idempotency_key);
     let outcome = RefCell::new(None);
     store.transact(
-        &[OPS, LANES, IDEMPOTENCY, CHANGES, ACTIVITY_OPS, ROUTE_CLOCK],
+        &[
+            OPS,
+            LANES,
+            IDEMPOTENCY,
+            CHANGES,
+            ACTIVITY_OPS,
+            ROUTE_CLOCK,
+            DEVICE_SEQ,
+        ],
         &|tx| {
             if let Some(rec) = tx.get::<IdemRecord>(IDEMPOTENCY, &ikey)? {
                 *outcome.borrow_mut() = Some(if rec.request_sha256 == who.request_sha256 {
@@ -328,6 +336,9 @@ pub fn enqueue(
                 if clock.is_none_or(|c| op.time > c) {
                     tx.put(ROUTE_CLOCK, &clock_key, &op.time)?;
                 }
+            }
+            if let Some(seq) = who.device_seq {
+                bump_device_seq(tx, &who.user_id, &who.device_id, seq)?;
             }
             tx.put(
                 IDEMPOTENCY,
@@ -523,6 +534,7 @@ mod tests {
             device_id: "d1".into(),
             idempotency_key: key.into(),
             request_sha256: hash.into(),
+            device_seq: Some(7),
         }
     }
 
@@ -540,6 +552,7 @@ mod tests {
             },
             time: DateTime::parse_from_rfc3339("2026-05-04T08:00:00-04:00").unwrap(),
             zone: Some("America/New_York".into()),
+            captured_at: None,
         }
     }
 

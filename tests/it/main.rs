@@ -14,4 +14,5 @@ mod sim_faults;
 mod sim_lifecycle;
 mod spec;
 mod status;
+mod sync;
 mod tidy;

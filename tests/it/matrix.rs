@@ -102,6 +102,12 @@ const MATRIX: &[Row] = &[
     Row("post", "/activities", Super, Supervised, 202),
     Row("post", "/activities", Super, NotSupervised, 404),
     Row("post", "/activities", Admin, Supervised, 403),
+    Row("post", "/sync/push", Tech, NoObject, 200),
+    Row("post", "/sync/push", Super, NoObject, 200),
+    Row("post", "/sync/push", Admin, NoObject, 403),
+    Row("get", "/sync/pull", Tech, NoObject, 200),
+    Row("get", "/sync/pull", Super, NoObject, 200),
+    Row("get", "/sync/pull", Admin, NoObject, 403),
     Row("get", "/admin/queue", Tech, NoObject, 403),
     Row("get", "/admin/queue", Super, NoObject, 200),
     Row("get", "/admin/queue", Admin, NoObject, 200),
@@ -286,7 +292,15 @@ async fn the_matrix_holds() {
         let session = app.login(login_of(*role)).await;
         let url = fill(path, resource_for(*role, *owner), &objects);
         let resource = resource_for(*role, *owner);
-        let resp = if *method == "post" && *path == "/activities" {
+        let resp = if *path == "/sync/push" {
+            app.http
+                .post(app.url(path))
+                .bearer_auth(&session.access)
+                .json(&serde_json::json!({"deviceId": session.device, "deviceTime": chrono::Utc::now().to_rfc3339(), "ops": []}))
+                .send()
+                .await
+                .unwrap()
+        } else if *method == "post" && *path == "/activities" {
             let date = objects
                 .get(resource)
                 .map(|o| o.date.clone())

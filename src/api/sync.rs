@@ -1,0 +1,331 @@
+//! The offline sync protocol: `POST /sync/push` (a batch of device writes, one result each)
+//! and `GET /sync/pull` (what the device should learn since its cursor).
+
+use super::activities::{self, StatusBody, StatusWrite, SyncTime};
+use super::activity_list::{self, NewActivity};
+use super::{present, ApiError};
+use crate::auth::policy::{self, Function};
+use crate::auth::Principal;
+use crate::outbox::{self, Change, Enqueued, Submitter, CHANGES};
+use crate::startup::AppState;
+use crate::store::keys::KeyBuf;
+use crate::store::Storage;
+use actix_web::{web, HttpResponse};
+use base64::Engine;
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// At most this many ops per batch (the byte limit is the JSON body limit, 5 MiB).
+pub const MAX_OPS: usize = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PushBody {
+    device_id: String,
+    device_time: DateTime<FixedOffset>,
+    ops: Vec<PushOp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PushOp {
+    client_op_id: String,
+    seq: u64,
+    kind: String,
+    #[serde(default)]
+    activity_id: Option<i64>,
+    payload: Value,
+    captured_at: DateTime<FixedOffset>,
+    sha256: String,
+}
+
+/// Lowercase hex SHA-256 of the payload's RFC 8785 (JCS) canonical bytes.
+pub fn payload_sha256(payload: &Value) -> Result<String, ApiError> {
+    let canonical =
+        serde_json_canonicalizer::to_vec(payload).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(hex::encode(crate::store::record::sha256(&canonical)))
+}
+
+fn rejected(op: &PushOp, code: &str, detail: &str) -> Value {
+    json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "rejected", "code": code, "detail": detail})
+}
+
+async fn apply_op(
+    state: &AppState,
+    who: &Principal,
+    op: &PushOp,
+    offset: chrono::Duration,
+) -> Result<Value, ApiError> {
+    let valid_id = !op.client_op_id.is_empty()
+        && op.client_op_id.len() <= 128
+        && op.client_op_id.chars().all(|c| c.is_ascii_graphic());
+    if !valid_id {
+        return Ok(rejected(
+            op,
+            "invalid-client-op-id",
+            "clientOpId must be 1-128 visible ASCII characters",
+        ));
+    }
+    if payload_sha256(&op.payload)? != op.sha256 {
+        return Ok(rejected(
+            op,
+            "checksum-mismatch",
+            "sha256 is not the SHA-256 of the payload's RFC 8785 canonical bytes",
+        ));
+    }
+    let fingerprint = format!(
+        "{}|{:?}|{}|{}",
+        op.kind,
+        op.activity_id,
+        op.sha256,
+        op.captured_at.to_rfc3339()
+    );
+    let submitter = Submitter {
+        user_id: who.user_id.clone(),
+        device_id: who.device_id.clone(),
+        idempotency_key: format!("sync:{}:{}", who.device_id, op.client_op_id),
+        request_sha256: hex::encode(crate::store::record::sha256(fingerprint.as_bytes())),
+        device_seq: Some(op.seq),
+    };
+    let outcome = match op.kind.as_str() {
+        "status" => {
+            let Some(activity) = op.activity_id else {
+                return Ok(rejected(
+                    op,
+                    "invalid-payload",
+                    "a status op needs activityId",
+                ));
+            };
+            let body: StatusBody = match serde_json::from_value(op.payload.clone()) {
+                Ok(b) => b,
+                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
+            };
+            if body.time.is_some() {
+                return Ok(rejected(
+                    op,
+                    "invalid-payload",
+                    "a synced op carries its time in capturedAt",
+                ));
+            }
+            let from_sync = Some(SyncTime {
+                captured_at: op.captured_at,
+                corrected: op.captured_at + offset,
+            });
+            activities::submit_status(
+                state,
+                who,
+                StatusWrite {
+                    activity,
+                    body,
+                    submitter,
+                    from_sync,
+                },
+            )
+            .await
+        }
+        "createActivity" => {
+            let body: NewActivity = match serde_json::from_value(op.payload.clone()) {
+                Ok(b) => b,
+                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
+            };
+            activity_list::submit_create(state, who, body, submitter).await
+        }
+        "parts" | "attachment" | "location" => {
+            return Ok(rejected(
+                op,
+                "kind-not-supported",
+                &format!("{} ops are not supported by this server yet", op.kind),
+            ));
+        }
+        other => {
+            return Ok(rejected(
+                op,
+                "unknown-kind",
+                &format!("unknown kind {other:?}"),
+            ))
+        }
+    };
+    Ok(match outcome {
+        Ok(Enqueued::Accepted { response, .. }) => {
+            json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "accepted", "opId": response["opId"], "activity": response["activity"]})
+        }
+        Ok(Enqueued::Replayed { response, .. }) => {
+            json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "duplicate", "opId": response["opId"], "original": response})
+        }
+        Ok(Enqueued::KeyReused) => rejected(
+            op,
+            "idempotency-key-reused",
+            "this clientOpId was used with another payload",
+        ),
+        Err(ApiError::InvalidTransition { detail, allowed }) => {
+            let current = match op.activity_id {
+                Some(id) => current_activity(state, id).await,
+                None => Value::Null,
+            };
+            json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "conflict", "code": "invalid-transition",
+                   "detail": detail, "allowed": allowed, "activity": current})
+        }
+        Err(ApiError::Internal(e)) => return Err(ApiError::Internal(e)),
+        Err(e) => rejected(op, e.code(), &e.to_string()),
+    })
+}
+
+/// The server's current view of an activity, for a conflict result.
+async fn current_activity(state: &AppState, id: i64) -> Value {
+    let Ok(a) = activities::find_activity(state, id).await else {
+        return Value::Null;
+    };
+    let route = match (a.resource_id.as_deref(), a.date.as_deref()) {
+        (Some(r), Some(d)) => activities::device_route_of(state, r, d).await.ok(),
+        _ => None,
+    };
+    present::activity(&a, route.as_ref())
+}
+
+pub async fn push(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<PushBody>,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::FieldWrite)?;
+    let mut body = body.into_inner();
+    if body.device_id != who.device_id {
+        return Err(ApiError::BadRequest {
+            code: "device-mismatch",
+            detail: "deviceId is not the device this session belongs to".into(),
+        });
+    }
+    if body.ops.len() > MAX_OPS {
+        return Err(ApiError::TooManyOps {
+            count: body.ops.len(),
+            limit: MAX_OPS,
+        });
+    }
+    let server_now = Utc::now();
+    let offset = server_now.fixed_offset() - body.device_time;
+    body.ops.sort_by_key(|o| o.seq);
+    let store = state.store.as_ref();
+    let mut expected = outbox::device_seq(store, &who.user_id, &who.device_id)? + 1;
+    let mut gaps = Vec::new();
+    let mut results = Vec::with_capacity(body.ops.len());
+    for op in &body.ops {
+        if op.seq > expected {
+            gaps.push(json!({"from": expected, "to": op.seq - 1}));
+            tracing::warn!(device = %who.device_id, from = expected, to = op.seq - 1, "sync seq gap");
+        }
+        expected = expected.max(op.seq + 1);
+        let result = apply_op(&state, &who, op, offset).await?;
+        if result["result"] != "accepted" && result["result"] != "duplicate" {
+            outbox::note_device_seq(store, &who.user_id, &who.device_id, op.seq)?;
+        }
+        results.push(result);
+    }
+    state.commit.flush().await?;
+    state.replayer.wake();
+    Ok(HttpResponse::Ok().json(json!({
+        "results": results,
+        "gaps": gaps,
+        "highWater": outbox::device_seq(store, &who.user_id, &who.device_id)?,
+        "serverTime": server_now.to_rfc3339(),
+        "clockOffsetMs": offset.num_milliseconds(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+fn encode_cursor(seq: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("c:{seq}"))
+}
+
+fn decode_cursor(c: &str) -> Option<u64> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("c:")?
+        .parse()
+        .ok()
+}
+
+pub async fn pull(
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PullQuery>,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::FieldWrite)?;
+    let resource = who.resource_id.clone().ok_or(ApiError::NotFound)?;
+    let store = state.store.as_ref();
+    let watermark = store.watermark();
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let after = q
+        .cursor
+        .as_deref()
+        .and_then(decode_cursor)
+        .filter(|c| *c <= watermark);
+    let Some(after) = after else {
+        // No cursor, or one this server never issued: start over from a snapshot.
+        let zone = state
+            .directory
+            .get(&resource)
+            .and_then(|r| r.time_zone_iana)
+            .and_then(|z| crate::ofsc::time::zone(&z).ok())
+            .unwrap_or(chrono_tz::UTC);
+        let date = crate::ofsc::time::today_in(zone).to_string();
+        let read = state
+            .cache
+            .read_route(&resource, &date, state.ofsc_health.snapshot().ok)
+            .await
+            .map_err(|e| ApiError::OfscUnavailable(e.to_string()))?;
+        let snapshot: Value =
+            serde_json::from_slice(&super::routes::render(&state, &resource, &date, &read)?)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "reset": true, "snapshot": snapshot, "items": [], "nextCursor": encode_cursor(watermark), "hasMore": false,
+        })));
+    };
+    let prefix = KeyBuf::new().str(&resource).finish();
+    let mut items = Vec::new();
+    let mut last = after;
+    let mut has_more = false;
+    'scan: loop {
+        let batch = store.scan_raw(
+            CHANGES,
+            &prefix,
+            Some(&KeyBuf::new().str(&resource).u64(last + 1).finish()),
+            256,
+        )?;
+        if batch.is_empty() {
+            break;
+        }
+        for (k, v) in batch {
+            let change: Change = crate::store::record::open(CHANGES, &k, &v)?;
+            if change.seq > watermark {
+                break 'scan;
+            }
+            if items.len() >= limit {
+                has_more = true;
+                break 'scan;
+            }
+            last = change.seq;
+            // Op outcomes belong to the device that made them; OFSC changes to everyone.
+            if change
+                .device_id
+                .as_deref()
+                .is_some_and(|d| d != who.device_id)
+            {
+                continue;
+            }
+            items.push(json!({"seq": change.seq, "kind": change.kind, "activityId": change.activity_id, "data": change.data, "at": change.at}));
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "reset": false, "items": items, "nextCursor": encode_cursor(last), "hasMore": has_more,
+    })))
+}

@@ -1,0 +1,394 @@
+//! The offline sync protocol over real HTTP: batch push (dedupe, gaps, checksums, conflicts,
+//! clock skew, limits) and cursor pull (never skips or repeats, only the caller's changes).
+
+use crate::helpers::{Session, Stack};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn sha(payload: &Value) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        serde_json_canonicalizer::to_vec(payload).unwrap(),
+    ))
+}
+
+fn status_op(
+    seq: u64,
+    id: i64,
+    status: &str,
+    captured: chrono::DateTime<chrono::FixedOffset>,
+) -> Value {
+    let payload = json!({"status": status});
+    json!({"clientOpId": format!("c-{seq}"), "seq": seq, "kind": "status", "activityId": id,
+           "payload": payload, "capturedAt": captured.to_rfc3339(), "sha256": sha(&payload)})
+}
+
+fn now() -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::Utc::now().fixed_offset()
+}
+
+async fn push(
+    stack: &Stack,
+    s: &Session,
+    device_time: chrono::DateTime<chrono::FixedOffset>,
+    ops: Vec<Value>,
+) -> (u16, Value) {
+    let resp = stack
+        .app
+        .http
+        .post(stack.app.url("/sync/push"))
+        .bearer_auth(&s.access)
+        .json(&json!({"deviceId": s.device, "deviceTime": device_time.to_rfc3339(), "ops": ops}))
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn pull(stack: &Stack, s: &Session, cursor: Option<&str>) -> Value {
+    let url = match cursor {
+        Some(c) => format!("/sync/pull?cursor={c}&limit=50"),
+        None => "/sync/pull?limit=50".to_string(),
+    };
+    stack
+        .app
+        .call("get", &url, Some(&s.access))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn stops(stack: &Stack, s: &Session, tech: &str) -> Vec<i64> {
+    let date = stack.sim.today_route(tech).await.0;
+    stack.route(s, &date).await["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["activityId"].as_i64().unwrap())
+        .collect()
+}
+
+fn results(body: &Value) -> Vec<String> {
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn full_and_partial_resends_are_duplicates_never_double_applied() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let ids = stops(&stack, &s, "tech1").await;
+    let t = now() - chrono::Duration::minutes(30);
+    let batch: Vec<Value> = ["enroute", "arrived", "started", "completed"]
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            status_op(
+                i as u64 + 1,
+                ids[0],
+                st,
+                t + chrono::Duration::minutes(i as i64 * 5),
+            )
+        })
+        .collect();
+    let (code, first) = push(&stack, &s, now(), batch.clone()).await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(results(&first), ["accepted"; 4]);
+    assert_eq!(first["highWater"], 4);
+    let (_, again) = push(&stack, &s, now(), batch.clone()).await;
+    assert_eq!(results(&again), ["duplicate"; 4]);
+    assert_eq!(again["results"][2]["opId"], first["results"][2]["opId"]);
+    let (_, partial) = push(&stack, &s, now(), batch[2..].to_vec()).await;
+    assert_eq!(results(&partial), ["duplicate"; 2]);
+    let ops: Vec<String> = first["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["opId"].as_str().unwrap().to_string())
+        .collect();
+    let done = stack.settle(&s, &ops, Duration::from_secs(15)).await;
+    assert!(done.iter().all(|o| o["state"] == "applied"), "{done:?}");
+    let ledger = stack.sim.ledger().await;
+    let actions: Vec<&str> = ledger
+        .iter()
+        .filter(|e| e["activityId"] == ids[0])
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["enroute", "start", "complete"]);
+}
+
+#[tokio::test]
+async fn gaps_checksums_unknown_kinds_and_independent_ops() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech2").await;
+    let ids = stops(&stack, &s, "tech2").await;
+    let mut bad = status_op(2, ids[0], "started", now());
+    bad["sha256"] = json!("0".repeat(64));
+    let parts = json!({"clientOpId": "p-1", "seq": 3, "kind": "parts", "activityId": ids[0], "payload": {}, "capturedAt": now().to_rfc3339(), "sha256": sha(&json!({}))});
+    let ops = vec![
+        status_op(1, ids[0], "enroute", now()),
+        bad,
+        parts,
+        status_op(7, ids[0], "arrived", now()),
+    ];
+    let (_, body) = push(&stack, &s, now(), ops).await;
+    assert_eq!(
+        results(&body),
+        ["accepted", "rejected", "rejected", "accepted"],
+        "{body}"
+    );
+    assert_eq!(body["results"][1]["code"], "checksum-mismatch");
+    assert_eq!(body["results"][2]["code"], "kind-not-supported");
+    assert_eq!(body["gaps"], json!([{"from": 4, "to": 6}]));
+    assert_eq!(body["highWater"], 7);
+}
+
+#[tokio::test]
+async fn a_job_cancelled_while_offline_comes_back_as_a_conflict() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech3").await;
+    let ids = stops(&stack, &s, "tech3").await;
+    stack
+        .sim
+        .control(
+            "/__sim/dispatch",
+            json!({"action": "cancel", "activityId": ids[0]}),
+        )
+        .await;
+    let date = stack.sim.today_route("tech3").await.0;
+    for _ in 0..50 {
+        let r = stack.route(&s, &date).await;
+        if r["stops"][0]["status"] == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body) = push(
+        &stack,
+        &s,
+        now(),
+        vec![
+            status_op(1, ids[0], "started", now()),
+            status_op(2, ids[1], "enroute", now()),
+        ],
+    )
+    .await;
+    assert_eq!(results(&body), ["conflict", "accepted"], "{body}");
+    assert_eq!(body["results"][0]["activity"]["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_clock_three_hours_off_never_yields_future_or_backward_times() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let ids = stops(&stack, &s, "tech1").await;
+    // The phone's clock is 3 hours fast; it did en route 20 minutes ago and started 10 ago.
+    let skew = chrono::Duration::hours(3);
+    let device_now = now() + skew;
+    let ops = vec![
+        status_op(
+            1,
+            ids[0],
+            "enroute",
+            device_now - chrono::Duration::minutes(20),
+        ),
+        status_op(
+            2,
+            ids[0],
+            "started",
+            device_now - chrono::Duration::minutes(10),
+        ),
+    ];
+    let (_, body) = push(&stack, &s, device_now, ops).await;
+    assert_eq!(results(&body), ["accepted", "accepted"], "{body}");
+    let offset = body["clockOffsetMs"].as_i64().unwrap();
+    assert!((offset + 3 * 3600 * 1000).abs() < 5000, "{offset}");
+    let op: Value = stack
+        .op(&s, body["results"][1]["opId"].as_str().unwrap())
+        .await;
+    let time = chrono::DateTime::parse_from_rfc3339(op["time"].as_str().unwrap()).unwrap();
+    let expected = now() - chrono::Duration::minutes(10);
+    assert!(
+        (time - expected).num_seconds().abs() < 10,
+        "corrected {time} vs {expected}"
+    );
+    // A clock 3 hours slow, after those: times are clamped forward, never before the route's last.
+    let slow = now() - skew;
+    let (_, body) = push(
+        &stack,
+        &s,
+        slow,
+        vec![status_op(
+            3,
+            ids[0],
+            "completed",
+            slow - chrono::Duration::hours(2),
+        )],
+    )
+    .await;
+    assert_eq!(results(&body), ["accepted"], "{body}");
+    let done: Vec<String> = vec![body["results"][0]["opId"].as_str().unwrap().to_string()];
+    stack.settle(&s, &done, Duration::from_secs(10)).await;
+    let ledger = stack.sim.ledger().await;
+    let times: Vec<&str> = ledger
+        .iter()
+        .filter(|e| e["resourceId"] == "tech1")
+        .filter_map(|e| e["time"].as_str())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+}
+
+#[tokio::test]
+async fn over_limit_batches_get_413() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let ops: Vec<Value> = (1..=501)
+        .map(|i| status_op(i, 1, "enroute", now()))
+        .collect();
+    let (code, body) = push(&stack, &s, now(), ops).await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (413, Some("batch-too-large"))
+    );
+    let huge = json!({"status": "x".repeat(6 * 1024 * 1024)});
+    let big = vec![
+        json!({"clientOpId": "h", "seq": 1, "kind": "status", "activityId": 1, "payload": huge, "capturedAt": now().to_rfc3339(), "sha256": "0"}),
+    ];
+    let (code, body) = push(&stack, &s, now(), big).await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (413, Some("payload-too-large"))
+    );
+    let other = stack
+        .app
+        .http
+        .post(stack.app.url("/sync/push"))
+        .bearer_auth(&s.access)
+        .json(&json!({"deviceId": "not-my-phone", "deviceTime": now().to_rfc3339(), "ops": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 400);
+}
+
+#[tokio::test]
+async fn pulls_interleaved_with_writes_never_skip_or_repeat_and_stay_private() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let other_phone = {
+        let resp = stack.app.try_login("tech1", "demo", "tablet", None).await;
+        let b: Value = resp.json().await.unwrap();
+        Session {
+            access: b["accessToken"].as_str().unwrap().into(),
+            refresh: String::new(),
+            device: "tablet".into(),
+            body: b,
+        }
+    };
+    let tech2 = stack.app.login("tech2").await;
+    let ids = stops(&stack, &s, "tech1").await;
+    let first = pull(&stack, &s, None).await;
+    assert_eq!(first["reset"], true);
+    assert_eq!(first["snapshot"]["resourceId"], "tech1");
+    let mut cursor = first["nextCursor"].as_str().unwrap().to_string();
+    let writer = {
+        let (app_url, token, device) = (
+            stack.app.url("/sync/push"),
+            s.access.clone(),
+            s.device.clone(),
+        );
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut seq = 0;
+            for id in ids.iter().take(6) {
+                for st in ["enroute", "started", "completed"] {
+                    seq += 1;
+                    let op = status_op(seq, *id, st, now());
+                    http.post(&app_url).bearer_auth(&token)
+                        .json(&json!({"deviceId": device, "deviceTime": now().to_rfc3339(), "ops": [op]}))
+                        .send().await.unwrap();
+                }
+            }
+        })
+    };
+    let mut seen: Vec<u64> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = pull(&stack, &s, Some(&cursor)).await;
+        assert_eq!(page["reset"], false);
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["seq"].as_u64().unwrap()),
+        );
+        cursor = page["nextCursor"].as_str().unwrap().to_string();
+        let applied = seen.len();
+        if writer.is_finished() && applied >= 18 * 2 && page["hasMore"] == false {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "saw {applied} changes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let unique: BTreeSet<u64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "a change was repeated");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "changes out of order");
+    // Nothing was skipped: everything the log holds for this device, past the first cursor.
+    let all = fieldsync::store::Storage::scan_raw(
+        stack.app.state.store.as_ref(),
+        fieldsync::outbox::CHANGES,
+        b"",
+        None,
+        100_000,
+    )
+    .unwrap();
+    let mine: BTreeSet<u64> = all
+        .iter()
+        .map(|(k, v)| {
+            fieldsync::store::record::open::<fieldsync::outbox::Change>(
+                fieldsync::outbox::CHANGES,
+                k,
+                v,
+            )
+            .unwrap()
+        })
+        .filter(|c| {
+            c.resource_id == "tech1" && c.device_id.as_deref().is_none_or(|d| d == s.device)
+        })
+        .map(|c| c.seq)
+        .filter(|seq| *seq > *seen.first().unwrap() - 1)
+        .collect();
+    assert!(
+        mine.is_subset(&unique),
+        "skipped: {:?}",
+        mine.difference(&unique).collect::<Vec<_>>()
+    );
+    // Another device of the same technician does not see this device's op outcomes.
+    let tablet = pull(&stack, &other_phone, first["nextCursor"].as_str()).await;
+    assert!(tablet["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["kind"] != "op"));
+    // Another technician sees nothing of tech1's resource.
+    let theirs = pull(&stack, &tech2, first["nextCursor"].as_str()).await;
+    assert!(theirs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["activityId"].as_i64().is_none_or(|a| !ids.contains(&a))));
+    let reset = pull(&stack, &s, Some("bm90LWEtY3Vyc29y")).await;
+    assert_eq!(reset["reset"], true);
+}
