@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod device_sim;
 pub mod directory;
 pub mod domain;
 pub mod events;

@@ -55,6 +55,31 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
+    /// Play a technician's day: sign in, pull, work offline, push over a lossy link, follow outcomes.
+    DeviceSim {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Technician logins, comma separated; one device each (--devices N takes the first N).
+        #[arg(long, value_delimiter = ',', default_value = "tech1")]
+        users: Vec<String>,
+        #[arg(long)]
+        devices: Option<usize>,
+        #[arg(long, default_value = "demo")]
+        password: String,
+        /// Seconds the devices were offline (their actions are spread over them).
+        #[arg(long, default_value_t = 3600)]
+        offline_secs: u64,
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+        /// Probability that a push answer is lost.
+        #[arg(long, default_value_t = 0.2)]
+        loss: f64,
+        /// Probability that a delivered batch is sent again.
+        #[arg(long, default_value_t = 0.2)]
+        duplicate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Manage users in the store (stop the service first: sled locks its directory).
     Users {
         /// Directory of the sled database (defaults to server.data_dir).
@@ -156,6 +181,43 @@ async fn main() -> ExitCode {
             seed,
             workers,
         } => run_sim(&listen, seed, workers).await,
+        Command::DeviceSim {
+            url,
+            users,
+            devices,
+            password,
+            offline_secs,
+            batch,
+            loss,
+            duplicate,
+            seed,
+        } => {
+            let users = match devices {
+                Some(n) => users.into_iter().cycle().take(n).collect(),
+                None => users,
+            };
+            let cfg = fieldsync::device_sim::DeviceSimConfig {
+                url,
+                users,
+                password,
+                offline: std::time::Duration::from_secs(offline_secs),
+                batch,
+                loss,
+                duplicate,
+                seed,
+                settle: std::time::Duration::from_secs(120),
+            };
+            match fieldsync::device_sim::run(cfg).await {
+                Ok(outcomes) => {
+                    print!("{}", fieldsync::device_sim::summary(&outcomes));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("device-sim: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Users { data_dir, action } => {
             let dir = data_dir.unwrap_or(settings.server.data_dir);
             match manage_users(&dir, action) {

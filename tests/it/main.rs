@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
+mod device_sim;
 mod helpers;
 mod matrix;
 mod operate;
