@@ -170,15 +170,7 @@ pub async fn set_status(
     let raw_id = activity_id(&path)?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
-    let fingerprint = serde_json::to_vec(&json!({"activityId": raw_id, "body": body}))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let submitter = Submitter {
-        user_id: who.user_id.clone(),
-        device_id: who.device_id.clone(),
-        idempotency_key: key,
-        request_sha256: hex::encode(crate::store::record::sha256(&fingerprint)),
-        device_seq: None,
-    };
+    let submitter = submitter(&who, key, &json!({"activityId": raw_id, "body": body}))?;
     let result = submit_status(
         &state,
         &who,
@@ -195,6 +187,22 @@ pub async fn set_status(
         state.replayer.wake();
     }
     answer_of(result)
+}
+
+/// Who submits a single write, under its `Idempotency-Key`, fingerprinted by `request`.
+pub fn submitter(
+    who: &Principal,
+    key: String,
+    request: &impl Serialize,
+) -> Result<Submitter, ApiError> {
+    let bytes = serde_json::to_vec(request).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Submitter {
+        user_id: who.user_id.clone(),
+        device_id: who.device_id.clone(),
+        idempotency_key: key,
+        request_sha256: hex::encode(crate::store::record::sha256(&bytes)),
+        device_seq: None,
+    })
 }
 
 /// How a synced write's time was taken: the device's raw clock and its corrected reading.

@@ -115,17 +115,7 @@ pub async fn list(
         for n in 0..=(to - from).num_days() {
             let date = (from + chrono::Duration::days(n)).to_string();
             let dev = device_route_of(&state, &resource, &date).await?;
-            let mut stops: Vec<_> = dev
-                .activities
-                .iter()
-                .map(|a| present::activity(a, Some(&dev)))
-                .collect();
-            stops.sort_by_key(|s| {
-                (
-                    s["position"].as_i64().unwrap_or(i64::MAX),
-                    s["activityId"].as_i64().unwrap_or(0),
-                )
-            });
+            let stops = present::stops(&dev);
             items.extend(
                 stops
                     .into_iter()
@@ -224,14 +214,7 @@ pub async fn create(
     policy::may_use(&who, Function::FieldWrite)?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
-    let fingerprint = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let submitter = Submitter {
-        user_id: who.user_id.clone(),
-        device_id: who.device_id.clone(),
-        idempotency_key: key,
-        request_sha256: hex::encode(crate::store::record::sha256(&fingerprint)),
-        device_seq: None,
-    };
+    let submitter = super::activities::submitter(&who, key, &body)?;
     let result = submit_create(&state, &who, body, submitter).await?;
     if let outbox::Enqueued::Accepted { .. } = &result {
         state.commit.flush().await?;

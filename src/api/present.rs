@@ -65,6 +65,22 @@ pub fn activity(a: &Activity, route: Option<&DeviceRoute>) -> Value {
     })
 }
 
+/// Every stop of a device route, in route order (position, then id).
+pub fn stops(dev: &DeviceRoute) -> Vec<Value> {
+    let mut stops: Vec<Value> = dev
+        .activities
+        .iter()
+        .map(|a| activity(a, Some(dev)))
+        .collect();
+    stops.sort_by_key(|s| {
+        (
+            s["position"].as_i64().unwrap_or(i64::MAX),
+            s["activityId"].as_i64().unwrap_or(0),
+        )
+    });
+    stops
+}
+
 /// A validated `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")

@@ -102,17 +102,7 @@ pub(super) fn render(
 ) -> Result<Vec<u8>, ApiError> {
     let dev = view::device_route(state.store.as_ref(), &state.cache, resource, date)?
         .ok_or_else(|| ApiError::OfscUnavailable("the route is not cached".into()))?;
-    let mut stops: Vec<_> = dev
-        .activities
-        .iter()
-        .map(|a| present::activity(a, Some(&dev)))
-        .collect();
-    stops.sort_by_key(|s| {
-        (
-            s["position"].as_i64().unwrap_or(i64::MAX),
-            s["activityId"].as_i64().unwrap_or(0),
-        )
-    });
+    let stops = present::stops(&dev);
     let zone = state
         .directory
         .get(resource)
