@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh - fieldsync benchmarks side by side with their references, on 127.0.0.1.
-#   bash bench/run.sh [routes|ingest|replay|all]      (env: SECS=10 RUNS=3)
+#   bash bench/run.sh [routes|ingest|push|replay|all]      (env: SECS=10 RUNS=3)
 # Installs nginx-light, wrk and PostgreSQL from Debian if missing, builds the release binary,
 # and prints RESULT lines. See bench/README.md for what each figure means and the targets.
 set -euo pipefail
@@ -98,6 +98,14 @@ SQL
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg" -m fast stop > /dev/null
 }
 
+bench_push() {
+  start_stack false
+  for _ in $(seq "$RUNS"); do
+    "$LOAD" push --url http://127.0.0.1:$APP_PORT --date "$DATE" --clients 16 --batch 100 --secs "$SECS" --resources 960
+  done
+  stop_stack
+}
+
 bench_replay() {
   start_stack false
   "$LOAD" enqueue --url http://127.0.0.1:$APP_PORT --token "$TOKEN" --date "$DATE" --resources 200 --per-route 50
@@ -113,7 +121,7 @@ bench_replay() {
 
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, SECS=$SECS RUNS=$RUNS, client and servers share the machine"
 case "$WHAT" in
-  routes) bench_routes ;; ingest) bench_ingest ;; replay) bench_replay ;;
-  all) bench_routes; bench_ingest; bench_replay ;;
-  *) echo "usage: bash bench/run.sh [routes|ingest|replay|all]" >&2; exit 2 ;;
+  routes) bench_routes ;; ingest) bench_ingest ;; push) bench_push ;; replay) bench_replay ;;
+  all) bench_routes; bench_ingest; bench_push; bench_replay ;;
+  *) echo "usage: bash bench/run.sh [routes|ingest|push|replay|all]" >&2; exit 2 ;;
 esac

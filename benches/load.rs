@@ -5,6 +5,8 @@
 //! - `warm --url U --token T --date D --resources N`: reads every route once (fills the cache);
 //! - `ingest --url U --token T --date D --clients C --secs S`: status writes, one route per
 //!   client, alternating en route / stop travel, flush-before-ack; prints throughput and latency;
+//! - `push --url U --date D --clients C --batch B --secs S`: sync push of B-op batches from C
+//!   devices (each signs in as `bench`), durable before each answer;
 //! - `enqueue --url U --token T --date D --resources N --per-route K`: queues K writes per route;
 //! - `drain --url U --token T`: waits until the queue is empty; prints ops/s;
 //! - `steady --url U --token T --date D --resources N --rate R --secs S`: R writes/s, then the
@@ -194,6 +196,99 @@ async fn ingest(m: &HashMap<String, String>) {
         pct(&all, 0.5),
         pct(&all, 0.99),
         errors.load(Ordering::Relaxed)
+    );
+}
+
+/// Sync push of `--batch`-op batches from `--clients` devices (each its own session and its
+/// own routes), durable before each answer.
+async fn push(m: &HashMap<String, String>) {
+    let base = Client::new(m);
+    let date = m.get("date").cloned().unwrap();
+    let clients: usize = get(m, "clients", 16);
+    let batch: usize = get(m, "batch", 100);
+    let secs: u64 = get(m, "secs", 10);
+    let resources: usize = get(m, "resources", 960);
+    let user = m.get("user").cloned().unwrap_or_else(|| "bench".into());
+    let password = m
+        .get("password")
+        .cloned()
+        .unwrap_or_else(|| "bench-pass".into());
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let device = format!("push-{run}-{i}");
+        let login: Value = base
+            .http
+            .post(format!("{}/sessions", base.url))
+            .json(&json!({"username": user, "password": password, "deviceId": device}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let c = Arc::new(Client {
+            http: base.http.clone(),
+            url: base.url.clone(),
+            token: login["accessToken"].as_str().unwrap().to_string(),
+        });
+        let (date, accepted) = (date.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut stops = Vec::new();
+            for r in (i..resources).step_by(clients) {
+                let id = c.first_stop(&date, &resource(r)).await;
+                let current = c.get(&format!("/activities/{id}")).await["status"].as_str().unwrap_or("pending").to_string();
+                stops.push((id, if current == "enroute" { 1u64 } else { 0 }));
+            }
+            let mut lat = Vec::new();
+            let (mut seq, mut k) = (0u64, 0usize);
+            let end = Instant::now() + Duration::from_secs(secs);
+            while Instant::now() < end {
+                let mut ops = Vec::with_capacity(batch);
+                for _ in 0..batch {
+                    let slot = k % stops.len();
+                    let (id, n) = stops[slot];
+                    stops[slot].1 += 1;
+                    k += 1;
+                    seq += 1;
+                    let payload = json!({ "status": toggle(n) });
+                    let canonical = serde_json_canonicalizer::to_vec(&payload).unwrap();
+                    use sha2::Digest;
+                    ops.push(json!({"clientOpId": format!("{seq}"), "seq": seq, "kind": "status", "activityId": id,
+                        "payload": payload, "capturedAt": chrono::Utc::now().to_rfc3339(),
+                        "sha256": hex::encode(sha2::Sha256::digest(canonical))}));
+                }
+                let t = Instant::now();
+                let body: Value = c
+                    .http
+                    .post(format!("{}/sync/push", c.url))
+                    .bearer_auth(&c.token)
+                    .json(&json!({"deviceId": device, "deviceTime": chrono::Utc::now().to_rfc3339(), "ops": ops}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                lat.push(t.elapsed());
+                let ok = body["results"].as_array().map(|r| r.iter().filter(|x| x["result"] == "accepted").count()).unwrap_or(0);
+                accepted.fetch_add(ok as u64, Ordering::Relaxed);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    println!(
+        "RESULT fieldsync_sync_push clients={clients} batch={batch} secs={secs}: ops/s={:.0} batches={} p50_batch_ms={:.1} p99_batch_ms={:.1}",
+        accepted.load(Ordering::Relaxed) as f64 / secs as f64,
+        all.len(),
+        pct(&all, 0.5),
+        pct(&all, 0.99)
     );
 }
 
@@ -393,6 +488,7 @@ async fn main() {
         "warm" => warm(&m).await,
         "ingest" => ingest(&m).await,
         "enqueue" => enqueue(&m).await,
+        "push" => push(&m).await,
         "drain" => drain(&m).await,
         "steady" => steady(&m).await,
         other => eprintln!("unknown command {other:?}; see the module docs"),

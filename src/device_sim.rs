@@ -27,6 +27,8 @@ pub struct DeviceSimConfig {
     pub seed: u64,
     /// Give up waiting for outcomes after this long.
     pub settle: Duration,
+    /// As a load generator: at most this many ops per second over all devices.
+    pub rate: Option<f64>,
 }
 
 /// What happened to one op.
@@ -200,7 +202,14 @@ async fn run_device(
     }
     // Back online, on a bad link: some answers are lost (the batch is resent), some batches
     // arrive twice. The server must answer duplicates, never apply twice.
+    let per_device = cfg
+        .rate
+        .map(|r| r / cfg.users.len().max(1) as f64)
+        .filter(|r| *r > 0.0);
     for (b, chunk) in ops.chunks(cfg.batch.max(1)).enumerate() {
+        if let Some(r) = per_device {
+            tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / r)).await;
+        }
         let mut answer = None;
         for _attempt in 0..20 {
             let result = dev.push(chunk).await;

@@ -79,6 +79,9 @@ enum Command {
         duplicate: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Load generator: at most this many ops per second over all devices.
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// Manage users in the store (stop the service first: sled locks its directory).
     Users {
@@ -191,6 +194,7 @@ async fn main() -> ExitCode {
             loss,
             duplicate,
             seed,
+            rate,
         } => {
             let users = match devices {
                 Some(n) => users.into_iter().cycle().take(n).collect(),
@@ -206,6 +210,7 @@ async fn main() -> ExitCode {
                 duplicate,
                 seed,
                 settle: std::time::Duration::from_secs(120),
+                rate,
             };
             match fieldsync::device_sim::run(cfg).await {
                 Ok(outcomes) => {

@@ -34,6 +34,7 @@ async fn three_technicians_play_a_day_over_a_lossy_link() {
         duplicate: 0.25,
         seed: 3,
         settle: Duration::from_secs(180),
+        rate: None,
     };
     let outcomes = run(cfg).await.unwrap();
     assert!(outcomes.len() >= 90, "{} ops", outcomes.len());
