@@ -99,7 +99,8 @@ SQL
 }
 
 bench_push() {
-  start_stack false
+  # Replay on, as in production: lanes stay short while devices push.
+  start_stack true
   for _ in $(seq "$RUNS"); do
     "$LOAD" push --url http://127.0.0.1:$APP_PORT --date "$DATE" --clients 16 --batch 100 --secs "$SECS" --resources 960
   done

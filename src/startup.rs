@@ -112,6 +112,7 @@ pub struct Application {
     probe: tokio::task::JoinHandle<()>,
     replay_task: tokio::task::JoinHandle<()>,
     events_task: tokio::task::JoinHandle<()>,
+    upkeep_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -203,6 +204,7 @@ impl Application {
             directory.clone(),
             settings.replay.to_config(),
         );
+        let upkeep_task = crate::telemetry::start_metrics_upkeep();
         let replay_task = if settings.replay.enabled {
             replayer.start()
         } else {
@@ -268,6 +270,7 @@ impl Application {
             probe,
             replay_task,
             events_task,
+            upkeep_task,
         })
     }
 
@@ -298,6 +301,7 @@ impl Application {
         self.probe.abort();
         self.replay_task.abort();
         self.events_task.abort();
+        self.upkeep_task.abort();
         if let Err(e) = self.state.commit.flush().await {
             tracing::error!(error = %e, "final flush failed");
         }

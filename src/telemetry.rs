@@ -15,6 +15,17 @@ pub fn init() {
         .try_init();
 }
 
+/// Drains recorded histogram samples into their buckets every few seconds. Without it the
+/// recorder keeps every sample until the next scrape: memory grows with traffic.
+pub fn start_metrics_upkeep() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            prometheus().run_upkeep();
+        }
+    })
+}
+
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
