@@ -208,9 +208,10 @@ impl EventsPoller {
         }
         for e in events {
             for resource in resources_of(e) {
-                let Ok(seq) = self.store.next_id() else {
+                let Ok(ticket) = self.store.ticket() else {
                     continue;
                 };
+                let seq = ticket.id;
                 let activity_id = e
                     .activity_details
                     .as_ref()

@@ -326,6 +326,6 @@ pub async fn pull(
         }
     }
     Ok(HttpResponse::Ok().json(json!({
-        "reset": false, "items": items, "nextCursor": encode_cursor(last), "hasMore": has_more,
+        "reset": false, "items": items, "nextCursor": encode_cursor(last), "hasMore": has_more
     })))
 }

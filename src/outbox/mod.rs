@@ -291,10 +291,12 @@ pub fn enqueue(
             created_activity_id: None,
         });
     }
-    let change_seqs = ops
+    // Tickets, not plain ids: pulls stop below any change id whose write is still in flight.
+    let tickets = ops
         .iter()
-        .map(|_| store.next_id())
+        .map(|_| store.ticket())
         .collect::<Result<Vec<_>, _>>()?;
+    let change_seqs: Vec<u64> = tickets.iter().map(|t| t.id).collect();
     let response = respond(&ops);
     let ikey = idem_key(&who.user_id, &who.idempotency_key);
     let outcome = RefCell::new(None);

@@ -342,6 +342,24 @@ async fn pulls_interleaved_with_writes_never_skip_or_repeat_and_stay_private() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Let replay finish, then drain: the log is complete only once nothing is in flight.
+    let date = stack.sim.today_route("tech1").await.0;
+    for _ in 0..200 {
+        if stack.route(&s, &date).await["pendingOps"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    loop {
+        let page = pull(&stack, &s, Some(&cursor)).await;
+        let items = page["items"].as_array().unwrap();
+        seen.extend(items.iter().map(|i| i["seq"].as_u64().unwrap()));
+        cursor = page["nextCursor"].as_str().unwrap().to_string();
+        if items.is_empty() && page["hasMore"] == false {
+            break;
+        }
+    }
     let unique: BTreeSet<u64> = seen.iter().copied().collect();
     assert_eq!(unique.len(), seen.len(), "a change was repeated");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "changes out of order");
