@@ -45,8 +45,9 @@ fn no_stubs_in_src() {
     );
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        for stub in ["todo!(", "unimplemented!("] {
-            assert!(!text.contains(stub), "{} contains {stub}", f.display());
+        // Built at run time so this file does not itself contain the markers.
+        for stub in ["todo", "unimplemented"].map(|m| format!("{m}!(")) {
+            assert!(!text.contains(&stub), "{} contains {stub}", f.display());
         }
     }
 }

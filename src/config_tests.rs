@@ -1,0 +1,57 @@
+//! Unit tests for `config`.
+
+use super::*;
+
+#[test]
+fn layers_apply_in_order_and_secrets_are_redacted() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "f.toml",
+            r#"
+            [server]
+            listen = "0.0.0.0:9000"
+            [ofsc]
+            base_url = "https://acme.fs.ocs.oraclecloud.com"
+            instance = "acme"
+            client_id = "app"
+            client_secret = "from-file"
+            auth = "basic"
+            "#,
+        )?;
+        jail.set_env("FSTEST__SERVER__LISTEN", "127.0.0.1:9001");
+        jail.set_env("FSTEST__OFSC__CLIENT_SECRET", "s3cr3t-from-env");
+        jail.set_env("FSTEST__DEMO__PASSWORD", "12345");
+        let s = Settings::load_with_env(Some(Path::new("f.toml")), "FSTEST__").unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:9001");
+        let t = s.ofsc.clone().unwrap();
+        assert_eq!(t.client_secret.expose(), "s3cr3t-from-env");
+        assert_eq!(t.auth, AuthKind::Basic);
+        assert_eq!(s.demo.password.expose(), "12345");
+        let printed = s.to_redacted_toml();
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(!printed.contains("12345"), "{printed}");
+        assert!(printed.contains("acme.fs.ocs.oraclecloud.com"));
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+        Ok(())
+    });
+}
+
+#[test]
+fn defaults_use_the_embedded_simulator() {
+    figment::Jail::expect_with(|_| {
+        let s = Settings::load_with_env(None, "FSNONE__").unwrap();
+        assert!(s.ofsc.is_none());
+        assert_eq!(s.server.data_dir, PathBuf::from("./data"));
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_and_missing_files_are_errors() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("bad.toml", "[server]\nlisten_typo = 1\n")?;
+        assert!(Settings::load_with_env(Some(Path::new("bad.toml")), "FSX__").is_err());
+        assert!(Settings::load_with_env(Some(Path::new("missing.toml")), "FSX__").is_err());
+        Ok(())
+    });
+}

@@ -1,0 +1,104 @@
+//! Unit tests for `outbox`.
+
+use super::*;
+use crate::domain::lifecycle::DeviceStatus;
+use crate::store::SledStore;
+
+fn who(key: &str, hash: &str) -> Submitter {
+    Submitter {
+        user_id: "u1".into(),
+        device_id: "d1".into(),
+        idempotency_key: key.into(),
+        request_sha256: hash.into(),
+        device_seq: Some(7),
+    }
+}
+
+fn status_op(resource: &str, id: i64) -> NewOp {
+    NewOp {
+        resource_id: resource.into(),
+        date: "2026-05-04".into(),
+        activity_id: Some(id),
+        kind: OpKind::Status {
+            status: DeviceStatus::Started,
+            ofsc_action: Some("start".into()),
+            location: None,
+            notes: None,
+            reason: None,
+        },
+        time: DateTime::parse_from_rfc3339("2026-05-04T08:00:00-04:00").unwrap(),
+        zone: Some("America/New_York".into()),
+        captured_at: None,
+    }
+}
+
+#[test]
+fn idempotency_same_key_same_request_replays_other_request_is_refused() {
+    let store = SledStore::temporary().unwrap();
+    let first = enqueue(
+        &store,
+        &who("k1", "h1"),
+        vec![status_op("tech1", 1)],
+        |ops| serde_json::json!({"opId": ops[0].id}),
+    )
+    .unwrap();
+    let Enqueued::Accepted { ops, response } = first else {
+        panic!()
+    };
+    let again = enqueue(
+        &store,
+        &who("k1", "h1"),
+        vec![status_op("tech1", 1)],
+        |_| Value::Null,
+    )
+    .unwrap();
+    assert_eq!(
+        again,
+        Enqueued::Replayed {
+            status: 202,
+            response
+        }
+    );
+    assert_eq!(
+        enqueue(
+            &store,
+            &who("k1", "h2"),
+            vec![status_op("tech1", 1)],
+            |_| Value::Null
+        )
+        .unwrap(),
+        Enqueued::KeyReused
+    );
+    assert_eq!(
+        lane_ops(&store, "tech1", "2026-05-04").unwrap(),
+        ops,
+        "no second op was written"
+    );
+}
+
+#[test]
+fn lanes_are_fifo_and_enumerable() {
+    let store = SledStore::temporary().unwrap();
+    for (i, r) in ["tech1", "tech2", "tech1", "tech10"].iter().enumerate() {
+        enqueue(
+            &store,
+            &who(&format!("k{i}"), "h"),
+            vec![status_op(r, i as i64)],
+            |_| Value::Null,
+        )
+        .unwrap();
+    }
+    let lanes = active_lanes(&store).unwrap();
+    assert_eq!(lanes.len(), 3);
+    let ops = lane_ops(&store, "tech1", "2026-05-04").unwrap();
+    assert_eq!(
+        ops.iter()
+            .map(|o| o.activity_id.unwrap())
+            .collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+    let mut done = ops[0].clone();
+    done.state = OpState::Applied;
+    save_op(&store, &done).unwrap();
+    assert_eq!(lane_ops(&store, "tech1", "2026-05-04").unwrap().len(), 1);
+}

@@ -1,0 +1,90 @@
+//! Unit tests for `sled_store`.
+
+use super::*;
+use crate::store::{StorageExt, TxExt};
+
+#[test]
+fn corrupted_value_is_reported_and_quarantined_never_skipped() {
+    let store = SledStore::temporary().unwrap();
+    let tree = Tree("ops-test");
+    store
+        .put(tree, b"op-1", &serde_json::json!({"status": "queued"}))
+        .unwrap();
+    let mut raw = store.get_raw(tree, b"op-1").unwrap().unwrap();
+    let last = raw.len() - 2;
+    raw[last] ^= 0x01;
+    store.insert_raw(tree, b"op-1", raw.clone()).unwrap();
+
+    let err = store.get::<serde_json::Value>(tree, b"op-1").unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+
+    store.quarantine(tree, b"op-1", &err.to_string()).unwrap();
+    assert!(store.get_raw(tree, b"op-1").unwrap().is_none());
+    let q = store.quarantined(10).unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].tree, "ops-test");
+    assert_eq!(q[0].key_hex, hex::encode(b"op-1"));
+    assert_eq!(q[0].raw_hex.as_deref(), Some(hex::encode(&raw).as_str()));
+    assert!(q[0].reason.contains("checksum"));
+}
+
+#[test]
+fn transaction_writes_all_trees_or_none() {
+    let store = SledStore::temporary().unwrap();
+    let (a, b) = (Tree("a"), Tree("b"));
+    let res = store.transact(&[a, b], &|tx| {
+        tx.put(a, b"k", &1u32)?;
+        tx.put(b, b"k", &2u32)?;
+        Err(StoreError::Aborted("test".into()))
+    });
+    assert!(res.is_err());
+    assert!(store.get_raw(a, b"k").unwrap().is_none());
+    store
+        .transact(&[a, b], &|tx| {
+            tx.put(a, b"k", &1u32)?;
+            tx.put(b, b"k", &2u32)
+        })
+        .unwrap();
+    assert_eq!(store.get::<u32>(a, b"k").unwrap(), Some(1));
+    assert_eq!(store.get::<u32>(b, b"k").unwrap(), Some(2));
+}
+
+#[test]
+fn scan_respects_prefix_start_and_limit() {
+    let store = SledStore::temporary().unwrap();
+    let t = Tree("scan");
+    for i in 0..5u64 {
+        let k = crate::store::keys::KeyBuf::new().str("r1").u64(i).finish();
+        store.put(t, &k, &i).unwrap();
+    }
+    store
+        .put(
+            t,
+            &crate::store::keys::KeyBuf::new().str("r2").u64(0).finish(),
+            &9u64,
+        )
+        .unwrap();
+    let prefix = crate::store::keys::KeyBuf::new().str("r1").finish();
+    assert_eq!(store.scan_raw(t, &prefix, None, 100).unwrap().len(), 5);
+    let start = crate::store::keys::KeyBuf::new().str("r1").u64(3).finish();
+    assert_eq!(
+        store.scan_raw(t, &prefix, Some(&start), 100).unwrap().len(),
+        2
+    );
+    assert_eq!(store.scan_raw(t, &prefix, None, 2).unwrap().len(), 2);
+}
+
+#[test]
+fn data_survives_reopen_after_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put(Tree::META, b"k", &"v").unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.get::<String>(Tree::META, b"k").unwrap().as_deref(),
+        Some("v")
+    );
+}
