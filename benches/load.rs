@@ -134,6 +134,37 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// Client `i`'s routes (every `clients`-th of `resources`): the first stop of each, with how
+/// far its en route / stop travel toggle already is.
+async fn client_stops(
+    c: &Client,
+    date: &str,
+    i: usize,
+    clients: usize,
+    resources: usize,
+) -> Vec<(i64, u64)> {
+    let mut stops = Vec::new();
+    for r in (i..resources).step_by(clients) {
+        let id = c.first_stop(date, &resource(r)).await;
+        let current = c.get(&format!("/activities/{id}")).await["status"]
+            .as_str()
+            .unwrap_or("pending")
+            .to_string();
+        stops.push((id, if current == "enroute" { 1u64 } else { 0 }));
+    }
+    stops
+}
+
+/// Every client's latencies, sorted for percentiles.
+async fn sorted_latencies(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
 fn toggle(n: u64) -> &'static str {
     if n % 2 == 0 {
         "enroute"
@@ -156,15 +187,7 @@ async fn ingest(m: &HashMap<String, String>) {
         tasks.push(tokio::spawn(async move {
             // Each client (a device) works through its own routes in turn, toggling the first
             // stop between en route and stop travel: always legal, never another client's route.
-            let mut stops = Vec::new();
-            for r in (i..resources).step_by(clients) {
-                let id = c.first_stop(&date, &resource(r)).await;
-                let current = c.get(&format!("/activities/{id}")).await["status"]
-                    .as_str()
-                    .unwrap_or("pending")
-                    .to_string();
-                stops.push((id, if current == "enroute" { 1u64 } else { 0 }));
-            }
+            let mut stops = client_stops(&c, &date, i, clients, resources).await;
             let mut lat = Vec::new();
             let end = Instant::now() + Duration::from_secs(secs);
             let mut k = 0usize;
@@ -185,11 +208,7 @@ async fn ingest(m: &HashMap<String, String>) {
             lat
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
+    let all = sorted_latencies(tasks).await;
     println!(
         "RESULT fieldsync_ingest clients={clients} secs={secs}: writes/s={:.0} p50_ms={:.2} p99_ms={:.2} errors={}",
         all.len() as f64 / secs as f64,
@@ -235,12 +254,7 @@ async fn push(m: &HashMap<String, String>) {
         });
         let (date, accepted) = (date.clone(), accepted.clone());
         tasks.push(tokio::spawn(async move {
-            let mut stops = Vec::new();
-            for r in (i..resources).step_by(clients) {
-                let id = c.first_stop(&date, &resource(r)).await;
-                let current = c.get(&format!("/activities/{id}")).await["status"].as_str().unwrap_or("pending").to_string();
-                stops.push((id, if current == "enroute" { 1u64 } else { 0 }));
-            }
+            let mut stops = client_stops(&c, &date, i, clients, resources).await;
             let mut lat = Vec::new();
             let (mut seq, mut k) = (0u64, 0usize);
             let end = Instant::now() + Duration::from_secs(secs);
@@ -278,11 +292,7 @@ async fn push(m: &HashMap<String, String>) {
             lat
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
+    let all = sorted_latencies(tasks).await;
     println!(
         "RESULT fieldsync_sync_push clients={clients} batch={batch} secs={secs}: ops/s={:.0} batches={} p50_batch_ms={:.1} p99_batch_ms={:.1}",
         accepted.load(Ordering::Relaxed) as f64 / secs as f64,
