@@ -55,6 +55,7 @@ pub struct EventsPoller {
     commit: GroupCommit,
     ofsc: Arc<OfscClient>,
     cache: Arc<Cache>,
+    stock: Arc<crate::stock::Stock>,
     interval: Duration,
 }
 
@@ -97,6 +98,7 @@ impl EventsPoller {
         commit: GroupCommit,
         ofsc: Arc<OfscClient>,
         cache: Arc<Cache>,
+        stock: Arc<crate::stock::Stock>,
         interval: Duration,
     ) -> Self {
         EventsPoller {
@@ -104,6 +106,7 @@ impl EventsPoller {
             commit,
             ofsc,
             cache,
+            stock,
             interval,
         }
     }
@@ -196,6 +199,31 @@ impl EventsPoller {
     }
 
     /// Refreshes each touched route once, then records the changes for devices to pull.
+    /// Inventory events (a dispatcher restocking a van, equipment added at a site) refresh
+    /// the van and site caches that are kept.
+    async fn refresh_stock(&self, events: &[Event]) {
+        let mut vans = BTreeSet::new();
+        let mut sites = BTreeSet::new();
+        for d in events.iter().filter_map(|e| e.inventory_details.as_ref()) {
+            if let Some(r) = d.get("resourceId").and_then(Value::as_str) {
+                vans.insert(r.to_string());
+            }
+            if let Some(a) = d.get("activityId").and_then(Value::as_i64) {
+                sites.insert(a);
+            }
+        }
+        for r in vans {
+            if let Err(e) = self.stock.refresh_van_if_kept(&r).await {
+                tracing::warn!(resource = %r, error = %e, "van refresh after an event failed");
+            }
+        }
+        for a in sites {
+            if let Err(e) = self.stock.refresh_site_if_kept(a).await {
+                tracing::warn!(activity = a, error = %e, "site refresh after an event failed");
+            }
+        }
+    }
+
     async fn apply(&self, events: &[Event]) {
         if events.is_empty() {
             return;
@@ -206,6 +234,7 @@ impl EventsPoller {
                 tracing::warn!(%resource, %date, error = %e, "route refresh after an event failed");
             }
         }
+        self.refresh_stock(events).await;
         for e in events {
             for resource in resources_of(e) {
                 let Ok(ticket) = self.store.ticket() else {

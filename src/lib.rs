@@ -16,6 +16,7 @@ pub mod renders;
 pub mod replay;
 pub mod sim;
 pub mod startup;
+pub mod stock;
 pub mod store;
 pub mod telemetry;
 pub mod view;

@@ -11,6 +11,7 @@ use crate::directory::Directory;
 use crate::ofsc::OfscClient;
 use crate::replay::Replayer;
 use crate::sim::{seed, Sim, SimServer};
+use crate::stock::Stock;
 use crate::store::{GroupCommit, SledStore, Storage};
 use crate::store::{StorageExt, Tree};
 use actix_web::{web, App, HttpServer};
@@ -79,6 +80,7 @@ pub struct AppState {
     pub refresh_ttl_days: i64,
     pub directory: Arc<Directory>,
     pub cache: Arc<Cache>,
+    pub stock: Arc<Stock>,
     pub replayer: Arc<Replayer>,
     pub lanes: LaneLocks,
 }
@@ -196,12 +198,14 @@ impl Application {
             ofsc.clone(),
             Duration::from_secs(settings.cache.route_max_age_secs),
         ));
+        let stock = Arc::new(Stock::new(store.clone() as Arc<dyn Storage>, ofsc.clone()));
         let replayer = Replayer::new(
             store.clone() as Arc<dyn Storage>,
             commit.clone(),
             ofsc.clone(),
             cache.clone(),
             directory.clone(),
+            stock.clone(),
             settings.replay.to_config(),
         );
         let upkeep_task = crate::telemetry::start_metrics_upkeep();
@@ -216,6 +220,7 @@ impl Application {
             commit.clone(),
             ofsc.clone(),
             cache.clone(),
+            stock.clone(),
             Duration::from_millis(settings.cache.events_poll_ms.max(50)),
         )
         .start();
@@ -229,6 +234,7 @@ impl Application {
             refresh_ttl_days: settings.auth.refresh_ttl_days,
             directory,
             cache,
+            stock,
             replayer,
             lanes: LaneLocks::default(),
         });

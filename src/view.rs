@@ -131,6 +131,11 @@ fn build(
                     *pending.entry(id).or_insert(0) += 1;
                 }
             }
+            OpKind::Part { .. } => {
+                if let Some(id) = id {
+                    *pending.entry(id).or_insert(0) += 1;
+                }
+            }
         }
     }
     view.last_time = view.last_time.max(lane.iter().map(|o| o.time).max());

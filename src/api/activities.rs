@@ -182,6 +182,11 @@ pub async fn set_status(
         },
     )
     .await?;
+    acknowledge(&state, result).await
+}
+
+/// Makes an accepted write durable (group commit) before answering, and wakes the replayer.
+pub async fn acknowledge(state: &AppState, result: Enqueued) -> Result<HttpResponse, ApiError> {
     if let Enqueued::Accepted { .. } = &result {
         state.commit.flush().await?;
         state.replayer.wake();
@@ -221,6 +226,66 @@ pub struct StatusWrite {
     pub from_sync: Option<SyncTime>,
 }
 
+/// An activity a write is for, with its route and its resource's clock.
+pub struct Located {
+    /// OFSC's id once known, else the provisional one.
+    pub id: i64,
+    pub activity: Activity,
+    pub resource: String,
+    pub date: String,
+    pub zone: Option<String>,
+    /// Now, in the resource's zone.
+    pub now: DateTime<FixedOffset>,
+}
+
+/// Finds the activity a write names and checks the caller may see it.
+pub async fn locate(state: &AppState, who: &Principal, raw: i64) -> Result<Located, ApiError> {
+    let id = outbox::resolve_activity(state.store.as_ref(), raw)?;
+    let a = find_activity(state, id).await?;
+    let resource = a.resource_id.clone().unwrap_or_default();
+    policy::may_see(who, &resource, state.directory.as_ref())?;
+    let date = a.date.clone().ok_or_else(|| ApiError::InvalidTransition {
+        detail: "the activity is not scheduled on a route".into(),
+        allowed: vec![],
+    })?;
+    let zone = a.resource_time_zone_iana.clone().or_else(|| {
+        state
+            .directory
+            .get(&resource)
+            .and_then(|r| r.time_zone_iana)
+    });
+    let tz = zone
+        .as_deref()
+        .and_then(|z| ofsc_time::zone(z).ok())
+        .unwrap_or(chrono_tz::UTC);
+    let now = chrono::Utc::now().with_timezone(&tz).fixed_offset();
+    Ok(Located {
+        id,
+        activity: a,
+        resource,
+        date,
+        zone,
+        now,
+    })
+}
+
+/// The time a write is recorded at. A synced op's device clock can be hours off: its
+/// corrected time never lies in the future and never goes before the route's previous action.
+pub fn write_time(
+    from_sync: Option<SyncTime>,
+    asked: Option<DateTime<FixedOffset>>,
+    now: DateTime<FixedOffset>,
+    last: Option<DateTime<FixedOffset>>,
+) -> DateTime<FixedOffset> {
+    match from_sync {
+        Some(t) => {
+            let capped = t.corrected.min(now);
+            last.map_or(capped, |last| capped.max(last))
+        }
+        None => asked.unwrap_or(now),
+    }
+}
+
 /// Validates against the device's view and queues the write (not yet flushed: the caller
 /// flushes once, before answering).
 pub async fn submit_status(
@@ -235,25 +300,14 @@ pub async fn submit_status(
         from_sync,
     } = w;
     let status = validate(&body)?;
-    let id = outbox::resolve_activity(state.store.as_ref(), activity)?;
-    let a = find_activity(state, id).await?;
-    let resource = a.resource_id.clone().unwrap_or_default();
-    policy::may_see(who, &resource, state.directory.as_ref())?;
-    let date = a.date.clone().ok_or_else(|| ApiError::InvalidTransition {
-        detail: "the activity is not scheduled on a route".into(),
-        allowed: vec![],
-    })?;
-    let zone_name = a.resource_time_zone_iana.clone().or_else(|| {
-        state
-            .directory
-            .get(&resource)
-            .and_then(|r| r.time_zone_iana)
-    });
-    let zone = zone_name
-        .as_deref()
-        .and_then(|z| ofsc_time::zone(z).ok())
-        .unwrap_or(chrono_tz::UTC);
-    let now = chrono::Utc::now().with_timezone(&zone).fixed_offset();
+    let Located {
+        id,
+        activity: a,
+        resource,
+        date,
+        zone: zone_name,
+        now,
+    } = locate(state, who, activity).await?;
 
     let lane_lock = state.lanes.lock(&resource, &date);
     let guard = lane_lock.lock().await;
@@ -261,15 +315,7 @@ pub async fn submit_status(
         return Ok(answer);
     }
     let dev = device_route_of(state, &resource, &date).await?;
-    let time = match from_sync {
-        // A device clock can be hours off: the corrected time never lies in the future and
-        // never goes before the route's previous action.
-        Some(t) => {
-            let capped = t.corrected.min(now);
-            dev.view.last_time.map_or(capped, |last| capped.max(last))
-        }
-        None => body.time.unwrap_or(now),
-    };
+    let time = write_time(from_sync, body.time, now, dev.view.last_time);
     let plan =
         lifecycle::plan(&dev.view, id, status, time).map_err(|r| ApiError::InvalidTransition {
             detail: r.detail,

@@ -216,11 +216,7 @@ pub async fn create(
     let body = body.into_inner();
     let submitter = super::activities::submitter(&who, key, &body)?;
     let result = submit_create(&state, &who, body, submitter).await?;
-    if let outbox::Enqueued::Accepted { .. } = &result {
-        state.commit.flush().await?;
-        state.replayer.wake();
-    }
-    super::activities::answer_of(result)
+    super::activities::acknowledge(&state, result).await
 }
 
 /// Validates and queues a create (from `POST /activities` or a sync batch); the caller flushes.

@@ -8,6 +8,7 @@ mod health;
 mod me;
 mod metrics;
 mod ops;
+mod parts;
 mod present;
 pub mod problem;
 mod queue;
@@ -48,6 +49,9 @@ api_routes! {
     post "/activities" => activity_list::create,
     get "/activities/{activityId}" => activities::get_one,
     patch "/activities/{activityId}/status" => activities::set_status,
+    get "/activities/{activityId}/parts" => parts::list,
+    post "/activities/{activityId}/parts" => parts::record,
+    get "/inventory" => parts::van,
     get "/ops/{opId}" => ops::get,
     post "/sync/push" => sync::push,
     get "/sync/pull" => sync::pull,

@@ -27,6 +27,14 @@ pub enum ApiError {
         detail: String,
         allowed: Vec<String>,
     },
+    /// A domain refusal other than a lifecycle move; `extra` adds fields to the problem body
+    /// (for `insufficient-stock`, what is left).
+    #[error("{detail}")]
+    Conflict {
+        code: &'static str,
+        detail: String,
+        extra: serde_json::Value,
+    },
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("OFSC is unreachable and nothing is cached: {0}")]
@@ -49,6 +57,7 @@ impl ApiError {
             ApiError::TooManyOps { .. } => "batch-too-large",
             ApiError::NotFound => "not-found",
             ApiError::InvalidTransition { .. } => "invalid-transition",
+            ApiError::Conflict { code, .. } => code,
             ApiError::IdempotencyKeyReused => "idempotency-key-reused",
             ApiError::OfscUnavailable(_) => "ofsc-unavailable",
             ApiError::Unavailable(_) => "unavailable",
@@ -125,7 +134,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooManyOps { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::InvalidTransition { .. } => StatusCode::CONFLICT,
+            ApiError::InvalidTransition { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::OfscUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -157,6 +166,15 @@ impl ResponseError for ApiError {
         });
         if let ApiError::InvalidTransition { allowed, .. } = self {
             body["allowed"] = json!(allowed);
+        }
+        if let ApiError::Conflict {
+            extra: serde_json::Value::Object(extra),
+            ..
+        } = self
+        {
+            for (k, v) in extra {
+                body[k] = v.clone();
+            }
         }
         builder.content_type("application/problem+json").json(body)
     }

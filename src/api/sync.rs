@@ -3,6 +3,7 @@
 
 use super::activities::{self, StatusBody, StatusWrite, SyncTime};
 use super::activity_list::{self, NewActivity};
+use super::parts::{self, PartsBody, PartsWrite};
 use super::{present, ApiError};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
@@ -88,6 +89,10 @@ async fn apply_op(
         request_sha256: hex::encode(crate::store::record::sha256(fingerprint.as_bytes())),
         device_seq: Some(op.seq),
     };
+    let from_sync = Some(SyncTime {
+        captured_at: op.captured_at,
+        corrected: op.captured_at + offset,
+    });
     let outcome = match op.kind.as_str() {
         "status" => {
             let Some(activity) = op.activity_id else {
@@ -108,10 +113,6 @@ async fn apply_op(
                     "a synced op carries its time in capturedAt",
                 ));
             }
-            let from_sync = Some(SyncTime {
-                captured_at: op.captured_at,
-                corrected: op.captured_at + offset,
-            });
             activities::submit_status(
                 state,
                 who,
@@ -131,7 +132,31 @@ async fn apply_op(
             };
             activity_list::submit_create(state, who, body, submitter).await
         }
-        "parts" | "attachment" | "location" => {
+        "parts" => {
+            let Some(activity) = op.activity_id else {
+                return Ok(rejected(
+                    op,
+                    "invalid-payload",
+                    "a parts op needs activityId",
+                ));
+            };
+            let body: PartsBody = match serde_json::from_value(op.payload.clone()) {
+                Ok(b) => b,
+                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
+            };
+            parts::submit_parts(
+                state,
+                who,
+                PartsWrite {
+                    activity,
+                    body,
+                    submitter,
+                    from_sync,
+                },
+            )
+            .await
+        }
+        "attachment" | "location" => {
             return Ok(rejected(
                 op,
                 "kind-not-supported",

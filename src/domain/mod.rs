@@ -1,3 +1,4 @@
-//! Domain rules with no I/O: the device-facing lifecycle and the device's view of a route.
+//! Domain rules with no I/O: the device-facing lifecycle and parts consumption.
 
 pub mod lifecycle;
+pub mod parts;

@@ -241,6 +241,21 @@ impl OfscClient {
             .map_err(|e| OfscError::Ambiguous(format!("undecodable answer: {e}")))
     }
 
+    /// For custom actions that answer 200 "with no schema": whatever JSON came, or null.
+    async fn json_or_null(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+    ) -> Result<Value, OfscError> {
+        let resp = self.send(method, path, &[], body, None).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| OfscError::Ambiguous(format!("reading the answer: {e}")))?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
     async fn no_content(&self, method: Method, path: &str, body: Body) -> Result<(), OfscError> {
         let resp = self.send(method, path, &[], body, None).await?;
         resp.bytes()
@@ -439,10 +454,9 @@ impl OfscClient {
         body: &InventoryAction,
     ) -> Result<Value, OfscError> {
         let body = serde_json::to_value(body).map_err(|e| OfscError::Config(e.to_string()))?;
-        self.json(
+        self.json_or_null(
             Method::POST,
             &format!("/resources/{resource_id}/inventories/{inventory_id}/custom-actions/install"),
-            &[],
             Body::Json(body),
         )
         .await
@@ -456,10 +470,9 @@ impl OfscClient {
         body: &InventoryAction,
     ) -> Result<Value, OfscError> {
         let body = serde_json::to_value(body).map_err(|e| OfscError::Config(e.to_string()))?;
-        self.json(
+        self.json_or_null(
             Method::POST,
             &format!("/inventories/{inventory_id}/custom-actions/{action}"),
-            &[],
             Body::Json(body),
         )
         .await

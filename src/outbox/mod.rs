@@ -289,6 +289,8 @@ pub fn enqueue(
             updated_at: now,
             applied_at: None,
             created_activity_id: None,
+            baseline: None,
+            result_inventory_id: None,
         });
     }
     // Tickets, not plain ids: pulls stop below any change id whose write is still in flight.

@@ -75,6 +75,10 @@ pub enum OpKind {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// A part entry: an OFSC inventory custom action on the op's activity.
+    Part {
+        part: crate::domain::parts::PlannedPart,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +110,13 @@ pub struct Op {
     /// For a create: the id OFSC gave the new activity.
     #[serde(default)]
     pub created_activity_id: Option<i64>,
+    /// For a part: how much of the item's type the activity held in the target status before
+    /// the first send, durable before it, so a read-back can tell whether the send landed.
+    #[serde(default)]
+    pub baseline: Option<f64>,
+    /// For a part: the OFSC inventory item the action moved (an undo acts on it).
+    #[serde(default)]
+    pub result_inventory_id: Option<i64>,
 }
 
 impl Op {

@@ -1,6 +1,8 @@
 //! The replayer: drains the outbox into OFSC, one FIFO lane per route, lanes in parallel with
 //! a bound, exactly once through retries, ambiguous failures and restarts.
 
+mod parts;
+
 use crate::cache::Cache;
 use crate::directory::Directory;
 use crate::ofsc::{time as ofsc_time, Disposition, OfscClient, OfscError};
@@ -44,6 +46,7 @@ pub struct Replayer {
     ofsc: Arc<OfscClient>,
     cache: Arc<Cache>,
     directory: Arc<Directory>,
+    stock: Arc<crate::stock::Stock>,
     cfg: ReplayConfig,
     running: Mutex<HashSet<(String, String)>>,
     /// Ops whose last send may have been applied: read OFSC back before resending.
@@ -66,6 +69,7 @@ impl Replayer {
         ofsc: Arc<OfscClient>,
         cache: Arc<Cache>,
         directory: Arc<Directory>,
+        stock: Arc<crate::stock::Stock>,
         cfg: ReplayConfig,
     ) -> Arc<Replayer> {
         let slots = Arc::new(Semaphore::new(cfg.max_lanes.max(1)));
@@ -75,6 +79,7 @@ impl Replayer {
             ofsc,
             cache,
             directory,
+            stock,
             cfg,
             running: Mutex::new(HashSet::new()),
             read_back: Mutex::new(HashSet::new()),
@@ -203,7 +208,9 @@ impl Replayer {
         Step::Done
     }
 
-    /// Later ops on the same activity cannot succeed once one failed for good.
+    /// Later ops that depend on one that failed for good cannot succeed: after a status
+    /// move, every later op on the activity; after a part entry, only its undo (a refused
+    /// part must not hold back the job's completion).
     fn block_followers(&self, failed: &Op) {
         let Some(activity) = failed.activity_id else {
             return;
@@ -212,9 +219,15 @@ impl Replayer {
         else {
             return;
         };
+        let depends = |o: &Op| match &failed.kind {
+            OpKind::Part { .. } => {
+                matches!(&o.kind, OpKind::Part { part } if part.undoes.as_deref() == Some(failed.id.as_str()))
+            }
+            _ => true,
+        };
         for mut op in lane
             .into_iter()
-            .filter(|o| o.seq > failed.seq && o.activity_id == Some(activity))
+            .filter(|o| o.seq > failed.seq && o.activity_id == Some(activity) && depends(o))
         {
             op.state = OpState::Blocked;
             op.last_error = Some(format!(
@@ -280,6 +293,7 @@ impl Replayer {
                 }
                 Ok(done.then_some(None))
             }
+            OpKind::Part { .. } => self.part_applied(op).await,
         }
     }
 
@@ -330,7 +344,19 @@ impl Replayer {
             OpKind::Status {
                 ofsc_action: None, ..
             } => Ok(None),
+            OpKind::Part { .. } => self.send_part(op).await,
         }
+    }
+
+    /// Records what an applied op produced: a created activity's id, or the moved item.
+    async fn applied(&self, op: &mut Op, produced: Option<i64>) -> Step {
+        if matches!(op.kind, OpKind::Part { .. }) {
+            op.result_inventory_id = produced.or(op.result_inventory_id);
+            self.refresh_stock(op).await;
+        } else {
+            op.created_activity_id = produced.or(op.created_activity_id);
+        }
+        self.finish(op, OpState::Applied).await
     }
 
     async fn step(&self, mut op: Op) -> Step {
@@ -354,10 +380,7 @@ impl Replayer {
             .contains(&op.seq);
         if in_doubt {
             match self.already_applied(&op).await {
-                Ok(Some(created)) => {
-                    op.created_activity_id = created.or(op.created_activity_id);
-                    return self.finish(&mut op, OpState::Applied).await;
-                }
+                Ok(Some(produced)) => return self.applied(&mut op, produced).await,
                 Ok(None) => {
                     self.read_back
                         .lock()
@@ -387,12 +410,15 @@ impl Replayer {
             tracing::error!(op = %op.id, error = %e, "cannot mark op sending");
             return Step::Wait(Duration::from_secs(1));
         }
-        let result = self.send(&op).await;
+        let result = match op.kind {
+            OpKind::Part { .. } => match self.ensure_baseline(&mut op).await {
+                Ok(()) => self.send(&op).await,
+                Err(e) => Err(e),
+            },
+            _ => self.send(&op).await,
+        };
         let err = match result {
-            Ok(created) => {
-                op.created_activity_id = created;
-                return self.finish(&mut op, OpState::Applied).await;
-            }
+            Ok(produced) => return self.applied(&mut op, produced).await,
             Err(e) => e,
         };
         if err.is_ambiguous() {

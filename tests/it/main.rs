@@ -7,6 +7,7 @@ mod device_sim;
 mod helpers;
 mod matrix;
 mod operate;
+mod parts;
 mod routes;
 mod service;
 mod sessions;

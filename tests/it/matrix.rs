@@ -87,6 +87,70 @@ const MATRIX: &[Row] = &[
         Supervised,
         403,
     ),
+    // The status rows above started the first stop, so a parts entry is accepted.
+    Row("get", "/activities/{activityId}/parts", Tech, Own, 200),
+    Row(
+        "get",
+        "/activities/{activityId}/parts",
+        Tech,
+        OtherTech,
+        404,
+    ),
+    Row(
+        "get",
+        "/activities/{activityId}/parts",
+        Super,
+        Supervised,
+        200,
+    ),
+    Row(
+        "get",
+        "/activities/{activityId}/parts",
+        Super,
+        NotSupervised,
+        404,
+    ),
+    Row(
+        "get",
+        "/activities/{activityId}/parts",
+        Admin,
+        NotSupervised,
+        200,
+    ),
+    Row("post", "/activities/{activityId}/parts", Tech, Own, 202),
+    Row(
+        "post",
+        "/activities/{activityId}/parts",
+        Tech,
+        OtherTech,
+        404,
+    ),
+    Row(
+        "post",
+        "/activities/{activityId}/parts",
+        Super,
+        Supervised,
+        202,
+    ),
+    Row(
+        "post",
+        "/activities/{activityId}/parts",
+        Super,
+        NotSupervised,
+        404,
+    ),
+    Row(
+        "post",
+        "/activities/{activityId}/parts",
+        Admin,
+        Supervised,
+        403,
+    ),
+    Row("get", "/inventory", Tech, Own, 200),
+    Row("get", "/inventory", Tech, OtherTech, 404),
+    Row("get", "/inventory", Super, Supervised, 200),
+    Row("get", "/inventory", Super, NotSupervised, 404),
+    Row("get", "/inventory", Admin, NotSupervised, 200),
     Row("get", "/ops/{opId}", Tech, Own, 200),
     Row("get", "/ops/{opId}", Tech, OtherTech, 404),
     Row("get", "/ops/{opId}", Super, Supervised, 200),
@@ -245,7 +309,7 @@ fn fill(path: &str, resource: &str, objects: &HashMap<&'static str, Objects>) ->
         .replace("{date}", &o.date)
         .replace("{activityId}", &o.first_activity.to_string())
         .replace("{opId}", &o.op);
-    if path.starts_with("/routes/") {
+    if path.starts_with("/routes/") || path == "/inventory" {
         format!("{url}?resourceId={resource}")
     } else if path == "/activities" {
         format!(
@@ -310,6 +374,15 @@ async fn the_matrix_holds() {
                 .bearer_auth(&session.access)
                 .header("Idempotency-Key", format!("matrix-{n}"))
                 .json(&serde_json::json!({"activityType": "REPAIR", "date": date, "resourceId": resource}))
+                .send()
+                .await
+                .unwrap()
+        } else if *method == "post" && path.ends_with("/parts") {
+            app.http
+                .post(app.url(&url))
+                .bearer_auth(&session.access)
+                .header("Idempotency-Key", format!("matrix-{n}"))
+                .json(&serde_json::json!({"items": [{"action": "consume", "inventoryType": "CAT6_M", "quantity": 1}]}))
                 .send()
                 .await
                 .unwrap()

@@ -131,11 +131,11 @@ async fn gaps_checksums_unknown_kinds_and_independent_ops() {
     let ids = stops(&stack, &s, "tech2").await;
     let mut bad = status_op(2, ids[0], "started", now());
     bad["sha256"] = json!("0".repeat(64));
-    let parts = json!({"clientOpId": "p-1", "seq": 3, "kind": "parts", "activityId": ids[0], "payload": {}, "capturedAt": now().to_rfc3339(), "sha256": sha(&json!({}))});
+    let later = json!({"clientOpId": "p-1", "seq": 3, "kind": "location", "activityId": ids[0], "payload": {}, "capturedAt": now().to_rfc3339(), "sha256": sha(&json!({}))});
     let ops = vec![
         status_op(1, ids[0], "enroute", now()),
         bad,
-        parts,
+        later,
         status_op(7, ids[0], "arrived", now()),
     ];
     let (_, body) = push(&stack, &s, now(), ops).await;
