@@ -126,13 +126,14 @@ impl Device {
     }
 }
 
-/// The day a technician works offline: for every stop, en route, arrived, started, completed.
+/// The day a technician works offline: for every stop, en route, arrived, started, cable
+/// used (a `parts` entry), completed.
 fn plan_day(
     stops: &[Value],
     offline: Duration,
     rng: &mut StdRng,
 ) -> Vec<(i64, &'static str, chrono::DateTime<chrono::Utc>)> {
-    let moves = ["enroute", "arrived", "started", "completed"];
+    let moves = ["enroute", "arrived", "started", "parts", "completed"];
     let total = (stops.len() * moves.len()).max(1) as f64;
     let start = chrono::Utc::now() - chrono::Duration::from_std(offline).unwrap_or_default();
     let step = offline.as_secs_f64() / total;
@@ -185,9 +186,15 @@ async fn run_device(
     let mut ops = Vec::new();
     let mut outcomes = Vec::new();
     for (seq, (id, status, at)) in day.iter().enumerate() {
-        let payload = json!({ "status": status });
+        let (kind, payload) = match *status {
+            "parts" => (
+                "parts",
+                json!({"items": [{"action": "consume", "inventoryType": "CAT6_M", "quantity": rng.gen_range(1..5)}]}),
+            ),
+            _ => ("status", json!({ "status": status })),
+        };
         let client_op_id = format!("{}-{}", dev.device, seq + 1);
-        ops.push(json!({"clientOpId": client_op_id, "seq": seq + 1, "kind": "status", "activityId": id,
+        ops.push(json!({"clientOpId": client_op_id, "seq": seq + 1, "kind": kind, "activityId": id,
                         "payload": payload, "capturedAt": at.to_rfc3339(), "sha256": sha256_jcs(&payload)?}));
         outcomes.push(OpOutcome {
             user: user.clone(),

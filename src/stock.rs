@@ -85,7 +85,7 @@ impl Stock {
         resource: &str,
         applied: Option<u64>,
     ) -> Result<CachedItems, CacheError> {
-        let items = self.ofsc.resource_inventories(resource).await?;
+        let items = with_retries(|| self.ofsc.resource_inventories(resource)).await?;
         Ok(self.keep(VAN, &van_key(resource), items, applied)?)
     }
 
@@ -94,10 +94,11 @@ impl Stock {
         activity: i64,
         applied: Option<u64>,
     ) -> Result<CachedItems, CacheError> {
-        let items = self
-            .ofsc
-            .activity_inventories(activity, "customerInventories")
-            .await?;
+        let items = with_retries(|| {
+            self.ofsc
+                .activity_inventories(activity, "customerInventories")
+        })
+        .await?;
         Ok(self.keep(SITE, &outbox::memo_key(activity), items, applied)?)
     }
 
@@ -169,6 +170,26 @@ impl Stock {
     pub fn site_is_stale(&self, activity: i64) -> Result<(), StoreError> {
         self.mark_stale(SITE, &outbox::memo_key(activity))
     }
+}
+
+/// A read that a device waits for: a passing OFSC hiccup (throttling, a 5xx, a reset) is
+/// retried a few times within about a second and a half before it is reported.
+async fn with_retries<T, F, Fut>(read: F) -> Result<T, crate::ofsc::OfscError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::ofsc::OfscError>>,
+{
+    let mut wait = std::time::Duration::from_millis(100);
+    for _ in 0..3 {
+        match read().await {
+            Err(e) if !matches!(e.disposition(), crate::ofsc::Disposition::Reject) => {
+                tokio::time::sleep(wait).await;
+                wait *= 3;
+            }
+            other => return other,
+        }
+    }
+    read().await
 }
 
 /// OFSC items as the domain sees them.

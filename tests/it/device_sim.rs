@@ -48,8 +48,9 @@ async fn three_technicians_play_a_day_over_a_lossy_link() {
             ))
             .or_default() += 1;
         if o.activity_id == cancelled {
-            // Known at push time (conflict) or found out at replay (rejected, then blocked).
-            let ok = o.result == "conflict"
+            // Known at push time (conflict, or a part refused on a job not started) or found
+            // out at replay (rejected, then blocked).
+            let ok = matches!(o.result.as_str(), "conflict" | "rejected")
                 || matches!(o.state.as_deref(), Some("rejected" | "blocked"));
             assert!(ok, "{o:?}");
         } else {
@@ -66,6 +67,7 @@ async fn three_technicians_play_a_day_over_a_lossy_link() {
             "enroute" => "enroute",
             "started" => "start",
             "completed" => "complete",
+            "parts" => "install",
             other => other,
         };
         let n = ledger
