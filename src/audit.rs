@@ -60,8 +60,17 @@ pub fn record(
         request_id: e.request_id,
         detail: e.detail,
     };
-    store.put(AUDIT, &KeyBuf::new().u64(seq).finish(), &entry)?;
+    store.put(AUDIT, &audit_key(seq), &entry)?;
     Ok(entry)
+}
+
+pub fn audit_key(seq: u64) -> Vec<u8> {
+    KeyBuf::new().u64(seq).finish()
+}
+
+/// Appends an entry inside a transaction (an accepted write's, with the write).
+pub fn put_in(tx: &dyn crate::store::Tx, entry: &AuditEntry) -> Result<(), StoreError> {
+    crate::store::TxExt::put(tx, AUDIT, &audit_key(entry.seq), entry)
 }
 
 /// Entries after `after` (exclusive), oldest first.

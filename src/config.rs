@@ -55,6 +55,77 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub cache: CacheSettings,
     pub replay: ReplaySettings,
+    pub approvals: ApprovalSettings,
+    pub webhooks: WebhookSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// Activity types whose completions need a supervisor's approval; `"*"` means all.
+    pub activity_types: Vec<String>,
+    /// The OFSC activity properties a decision writes.
+    pub status_label: String,
+    pub approved_by_label: String,
+    pub comment_label: String,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings {
+            activity_types: vec!["*".into()],
+            status_label: "XA_APPROVAL_STATUS".into(),
+            approved_by_label: "XA_APPROVED_BY".into(),
+            comment_label: "XA_APPROVAL_COMMENT".into(),
+        }
+    }
+}
+
+impl ApprovalSettings {
+    pub fn needed_for(&self, activity_type: Option<&str>) -> bool {
+        self.activity_types
+            .iter()
+            .any(|t| t == "*" || Some(t.as_str()) == activity_type)
+    }
+}
+
+/// One receiver of outbound webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    pub url: String,
+    /// The HMAC-SHA256 key of `Fieldsync-Signature`.
+    pub secret: Secret,
+    /// Event types it receives (`op.applied`, `approval.decided`...); `"*"` means all.
+    #[serde(default = "all_events")]
+    pub events: Vec<String>,
+}
+
+fn all_events() -> Vec<String> {
+    vec!["*".into()]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub endpoints: Vec<WebhookEndpoint>,
+    /// After this many failed attempts a delivery is `failed` (an admin may redeliver it).
+    pub max_attempts: u32,
+    pub base_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            endpoints: vec![],
+            max_attempts: 12,
+            base_backoff_ms: 1000,
+            max_backoff_ms: 300_000,
+            timeout_ms: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

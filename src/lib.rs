@@ -2,6 +2,7 @@
 //! to Oracle Field Service exactly once and in order. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod cache;
@@ -20,3 +21,4 @@ pub mod stock;
 pub mod store;
 pub mod telemetry;
 pub mod view;
+pub mod webhooks;

@@ -33,6 +33,8 @@ pub enum StartupError {
     Seed(String),
     #[error("OFSC connector: {0}")]
     Ofsc(String),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
 }
 
 /// What readiness knows about OFSC.
@@ -83,6 +85,8 @@ pub struct AppState {
     pub stock: Arc<Stock>,
     pub replayer: Arc<Replayer>,
     pub lanes: LaneLocks,
+    pub approvals: crate::config::ApprovalSettings,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// Serializes validate-then-write per route, so two writes cannot both pass the lifecycle
@@ -114,6 +118,7 @@ pub struct Application {
     probe: tokio::task::JoinHandle<()>,
     replay_task: tokio::task::JoinHandle<()>,
     events_task: tokio::task::JoinHandle<()>,
+    webhooks_task: tokio::task::JoinHandle<()>,
     upkeep_task: tokio::task::JoinHandle<()>,
 }
 
@@ -208,6 +213,13 @@ impl Application {
             stock.clone(),
             settings.replay.to_config(),
         );
+        let webhooks = crate::webhooks::Webhooks::new(
+            store.clone() as Arc<dyn Storage>,
+            commit.clone(),
+            settings.webhooks.clone(),
+        )
+        .map_err(|e| StartupError::Webhooks(e.to_string()))?;
+        let webhooks_task = webhooks.start();
         let upkeep_task = crate::telemetry::start_metrics_upkeep();
         let replay_task = if settings.replay.enabled {
             replayer.start()
@@ -237,6 +249,8 @@ impl Application {
             stock,
             replayer,
             lanes: LaneLocks::default(),
+            approvals: settings.approvals.clone(),
+            webhooks,
         });
         let listen = settings.server.listen.clone();
         let listener =
@@ -276,6 +290,7 @@ impl Application {
             probe,
             replay_task,
             events_task,
+            webhooks_task,
             upkeep_task,
         })
     }
@@ -307,6 +322,7 @@ impl Application {
         self.probe.abort();
         self.replay_task.abort();
         self.events_task.abort();
+        self.webhooks_task.abort();
         self.upkeep_task.abort();
         if let Err(e) = self.state.commit.flush().await {
             tracing::error!(error = %e, "final flush failed");
@@ -352,15 +368,38 @@ async fn probe_ofsc(
     }
 }
 
+/// The request id: the caller's `X-Request-Id` when it is sane, else a fresh UUIDv7. It is
+/// echoed in the answer and recorded in the audit trail.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn request_id_of(req: &actix_web::dev::ServiceRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
 /// Request latency for `/metrics`, labelled by method and status (not by path: ids would
-/// explode the label space).
+/// explode the label space), and the request id.
 async fn record_latency(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
     let started = std::time::Instant::now();
     let method = req.method().to_string();
-    let res = next.call(req).await?;
+    let rid = request_id_of(&req);
+    req.extensions_mut().insert(RequestId(rid.clone()));
+    let mut res = next.call(req).await?;
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&rid) {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+            v,
+        );
+    }
     metrics::histogram!(
         "fieldsync_http_request_duration_seconds",
         "method" => method,
@@ -371,5 +410,8 @@ async fn record_latency(
 }
 
 fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz")
+    // The path without its query: upload grants travel in query strings and are never logged.
+    actix_web::middleware::Logger::new("%{method}xi %U %s %Dms rid=%{x-request-id}o")
+        .custom_request_replace("method", |req| req.method().to_string())
+        .exclude("/healthz")
 }

@@ -131,7 +131,7 @@ fn build(
                     *pending.entry(id).or_insert(0) += 1;
                 }
             }
-            OpKind::Part { .. } => {
+            OpKind::Part { .. } | OpKind::SetProperties { .. } | OpKind::Reopen => {
                 if let Some(id) = id {
                     *pending.entry(id).or_insert(0) += 1;
                 }

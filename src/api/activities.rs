@@ -1,6 +1,7 @@
 //! Activities: `GET /activities/{activityId}` and `PATCH /activities/{activityId}/status`.
 
 use super::{present, ApiError};
+use crate::approvals;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::domain::lifecycle::{self, DeviceStatus};
@@ -8,6 +9,7 @@ use crate::ofsc::time as ofsc_time;
 use crate::ofsc::wire::Activity;
 use crate::outbox::{self, Enqueued, Location, NewOp, OpKind, Submitter};
 use crate::startup::AppState;
+use crate::store::Storage;
 use crate::view::{self, DeviceRoute};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, FixedOffset};
@@ -170,7 +172,12 @@ pub async fn set_status(
     let raw_id = activity_id(&path)?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
-    let submitter = submitter(&who, key, &json!({"activityId": raw_id, "body": body}))?;
+    let submitter = submitter(
+        &who,
+        "status",
+        key,
+        &json!({"activityId": raw_id, "body": body}),
+    )?;
     let result = submit_status(
         &state,
         &who,
@@ -194,20 +201,17 @@ pub async fn acknowledge(state: &AppState, result: Enqueued) -> Result<HttpRespo
     answer_of(result)
 }
 
-/// Who submits a single write, under its `Idempotency-Key`, fingerprinted by `request`.
+/// Who submits a single write (`action`, for the audit trail), under its `Idempotency-Key`,
+/// fingerprinted by `request`.
 pub fn submitter(
     who: &Principal,
+    action: &'static str,
     key: String,
     request: &impl Serialize,
 ) -> Result<Submitter, ApiError> {
     let bytes = serde_json::to_vec(request).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Submitter {
-        user_id: who.user_id.clone(),
-        device_id: who.device_id.clone(),
-        idempotency_key: key,
-        request_sha256: hex::encode(crate::store::record::sha256(&bytes)),
-        device_seq: None,
-    })
+    let sha = hex::encode(crate::store::record::sha256(&bytes));
+    Ok(Submitter::of(who, action, key, sha, None))
 }
 
 /// How a synced write's time was taken: the device's raw clock and its corrected reading.
@@ -353,10 +357,49 @@ pub async fn submit_status(
     lifecycle::apply(&mut after.view, id, status, time);
     *after.pending.entry(id).or_insert(0) += 1;
     let shown = present::activity(&a, Some(&after));
-    let result = outbox::enqueue(state.store.as_ref(), &submitter, ops, |ops| {
-        let op = ops.last();
-        json!({"opId": op.map(|o| o.id.clone()), "state": "queued", "activity": shown})
-    })?;
+    // A completion that needs a supervisor's sign-off opens its approval with it: it still
+    // replays to OFSC at once (holding it would stall the route).
+    let needs_approval =
+        status == DeviceStatus::Completed && state.approvals.needed_for(a.activity_type.as_deref());
+    let (approval_seq, event_seq) = if needs_approval {
+        (state.store.next_id()?, state.store.next_id()?)
+    } else {
+        (0, 0)
+    };
+    let open = |tx: &dyn crate::store::Tx, ops: &[outbox::Op]| {
+        let Some(done) = ops.last() else {
+            return Ok(());
+        };
+        let approval = approvals::Approval {
+            id: approvals::approval_id(approval_seq),
+            seq: approval_seq,
+            activity_id: id,
+            resource_id: resource.clone(),
+            date: date.clone(),
+            activity_type: a.activity_type.clone(),
+            technician: submitter.username.clone(),
+            technician_user_id: submitter.user_id.clone(),
+            completion_op_id: done.id.clone(),
+            status: approvals::ApprovalStatus::Pending,
+            requested_at: chrono::Utc::now(),
+            decision: None,
+        };
+        approvals::put_in(tx, &approval, event_seq)
+    };
+    let extra = needs_approval.then_some(outbox::Extra {
+        trees: &[approvals::APPROVALS, crate::webhooks::EVENTS],
+        write: &open,
+    });
+    let result = outbox::enqueue_with(
+        state.store.as_ref(),
+        &submitter,
+        ops,
+        |ops| {
+            let op = ops.last();
+            json!({"opId": op.map(|o| o.id.clone()), "state": "queued", "activity": shown})
+        },
+        extra,
+    )?;
     drop(guard);
     if let Enqueued::Accepted { .. } = &result {
         state.cache.renders.touch(&resource, &date);

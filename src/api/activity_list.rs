@@ -214,7 +214,7 @@ pub async fn create(
     policy::may_use(&who, Function::FieldWrite)?;
     let key = idempotency_key(&req)?;
     let body = body.into_inner();
-    let submitter = super::activities::submitter(&who, key, &body)?;
+    let submitter = super::activities::submitter(&who, "createActivity", key, &body)?;
     let result = submit_create(&state, &who, body, submitter).await?;
     super::activities::acknowledge(&state, result).await
 }

@@ -3,7 +3,7 @@
 use super::ApiError;
 use crate::auth::{refresh, users, AuthError, Principal};
 use crate::startup::AppState;
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
 use std::future::{ready, Ready};
 
 fn unauthorized(code: &'static str, detail: &str) -> ApiError {
@@ -61,6 +61,11 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         oversees_parent: user.oversees_parent,
         device_id: claims.did,
         family: claims.fam,
+        request_id: req
+            .extensions()
+            .get::<crate::startup::RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
     })
 }
 

@@ -3,6 +3,8 @@
 mod activities;
 mod activity_list;
 mod admin;
+mod approvals;
+mod audit;
 mod auth;
 mod health;
 mod me;
@@ -15,6 +17,7 @@ mod queue;
 mod routes;
 mod sessions;
 mod sync;
+mod webhooks;
 
 pub use problem::ApiError;
 
@@ -60,6 +63,12 @@ api_routes! {
     post "/admin/ops/{opId}/retry" => queue::retry,
     post "/admin/ops/{opId}/discard" => queue::discard,
     get "/admin/quarantine" => queue::quarantine,
+    get "/approvals" => approvals::list,
+    get "/approvals/{approvalId}" => approvals::get_one,
+    post "/approvals/{approvalId}/decision" => approvals::decide,
+    get "/admin/webhooks/deliveries" => webhooks::deliveries,
+    post "/admin/webhooks/deliveries/{deliveryId}/redeliver" => webhooks::redeliver,
+    get "/audit" => audit::list,
 }
 
 /// Routes that need no access token; every other route must have authorization-matrix rows.

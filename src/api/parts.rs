@@ -160,7 +160,12 @@ pub async fn record(
     let raw = activities::activity_id(&path)?;
     let key = activities::idempotency_key(&req)?;
     let body = body.into_inner();
-    let submitter = activities::submitter(&who, key, &json!({"activityId": raw, "parts": body}))?;
+    let submitter = activities::submitter(
+        &who,
+        "parts",
+        key,
+        &json!({"activityId": raw, "parts": body}),
+    )?;
     let result = submit_parts(
         &state,
         &who,

@@ -8,7 +8,7 @@ use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::outbox::{self, Op, OpState};
 use crate::startup::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
@@ -87,18 +87,9 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({"items": items, "nextCursor": next, "hasMore": has_more})))
 }
 
-fn request_id(req: &HttpRequest) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
-}
-
 async fn act(
     state: web::Data<AppState>,
     who: Principal,
-    req: HttpRequest,
     id: String,
     retry: bool,
 ) -> Result<HttpResponse, ApiError> {
@@ -137,7 +128,7 @@ async fn act(
             object: op.id.clone(),
             resource_id: Some(op.resource_id.clone()),
             activity_id: op.activity_id,
-            request_id: request_id(&req),
+            request_id: who.request_id.clone(),
             detail: json!({"from": op.state.name()}),
         },
     )?;
@@ -153,19 +144,17 @@ async fn act(
 pub async fn retry(
     state: web::Data<AppState>,
     who: Principal,
-    req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    act(state, who, req, path.into_inner(), true).await
+    act(state, who, path.into_inner(), true).await
 }
 
 pub async fn discard(
     state: web::Data<AppState>,
     who: Principal,
-    req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    act(state, who, req, path.into_inner(), false).await
+    act(state, who, path.into_inner(), false).await
 }
 
 pub async fn quarantine(

@@ -82,13 +82,19 @@ async fn apply_op(
         op.sha256,
         op.captured_at.to_rfc3339()
     );
-    let submitter = Submitter {
-        user_id: who.user_id.clone(),
-        device_id: who.device_id.clone(),
-        idempotency_key: format!("sync:{}:{}", who.device_id, op.client_op_id),
-        request_sha256: hex::encode(crate::store::record::sha256(fingerprint.as_bytes())),
-        device_seq: Some(op.seq),
+    let action = match op.kind.as_str() {
+        "status" => "status",
+        "createActivity" => "createActivity",
+        "parts" => "parts",
+        _ => "sync",
     };
+    let submitter = Submitter::of(
+        who,
+        action,
+        format!("sync:{}:{}", who.device_id, op.client_op_id),
+        hex::encode(crate::store::record::sha256(fingerprint.as_bytes())),
+        Some(op.seq),
+    );
     let from_sync = Some(SyncTime {
         captured_at: op.captured_at,
         corrected: op.captured_at + offset,

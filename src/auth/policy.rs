@@ -52,6 +52,8 @@ pub struct Principal {
     pub oversees_parent: Option<String>,
     pub device_id: String,
     pub family: String,
+    /// The id of the request this caller made, for the audit trail.
+    pub request_id: String,
 }
 
 /// The resource hierarchy, for supervisors who oversee a parent.
@@ -172,6 +174,7 @@ mod tests {
             oversees_parent: parent.map(str::to_string),
             device_id: "d".into(),
             family: "f".into(),
+            request_id: "r".into(),
         }
     }
 

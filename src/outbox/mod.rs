@@ -214,7 +214,12 @@ pub struct NewOp {
 #[derive(Debug, Clone)]
 pub struct Submitter {
     pub user_id: String,
+    pub username: String,
+    pub role: crate::auth::Role,
     pub device_id: String,
+    pub request_id: String,
+    /// What the write is, for the audit trail (`status`, `parts`, `approval.decide`...).
+    pub action: &'static str,
     pub idempotency_key: String,
     pub request_sha256: String,
     /// A sync batch's per-device sequence number, kept as the device's high-water mark in
@@ -256,14 +261,57 @@ pub fn idempotent_answer(
     }))
 }
 
-/// Writes the ops, their lane entries, the idempotency record and the change-log entries in
-/// one transaction. `respond` builds the answer from the new ops; it is stored for replays.
-/// The caller flushes (group commit) before acknowledging.
+impl Submitter {
+    pub fn of(
+        who: &crate::auth::Principal,
+        action: &'static str,
+        idempotency_key: String,
+        request_sha256: String,
+        device_seq: Option<u64>,
+    ) -> Submitter {
+        Submitter {
+            user_id: who.user_id.clone(),
+            username: who.username.clone(),
+            role: who.role,
+            device_id: who.device_id.clone(),
+            request_id: who.request_id.clone(),
+            action,
+            idempotency_key,
+            request_sha256,
+            device_seq,
+        }
+    }
+}
+
+/// Writes more records inside an enqueue transaction, given the new ops.
+pub type ExtraWrite<'a> = &'a dyn Fn(&dyn crate::store::Tx, &[Op]) -> Result<(), StoreError>;
+
+/// Writes that must land in the same transaction as the ops (an approval opened by a
+/// completion, a decision's record), with the trees they touch.
+pub struct Extra<'a> {
+    pub trees: &'a [Tree],
+    pub write: ExtraWrite<'a>,
+}
+
+/// Writes the ops, their lane entries, the idempotency record, the change-log entries and the
+/// audit entry in one transaction. `respond` builds the answer from the new ops; it is stored
+/// for replays. The caller flushes (group commit) before acknowledging.
 pub fn enqueue(
     store: &dyn Storage,
     who: &Submitter,
     new_ops: Vec<NewOp>,
     respond: impl Fn(&[Op]) -> Value,
+) -> Result<Enqueued, StoreError> {
+    enqueue_with(store, who, new_ops, respond, None)
+}
+
+/// [`enqueue`] with extra writes in the same transaction.
+pub fn enqueue_with(
+    store: &dyn Storage,
+    who: &Submitter,
+    new_ops: Vec<NewOp>,
+    respond: impl Fn(&[Op]) -> Value,
+    extra: Option<Extra<'_>>,
 ) -> Result<Enqueued, StoreError> {
     let now = Utc::now();
     let mut ops = Vec::with_capacity(new_ops.len());
@@ -302,68 +350,104 @@ pub fn enqueue(
     let response = respond(&ops);
     let ikey = idem_key(&who.user_id, &who.idempotency_key);
     let outcome = RefCell::new(None);
-    store.transact(
-        &[
-            OPS,
-            LANES,
-            IDEMPOTENCY,
-            CHANGES,
-            ACTIVITY_OPS,
-            ROUTE_CLOCK,
-            DEVICE_SEQ,
-        ],
-        &|tx| {
-            if let Some(rec) = tx.get::<IdemRecord>(IDEMPOTENCY, &ikey)? {
-                *outcome.borrow_mut() = Some(if rec.request_sha256 == who.request_sha256 {
-                    Enqueued::Replayed {
-                        status: rec.status,
-                        response: rec.response,
-                    }
-                } else {
-                    Enqueued::KeyReused
-                });
-                return Ok(());
+    let audit_entry = audit_of(who, &ops, store.next_id()?, now);
+    let mut trees = vec![
+        OPS,
+        LANES,
+        IDEMPOTENCY,
+        CHANGES,
+        ACTIVITY_OPS,
+        ROUTE_CLOCK,
+        DEVICE_SEQ,
+        crate::audit::AUDIT,
+    ];
+    if let Some(x) = &extra {
+        for t in x.trees {
+            if !trees.contains(t) {
+                trees.push(*t);
             }
-            for (op, cseq) in ops.iter().zip(&change_seqs) {
-                tx.put(OPS, &op_key(op.seq), op)?;
-                tx.put(LANES, &lane_key(&op.resource_id, &op.date, op.seq), &op.seq)?;
-                tx.put(
-                    CHANGES,
-                    &change_key(&op.resource_id, *cseq),
-                    &op_change(op, *cseq),
-                )?;
-                if let Some(a) = op.activity_id {
-                    tx.put(ACTIVITY_OPS, &activity_ops_key(a, op.seq), &op.seq)?;
+        }
+    }
+    store.transact(&trees, &|tx| {
+        if let Some(rec) = tx.get::<IdemRecord>(IDEMPOTENCY, &ikey)? {
+            *outcome.borrow_mut() = Some(if rec.request_sha256 == who.request_sha256 {
+                Enqueued::Replayed {
+                    status: rec.status,
+                    response: rec.response,
                 }
-                let clock_key = lane_prefix(&op.resource_id, &op.date);
-                let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, &clock_key)?;
-                if clock.is_none_or(|c| op.time > c) {
-                    tx.put(ROUTE_CLOCK, &clock_key, &op.time)?;
-                }
-            }
-            if let Some(seq) = who.device_seq {
-                bump_device_seq(tx, &who.user_id, &who.device_id, seq)?;
-            }
-            tx.put(
-                IDEMPOTENCY,
-                &ikey,
-                &IdemRecord {
-                    request_sha256: who.request_sha256.clone(),
-                    status: 202,
-                    response: response.clone(),
-                    created_at: now,
-                },
-            )?;
-            *outcome.borrow_mut() = Some(Enqueued::Accepted {
-                ops: ops.clone(),
-                response: response.clone(),
+            } else {
+                Enqueued::KeyReused
             });
-            Ok(())
-        },
-    )?;
+            return Ok(());
+        }
+        for (op, cseq) in ops.iter().zip(&change_seqs) {
+            tx.put(OPS, &op_key(op.seq), op)?;
+            tx.put(LANES, &lane_key(&op.resource_id, &op.date, op.seq), &op.seq)?;
+            tx.put(
+                CHANGES,
+                &change_key(&op.resource_id, *cseq),
+                &op_change(op, *cseq),
+            )?;
+            if let Some(a) = op.activity_id {
+                tx.put(ACTIVITY_OPS, &activity_ops_key(a, op.seq), &op.seq)?;
+            }
+            let clock_key = lane_prefix(&op.resource_id, &op.date);
+            let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, &clock_key)?;
+            if clock.is_none_or(|c| op.time > c) {
+                tx.put(ROUTE_CLOCK, &clock_key, &op.time)?;
+            }
+        }
+        if let Some(seq) = who.device_seq {
+            bump_device_seq(tx, &who.user_id, &who.device_id, seq)?;
+        }
+        crate::audit::put_in(tx, &audit_entry)?;
+        if let Some(x) = &extra {
+            (x.write)(tx, &ops)?;
+        }
+        tx.put(
+            IDEMPOTENCY,
+            &ikey,
+            &IdemRecord {
+                request_sha256: who.request_sha256.clone(),
+                status: 202,
+                response: response.clone(),
+                created_at: now,
+            },
+        )?;
+        *outcome.borrow_mut() = Some(Enqueued::Accepted {
+            ops: ops.clone(),
+            response: response.clone(),
+        });
+        Ok(())
+    })?;
     outcome
         .into_inner()
         .ok_or_else(|| StoreError::Aborted("enqueue produced no outcome".into()))
+}
+
+/// The audit entry of an accepted write.
+fn audit_of(who: &Submitter, ops: &[Op], seq: u64, at: DateTime<Utc>) -> crate::audit::AuditEntry {
+    let last = ops.last();
+    crate::audit::AuditEntry {
+        seq,
+        at,
+        user: who.username.clone(),
+        role: who.role,
+        device: who.device_id.clone(),
+        action: who.action.to_string(),
+        object: ops
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        resource_id: last.map(|o| o.resource_id.clone()),
+        activity_id: last.and_then(|o| o.activity_id),
+        request_id: who.request_id.clone(),
+        detail: serde_json::json!({
+            "opIds": ops.iter().map(|o| o.id.clone()).collect::<Vec<_>>(),
+            "idempotencyKey": who.idempotency_key,
+        }),
+    }
 }
 
 pub fn change_key(resource: &str, seq: u64) -> Vec<u8> {
@@ -383,6 +467,15 @@ pub fn op_change(op: &Op, seq: u64) -> Change {
         }),
         at: Utc::now(),
     }
+}
+
+/// What a webhook says about an op's outcome.
+fn op_event(op: &Op) -> Value {
+    serde_json::json!({
+        "opId": op.id, "state": op.state, "resourceId": op.resource_id, "date": op.date,
+        "activityId": op.activity_id, "kind": op.kind, "attempts": op.attempts,
+        "lastError": op.last_error, "ofscDetail": op.ofsc_detail, "deviceId": op.device_id,
+    })
 }
 
 pub fn get_op(store: &dyn Storage, seq: u64) -> Result<Option<Op>, StoreError> {
@@ -471,23 +564,40 @@ pub fn active_lanes(store: &dyn Storage) -> Result<Vec<(String, String)>, StoreE
 pub fn save_op(store: &dyn Storage, op: &Op) -> Result<(), StoreError> {
     let ticket = store.ticket()?;
     let cseq = ticket.id;
-    store.transact(&[OPS, LANES, CHANGES, DEVICE_MEMO], &|tx| {
-        tx.put(OPS, &op_key(op.seq), op)?;
-        if let (OpState::Applied, Some(id), OpKind::Status { status, .. }) =
-            (op.state, op.activity_id, &op.kind)
-        {
-            tx.put(DEVICE_MEMO, &memo_key(id), &DeviceMemo::after(*status))?;
-        }
-        if op.state.is_final() {
-            tx.remove(LANES, &lane_key(&op.resource_id, &op.date, op.seq))?;
-            tx.put(
-                CHANGES,
-                &change_key(&op.resource_id, cseq),
-                &op_change(op, cseq),
-            )?;
-        }
-        Ok(())
-    })
+    // Outcomes other systems hear about through webhooks, recorded with the outcome.
+    let announce = match op.state {
+        OpState::Applied => Some("op.applied"),
+        OpState::Rejected => Some("op.rejected"),
+        OpState::Dead => Some("op.dead"),
+        _ => None,
+    };
+    let event_seq = match announce {
+        Some(_) => store.next_id()?,
+        None => 0,
+    };
+    store.transact(
+        &[OPS, LANES, CHANGES, DEVICE_MEMO, crate::webhooks::EVENTS],
+        &|tx| {
+            if let Some(event_type) = announce {
+                crate::webhooks::emit_in(tx, event_seq, event_type, op_event(op))?;
+            }
+            tx.put(OPS, &op_key(op.seq), op)?;
+            if let (OpState::Applied, Some(id), OpKind::Status { status, .. }) =
+                (op.state, op.activity_id, &op.kind)
+            {
+                tx.put(DEVICE_MEMO, &memo_key(id), &DeviceMemo::after(*status))?;
+            }
+            if op.state.is_final() {
+                tx.remove(LANES, &lane_key(&op.resource_id, &op.date, op.seq))?;
+                tx.put(
+                    CHANGES,
+                    &change_key(&op.resource_id, cseq),
+                    &op_change(op, cseq),
+                )?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Every op, in id order (for operators and metrics).

@@ -79,6 +79,12 @@ pub enum OpKind {
     Part {
         part: crate::domain::parts::PlannedPart,
     },
+    /// `PATCH /activities/{id}` with custom properties (a supervisor's decision).
+    SetProperties {
+        properties: serde_json::Map<String, serde_json::Value>,
+    },
+    /// OFSC's `reopen` action: the work comes back as a new pending activity.
+    Reopen,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,8 +116,9 @@ pub struct Op {
     /// For a create: the id OFSC gave the new activity.
     #[serde(default)]
     pub created_activity_id: Option<i64>,
-    /// For a part: how much of the item's type the activity held in the target status before
-    /// the first send, durable before it, so a read-back can tell whether the send landed.
+    /// For a part or a reopen (OFSC has no idempotency key for either): how much of the
+    /// effect OFSC showed before the first send (the item type held in the target status, the
+    /// reopened copies), durable before it, so a read-back can tell whether the send landed.
     #[serde(default)]
     pub baseline: Option<f64>,
     /// For a part: the OFSC inventory item the action moved (an undo acts on it).

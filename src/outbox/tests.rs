@@ -7,7 +7,11 @@ use crate::store::SledStore;
 fn who(key: &str, hash: &str) -> Submitter {
     Submitter {
         user_id: "u1".into(),
+        username: "tech1".into(),
+        role: crate::auth::Role::Technician,
         device_id: "d1".into(),
+        request_id: "r1".into(),
+        action: "status",
         idempotency_key: key.into(),
         request_sha256: hash.into(),
         device_seq: Some(7),

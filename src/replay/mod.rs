@@ -1,6 +1,7 @@
 //! The replayer: drains the outbox into OFSC, one FIFO lane per route, lanes in parallel with
 //! a bound, exactly once through retries, ambiguous failures and restarts.
 
+mod decisions;
 mod parts;
 
 use crate::cache::Cache;
@@ -294,6 +295,14 @@ impl Replayer {
                 Ok(done.then_some(None))
             }
             OpKind::Part { .. } => self.part_applied(op).await,
+            OpKind::SetProperties { .. } => Ok(self.properties_applied(op).await?.then_some(None)),
+            OpKind::Reopen => {
+                // Without a durable baseline the op was never sent.
+                let Some(before) = op.baseline else {
+                    return Ok(None);
+                };
+                Ok((self.reopened_copies(op).await? >= before + 1.0).then_some(None))
+            }
         }
     }
 
@@ -345,6 +354,8 @@ impl Replayer {
                 ofsc_action: None, ..
             } => Ok(None),
             OpKind::Part { .. } => self.send_part(op).await,
+            OpKind::SetProperties { .. } => self.send_properties(op).await.map(|_| None),
+            OpKind::Reopen => self.send_reopen(op).await,
         }
     }
 
@@ -411,7 +422,7 @@ impl Replayer {
             return Step::Wait(Duration::from_secs(1));
         }
         let result = match op.kind {
-            OpKind::Part { .. } => match self.ensure_baseline(&mut op).await {
+            OpKind::Part { .. } | OpKind::Reopen => match self.ensure_baseline(&mut op).await {
                 Ok(()) => self.send(&op).await,
                 Err(e) => Err(e),
             },

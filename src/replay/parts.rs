@@ -71,14 +71,18 @@ impl Replayer {
         Ok((total, items))
     }
 
-    /// Records the baseline and makes it durable before the first send.
+    /// Records the baseline of an op OFSC cannot de-duplicate (a part, a reopen) and makes it
+    /// durable before the first send.
     pub(super) async fn ensure_baseline(&self, op: &mut Op) -> Result<(), OfscError> {
         if op.baseline.is_some() {
             return Ok(());
         }
-        let part = Self::part_of(op)?.clone();
-        let (held, _) = self.held(self.ofsc_activity(op)?, &part).await?;
-        op.baseline = Some(held);
+        let now = match &op.kind {
+            OpKind::Part { part } => self.held(self.ofsc_activity(op)?, part).await?.0,
+            OpKind::Reopen => self.reopened_copies(op).await?,
+            _ => return Ok(()),
+        };
+        op.baseline = Some(now);
         self.store
             .put(outbox::OPS, &outbox::op_key(op.seq), op)
             .map_err(store_err)?;

@@ -151,6 +151,62 @@ const MATRIX: &[Row] = &[
     Row("get", "/inventory", Super, Supervised, 200),
     Row("get", "/inventory", Super, NotSupervised, 404),
     Row("get", "/inventory", Admin, NotSupervised, 200),
+    Row("get", "/approvals", Tech, NoObject, 403),
+    Row("get", "/approvals", Super, NoObject, 200),
+    Row("get", "/approvals", Admin, NoObject, 200),
+    Row("get", "/approvals/{approvalId}", Tech, Own, 403),
+    Row("get", "/approvals/{approvalId}", Super, Supervised, 200),
+    Row("get", "/approvals/{approvalId}", Super, NotSupervised, 404),
+    Row("get", "/approvals/{approvalId}", Admin, NotSupervised, 200),
+    Row("post", "/approvals/{approvalId}/decision", Tech, Own, 403),
+    Row(
+        "post",
+        "/approvals/{approvalId}/decision",
+        Super,
+        NotSupervised,
+        404,
+    ),
+    Row(
+        "post",
+        "/approvals/{approvalId}/decision",
+        Super,
+        Supervised,
+        202,
+    ),
+    Row(
+        "post",
+        "/approvals/{approvalId}/decision",
+        Admin,
+        NotSupervised,
+        202,
+    ),
+    Row("get", "/admin/webhooks/deliveries", Tech, NoObject, 403),
+    Row("get", "/admin/webhooks/deliveries", Super, NoObject, 403),
+    Row("get", "/admin/webhooks/deliveries", Admin, NoObject, 200),
+    Row(
+        "post",
+        "/admin/webhooks/deliveries/{deliveryId}/redeliver",
+        Tech,
+        NoObject,
+        403,
+    ),
+    Row(
+        "post",
+        "/admin/webhooks/deliveries/{deliveryId}/redeliver",
+        Super,
+        NoObject,
+        403,
+    ),
+    Row(
+        "post",
+        "/admin/webhooks/deliveries/{deliveryId}/redeliver",
+        Admin,
+        NoObject,
+        404,
+    ),
+    Row("get", "/audit", Tech, NoObject, 403),
+    Row("get", "/audit", Super, NoObject, 200),
+    Row("get", "/audit", Admin, NoObject, 200),
     Row("get", "/ops/{opId}", Tech, Own, 200),
     Row("get", "/ops/{opId}", Tech, OtherTech, 404),
     Row("get", "/ops/{opId}", Super, Supervised, 200),
@@ -204,6 +260,7 @@ struct Objects {
     date: String,
     first_activity: i64,
     op: String,
+    approval: String,
 }
 
 /// Finds each resource's route and makes one op per field resource, as its own technician.
@@ -247,7 +304,7 @@ async fn objects(app: &TestApp) -> HashMap<&'static str, Objects> {
             .await
             .unwrap();
         let stops = route["stops"].as_array().unwrap().clone();
-        let (first_activity, op) = match (stops.first(), stops.last()) {
+        let (first_activity, op, approval) = match (stops.first(), stops.last()) {
             (Some(first), Some(last)) => {
                 let who = app.login(r).await;
                 let last_id = last["activityId"].as_i64().unwrap();
@@ -262,12 +319,36 @@ async fn objects(app: &TestApp) -> HashMap<&'static str, Objects> {
                     .unwrap();
                 assert_eq!(resp.status(), 202, "setup op for {r}");
                 let body: serde_json::Value = resp.json().await.unwrap();
+                // A completed stop opens an approval.
+                let worked = stops[stops.len() - 2]["activityId"].as_i64().unwrap();
+                for status in ["started", "completed"] {
+                    let resp = app
+                        .http
+                        .patch(app.url(&format!("/activities/{worked}/status")))
+                        .bearer_auth(&who.access)
+                        .header("Idempotency-Key", format!("matrix-setup-{status}"))
+                        .json(&serde_json::json!({ "status": status }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 202, "setup {status} for {r}");
+                }
+                let (found, _) =
+                    fieldsync::approvals::list(app.state.store.as_ref(), 0, 10, &|a| {
+                        a.activity_id == worked
+                    })
+                    .unwrap();
                 (
                     first["activityId"].as_i64().unwrap(),
                     body["opId"].as_str().unwrap().to_string(),
+                    found[0].id.clone(),
                 )
             }
-            _ => (0, "op_0000000000000000".to_string()),
+            _ => (
+                0,
+                "op_0000000000000000".to_string(),
+                "apr_0000000000000000".to_string(),
+            ),
         };
         out.insert(
             r,
@@ -275,6 +356,7 @@ async fn objects(app: &TestApp) -> HashMap<&'static str, Objects> {
                 date,
                 first_activity,
                 op,
+                approval,
             },
         );
     }
@@ -301,6 +383,7 @@ fn resource_for(role: Role, owner: Owner) -> &'static str {
 }
 
 fn fill(path: &str, resource: &str, objects: &HashMap<&'static str, Objects>) -> String {
+    let path = path.replace("{deliveryId}", "dlv_00000000000000ff");
     let Some(o) = objects.get(resource) else {
         return path.replace("{resourceId}", resource);
     };
@@ -308,7 +391,8 @@ fn fill(path: &str, resource: &str, objects: &HashMap<&'static str, Objects>) ->
         .replace("{resourceId}", resource)
         .replace("{date}", &o.date)
         .replace("{activityId}", &o.first_activity.to_string())
-        .replace("{opId}", &o.op);
+        .replace("{opId}", &o.op)
+        .replace("{approvalId}", &o.approval);
     if path.starts_with("/routes/") || path == "/inventory" {
         format!("{url}?resourceId={resource}")
     } else if path == "/activities" {
@@ -374,6 +458,15 @@ async fn the_matrix_holds() {
                 .bearer_auth(&session.access)
                 .header("Idempotency-Key", format!("matrix-{n}"))
                 .json(&serde_json::json!({"activityType": "REPAIR", "date": date, "resourceId": resource}))
+                .send()
+                .await
+                .unwrap()
+        } else if *method == "post" && path.ends_with("/decision") {
+            app.http
+                .post(app.url(&url))
+                .bearer_auth(&session.access)
+                .header("Idempotency-Key", format!("matrix-{n}"))
+                .json(&serde_json::json!({"decision": "approve", "comment": "ok"}))
                 .send()
                 .await
                 .unwrap()

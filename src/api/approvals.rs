@@ -1,0 +1,254 @@
+//! Supervisor approvals: `GET /approvals`, `GET /approvals/{id}` with its evidence, and
+//! `POST /approvals/{id}/decision`, which queues the approval properties (and a reopen).
+
+use super::activities;
+use super::ApiError;
+use crate::approvals::{self, Approval, ApprovalStatus, Decision};
+use crate::auth::policy::{self, Function};
+use crate::auth::Principal;
+use crate::ofsc::time as ofsc_time;
+use crate::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
+use crate::startup::AppState;
+use crate::store::{Storage, TxExt};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+fn bad(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::BadRequest {
+        code,
+        detail: detail.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    resource_id: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /approvals`: those of the resources the caller oversees.
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::Decide)?;
+    let status = match q.status.as_deref() {
+        Some(s) => Some(
+            ApprovalStatus::parse(s)
+                .ok_or_else(|| bad("invalid-query", format!("unknown status {s:?}")))?,
+        ),
+        None => None,
+    };
+    let after = match q.cursor.as_deref() {
+        Some(c) => {
+            approvals::approval_seq(c).ok_or_else(|| bad("invalid-cursor", "unknown cursor"))?
+        }
+        None => 0,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let dir = state.directory.as_ref();
+    let keep = |a: &Approval| {
+        status.is_none_or(|s| a.status == s)
+            && q.resource_id.as_deref().is_none_or(|r| a.resource_id == r)
+            && policy::oversees(&who, &a.resource_id, dir)
+    };
+    let (items, more) = approvals::list(state.store.as_ref(), after, limit, &keep)?;
+    let next = if more {
+        items.last().map(|a| a.id.clone())
+    } else {
+        None
+    };
+    let items: Vec<Value> = items.iter().map(approvals::summary).collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "nextCursor": next, "hasMore": more})))
+}
+
+/// The approval, if the caller may see it (supervisors who oversee the resource, admins).
+fn visible(state: &AppState, who: &Principal, id: &str) -> Result<Approval, ApiError> {
+    let a = approvals::get(state.store.as_ref(), id)?.ok_or(ApiError::NotFound)?;
+    if !policy::oversees(who, &a.resource_id, state.directory.as_ref()) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(a)
+}
+
+pub async fn get_one(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::Decide)?;
+    let a = visible(&state, &who, &path)?;
+    let mut body = approvals::summary(&a);
+    body["evidence"] = approvals::evidence(state.store.as_ref(), &a)?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecisionBody {
+    pub decision: String,
+    pub comment: String,
+    #[serde(default)]
+    pub reopen: bool,
+}
+
+fn validate(body: &DecisionBody) -> Result<bool, ApiError> {
+    let approve = match body.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(bad(
+                "invalid-decision",
+                format!("decision must be approve or reject, not {other:?}"),
+            ))
+        }
+    };
+    if body.comment.chars().count() > 4000 {
+        return Err(bad(
+            "invalid-body",
+            "comment is longer than 4000 characters",
+        ));
+    }
+    if approve && body.reopen {
+        return Err(bad("invalid-body", "only a rejection can reopen the work"));
+    }
+    Ok(approve)
+}
+
+/// `POST /approvals/{approvalId}/decision`.
+pub async fn decide(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<DecisionBody>,
+) -> Result<HttpResponse, ApiError> {
+    policy::may_use(&who, Function::Decide)?;
+    let a = visible(&state, &who, &path)?;
+    policy::may_decide(&who, &a.resource_id, state.directory.as_ref())?;
+    if a.technician_user_id == who.user_id {
+        return Err(ApiError::Forbidden("deciding on one's own work".into()));
+    }
+    let key = activities::idempotency_key(&req)?;
+    let body = body.into_inner();
+    let approve = validate(&body)?;
+    let request = json!({"approvalId": a.id, "body": body});
+    let submitter = activities::submitter(&who, "approval.decide", key, &request)?;
+    let result = submit_decision(&state, &who, &a, &body, approve, submitter).await?;
+    activities::acknowledge(&state, result).await
+}
+
+async fn submit_decision(
+    state: &AppState,
+    who: &Principal,
+    a: &Approval,
+    body: &DecisionBody,
+    approve: bool,
+    submitter: Submitter,
+) -> Result<Enqueued, ApiError> {
+    let lane_lock = state.lanes.lock(&a.resource_id, &a.date);
+    let _guard = lane_lock.lock().await;
+    if let Some(answer) = outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
+        return Ok(answer);
+    }
+    // Re-read under the lock: a decision is final.
+    let current = approvals::get(state.store.as_ref(), &a.id)?.ok_or(ApiError::NotFound)?;
+    if let Some(d) = &current.decision {
+        return Err(ApiError::Conflict {
+            code: "already-decided",
+            detail: format!("{} was already decided ({}) by {}", a.id, d.decision, d.by),
+            extra: json!({"decision": d}),
+        });
+    }
+    let cfg = &state.approvals;
+    let mut properties = Map::new();
+    let verdict = if approve { "approved" } else { "rejected" };
+    properties.insert(cfg.status_label.clone(), json!(verdict));
+    properties.insert(cfg.approved_by_label.clone(), json!(who.name));
+    properties.insert(cfg.comment_label.clone(), json!(body.comment));
+    let zone = state
+        .directory
+        .get(&a.resource_id)
+        .and_then(|r| r.time_zone_iana);
+    let tz = zone
+        .as_deref()
+        .and_then(|z| ofsc_time::zone(z).ok())
+        .unwrap_or(chrono_tz::UTC);
+    let now = chrono::Utc::now().with_timezone(&tz).fixed_offset();
+    let op = |kind| NewOp {
+        resource_id: a.resource_id.clone(),
+        date: a.date.clone(),
+        activity_id: Some(a.activity_id),
+        kind,
+        time: now,
+        zone: zone.clone(),
+        captured_at: None,
+    };
+    let mut ops = vec![op(OpKind::SetProperties { properties })];
+    if !approve && body.reopen {
+        ops.push(op(OpKind::Reopen));
+    }
+    let store = state.store.as_ref();
+    let (event_seq, ticket) = (store.next_id()?, store.ticket()?);
+    let decided_at = chrono::Utc::now();
+    let decided = |ops: &[outbox::Op]| {
+        let mut d = current.clone();
+        d.status = if approve {
+            ApprovalStatus::Approved
+        } else {
+            ApprovalStatus::Rejected
+        };
+        d.decision = Some(Decision {
+            decision: body.decision.clone(),
+            comment: body.comment.clone(),
+            reopen: body.reopen,
+            by: who.username.clone(),
+            by_name: who.name.clone(),
+            at: decided_at,
+            op_ids: ops.iter().map(|o| o.id.clone()).collect(),
+        });
+        d
+    };
+    let write = |tx: &dyn crate::store::Tx, ops: &[outbox::Op]| {
+        let d = decided(ops);
+        approvals::put_in(tx, &d, event_seq)?;
+        // The technician hears about it through sync pull, with the comment.
+        let change = Change {
+            seq: ticket.id,
+            resource_id: d.resource_id.clone(),
+            kind: "approval".into(),
+            device_id: None,
+            activity_id: Some(d.activity_id),
+            data: approvals::summary(&d),
+            at: chrono::Utc::now(),
+        };
+        tx.put(CHANGES, &change_key(&d.resource_id, ticket.id), &change)
+    };
+    let result = outbox::enqueue_with(
+        store,
+        &submitter,
+        ops,
+        |ops| {
+            json!({
+                "approval": approvals::summary(&decided(ops)),
+                "opId": ops.last().map(|o| o.id.clone()),
+                "opIds": ops.iter().map(|o| o.id.clone()).collect::<Vec<_>>(),
+                "state": "queued",
+            })
+        },
+        Some(outbox::Extra {
+            trees: &[approvals::APPROVALS, crate::webhooks::EVENTS, CHANGES],
+            write: &write,
+        }),
+    )?;
+    drop(ticket);
+    if let Enqueued::Accepted { .. } = &result {
+        state.cache.renders.touch(&a.resource_id, &a.date);
+    }
+    Ok(result)
+}
