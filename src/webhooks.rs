@@ -323,6 +323,12 @@ impl Webhooks {
                 tx.put(DELIVERIES, &seq_key(d.seq), &d)
             })?;
         }
+        // Outcomes are durable once a pass ends; one lost in a crash only means one more
+        // delivery of the same event (at least once).
+        self.commit
+            .flush()
+            .await
+            .map_err(|e| StoreError::Aborted(e.to_string()))?;
         Ok(Duration::ZERO)
     }
 

@@ -2,63 +2,10 @@
 //! write and the replayer sends; after restarts every acknowledged write reaches OFSC
 //! exactly once, in order.
 
+use crate::helpers::{free_port, spawn, wait_up};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fieldsync"));
-    let log = std::env::var("CRASH_LOG").ok().and_then(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    });
-    let stderr = log.map(Stdio::from).unwrap_or_else(Stdio::null);
-    cmd.args(args)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .env("RUST_LOG", "info");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    Proc(cmd.spawn().unwrap())
-}
-
-async fn wait_up(http: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if http
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{url} did not come up");
-}
 
 /// One technician's planned day: (activity, device status, expected OFSC action).
 fn plan(stops: &[i64]) -> Vec<(i64, &'static str, &'static str)> {

@@ -19,3 +19,4 @@ mod spec;
 mod status;
 mod sync;
 mod tidy;
+mod webhooks;
