@@ -57,6 +57,51 @@ pub struct Settings {
     pub replay: ReplaySettings,
     pub approvals: ApprovalSettings,
     pub webhooks: WebhookSettings,
+    pub uploads: UploadSettings,
+}
+
+/// A key that signs upload grants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadKey {
+    pub kid: String,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadSettings {
+    /// Signing keys; the first signs new grants, every one verifies (rotation: put the new
+    /// key first and keep the old one until its grants expired). Empty: one key made at first
+    /// start and kept in the store.
+    pub keys: Vec<UploadKey>,
+    /// How long a grant may wait for its first byte.
+    pub grant_ttl_secs: i64,
+    /// How long a started upload may take before it is abandoned and purged.
+    pub upload_ttl_secs: i64,
+    /// Clock skew allowed on a grant's expiry.
+    pub skew_secs: i64,
+    /// OFSC file property of photos (the n-th photo of an activity gets `_n` from the second).
+    pub photo_label: String,
+    pub signature_label: String,
+    /// Images decoded at once (each may need a few hundred MB).
+    pub max_decodes: usize,
+    pub decode_timeout_secs: u64,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            keys: vec![],
+            grant_ttl_secs: 900,
+            upload_ttl_secs: 24 * 3600,
+            skew_secs: 30,
+            photo_label: "XA_PHOTO".into(),
+            signature_label: "csign".into(),
+            max_decodes: 1,
+            decode_timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,5 +20,6 @@ pub mod startup;
 pub mod stock;
 pub mod store;
 pub mod telemetry;
+pub mod uploads;
 pub mod view;
 pub mod webhooks;

@@ -87,6 +87,11 @@ pub struct AppState {
     pub lanes: LaneLocks,
     pub approvals: crate::config::ApprovalSettings,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    pub uploads: crate::config::UploadSettings,
+    pub files: Arc<crate::uploads::Files>,
+    pub upload_keys: Vec<crate::uploads::grant::SigningKey>,
+    /// Image decodes at once: each may take a few hundred MB.
+    pub decodes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Serializes validate-then-write per route, so two writes cannot both pass the lifecycle
@@ -119,6 +124,7 @@ pub struct Application {
     replay_task: tokio::task::JoinHandle<()>,
     events_task: tokio::task::JoinHandle<()>,
     webhooks_task: tokio::task::JoinHandle<()>,
+    purge_task: tokio::task::JoinHandle<()>,
     upkeep_task: tokio::task::JoinHandle<()>,
 }
 
@@ -204,13 +210,26 @@ impl Application {
             Duration::from_secs(settings.cache.route_max_age_secs),
         ));
         let stock = Arc::new(Stock::new(store.clone() as Arc<dyn Storage>, ofsc.clone()));
+        let files = Arc::new(
+            crate::uploads::Files::new(&settings.server.data_dir).map_err(|e| {
+                StartupError::Store(
+                    settings.server.data_dir.display().to_string(),
+                    e.to_string(),
+                )
+            })?,
+        );
+        let upload_keys = crate::uploads::signing_keys(store.as_ref(), &settings.uploads.keys)
+            .map_err(|e| StartupError::Store("upload keys".into(), e.to_string()))?;
         let replayer = Replayer::new(
-            store.clone() as Arc<dyn Storage>,
-            commit.clone(),
-            ofsc.clone(),
-            cache.clone(),
-            directory.clone(),
-            stock.clone(),
+            crate::replay::ReplayDeps {
+                store: store.clone() as Arc<dyn Storage>,
+                commit: commit.clone(),
+                ofsc: ofsc.clone(),
+                cache: cache.clone(),
+                directory: directory.clone(),
+                stock: stock.clone(),
+                files: Some(files.clone()),
+            },
             settings.replay.to_config(),
         );
         let webhooks = crate::webhooks::Webhooks::new(
@@ -220,6 +239,10 @@ impl Application {
         )
         .map_err(|e| StartupError::Webhooks(e.to_string()))?;
         let webhooks_task = webhooks.start();
+        let purge_task = tokio::spawn(purge_uploads(
+            store.clone() as Arc<dyn Storage>,
+            files.clone(),
+        ));
         let upkeep_task = crate::telemetry::start_metrics_upkeep();
         let replay_task = if settings.replay.enabled {
             replayer.start()
@@ -251,6 +274,12 @@ impl Application {
             lanes: LaneLocks::default(),
             approvals: settings.approvals.clone(),
             webhooks,
+            uploads: settings.uploads.clone(),
+            files,
+            upload_keys,
+            decodes: Arc::new(tokio::sync::Semaphore::new(
+                settings.uploads.max_decodes.max(1),
+            )),
         });
         let listen = settings.server.listen.clone();
         let listener =
@@ -291,6 +320,7 @@ impl Application {
             replay_task,
             events_task,
             webhooks_task,
+            purge_task,
             upkeep_task,
         })
     }
@@ -323,11 +353,29 @@ impl Application {
         self.replay_task.abort();
         self.events_task.abort();
         self.webhooks_task.abort();
+        self.purge_task.abort();
         self.upkeep_task.abort();
         if let Err(e) = self.state.commit.flush().await {
             tracing::error!(error = %e, "final flush failed");
         }
         result
+    }
+}
+
+/// Deletes abandoned uploads once a minute.
+async fn purge_uploads(store: Arc<dyn Storage>, files: Arc<crate::uploads::Files>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let (s, f) = (store.clone(), files.clone());
+        let purged = tokio::task::spawn_blocking(move || {
+            crate::uploads::purge_expired(s.as_ref(), &f, chrono::Utc::now())
+        })
+        .await;
+        match purged {
+            Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "abandoned uploads purged"),
+            Ok(Err(e)) => tracing::error!(error = %e, "purging uploads failed"),
+            _ => {}
+        }
     }
 }
 

@@ -173,18 +173,25 @@ impl Stock {
 }
 
 /// A read that a device waits for: a passing OFSC hiccup (throttling, a 5xx, a reset) is
-/// retried a few times within about a second and a half before it is reported.
+/// retried a few times, honouring a short `Retry-After`, before it is reported.
 async fn with_retries<T, F, Fut>(read: F) -> Result<T, crate::ofsc::OfscError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, crate::ofsc::OfscError>>,
 {
+    use crate::ofsc::Disposition;
     let mut wait = std::time::Duration::from_millis(100);
-    for _ in 0..3 {
+    for _ in 0..4 {
         match read().await {
-            Err(e) if !matches!(e.disposition(), crate::ofsc::Disposition::Reject) => {
-                tokio::time::sleep(wait).await;
-                wait *= 3;
+            Err(e) if !matches!(e.disposition(), Disposition::Reject) => {
+                let asked = match e.disposition() {
+                    Disposition::Retry { after: Some(a) } => {
+                        a.min(std::time::Duration::from_secs(2))
+                    }
+                    _ => std::time::Duration::ZERO,
+                };
+                tokio::time::sleep(wait.max(asked)).await;
+                wait *= 2;
             }
             other => return other,
         }

@@ -131,14 +131,22 @@ fn build(
                     *pending.entry(id).or_insert(0) += 1;
                 }
             }
-            OpKind::Part { .. } | OpKind::SetProperties { .. } | OpKind::Reopen => {
+            OpKind::Part { .. }
+            | OpKind::SetProperties { .. }
+            | OpKind::Reopen
+            | OpKind::Attachment { .. } => {
                 if let Some(id) = id {
                     *pending.entry(id).or_insert(0) += 1;
                 }
             }
         }
     }
-    view.last_time = view.last_time.max(lane.iter().map(|o| o.time).max());
+    view.last_time = view.last_time.max(
+        lane.iter()
+            .filter(|o| o.kind.keeps_route_clock())
+            .map(|o| o.time)
+            .max(),
+    );
     Ok(DeviceRoute {
         view,
         activities,

@@ -4,6 +4,7 @@ mod activities;
 mod activity_list;
 mod admin;
 mod approvals;
+mod attachments;
 mod audit;
 mod auth;
 mod health;
@@ -17,6 +18,8 @@ mod queue;
 mod routes;
 mod sessions;
 mod sync;
+mod tus;
+mod upload_finish;
 mod webhooks;
 
 pub use problem::ApiError;
@@ -55,6 +58,14 @@ api_routes! {
     get "/activities/{activityId}/parts" => parts::list,
     post "/activities/{activityId}/parts" => parts::record,
     get "/inventory" => parts::van,
+    post "/activities/{activityId}/attachments" => attachments::create,
+    get "/activities/{activityId}/attachments" => attachments::list,
+    get "/attachments/{attachmentId}/thumbnail" => attachments::thumbnail,
+    get "/attachments/{attachmentId}/content" => attachments::content,
+    post "/uploads/{attachmentId}" => tus::create,
+    head "/uploads/{attachmentId}" => tus::head,
+    patch "/uploads/{attachmentId}" => tus::patch,
+    delete "/uploads/{attachmentId}" => tus::terminate,
     get "/ops/{opId}" => ops::get,
     post "/sync/push" => sync::push,
     get "/sync/pull" => sync::pull,
@@ -78,6 +89,11 @@ pub const PUBLIC: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("post", "/sessions"),
     ("post", "/sessions/refresh"),
+    // Authorized by the signed grant in the URL, not a bearer token.
+    ("post", "/uploads/{attachmentId}"),
+    ("head", "/uploads/{attachmentId}"),
+    ("patch", "/uploads/{attachmentId}"),
+    ("delete", "/uploads/{attachmentId}"),
 ];
 
 /// Extractor configuration so malformed JSON, queries and paths get the problem envelope.

@@ -35,6 +35,14 @@ pub enum ApiError {
         detail: String,
         extra: serde_json::Value,
     },
+    /// An upload-protocol answer (tus 1.0.0) with its exact status: 403, 409, 410, 412, 413,
+    /// 415, 422, 460.
+    #[error("{detail}")]
+    Upload {
+        status: u16,
+        code: &'static str,
+        detail: String,
+    },
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("OFSC is unreachable and nothing is cached: {0}")]
@@ -58,6 +66,7 @@ impl ApiError {
             ApiError::NotFound => "not-found",
             ApiError::InvalidTransition { .. } => "invalid-transition",
             ApiError::Conflict { code, .. } => code,
+            ApiError::Upload { code, .. } => code,
             ApiError::IdempotencyKeyReused => "idempotency-key-reused",
             ApiError::OfscUnavailable(_) => "ofsc-unavailable",
             ApiError::Unavailable(_) => "unavailable",
@@ -135,6 +144,9 @@ impl ResponseError for ApiError {
             ApiError::TooManyOps { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::InvalidTransition { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Upload { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::OfscUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,6 +156,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        // 460 (tus "Checksum Mismatch") has no canonical reason phrase.
+        let title = match status.as_u16() {
+            460 => "Checksum Mismatch",
+            _ => status.canonical_reason().unwrap_or("Error"),
+        };
         if let ApiError::Internal(cause) = self {
             tracing::error!(%cause, "internal error");
         }
@@ -155,11 +172,17 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => {
                 builder.insert_header(("WWW-Authenticate", "Bearer"));
             }
+            ApiError::Upload { status, .. } => {
+                builder.insert_header(("Tus-Resumable", "1.0.0"));
+                if *status == 412 {
+                    builder.insert_header(("Tus-Version", "1.0.0"));
+                }
+            }
             _ => {}
         }
         let mut body = json!({
             "type": format!("https://fieldsync.dev/problems/{}", self.code()),
-            "title": status.canonical_reason().unwrap_or("Error"),
+            "title": title,
             "status": status.as_u16(),
             "detail": self.to_string(),
             "code": self.code(),

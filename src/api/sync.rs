@@ -3,6 +3,7 @@
 
 use super::activities::{self, StatusBody, StatusWrite, SyncTime};
 use super::activity_list::{self, NewActivity};
+use super::attachments::{self, GrantBody};
 use super::parts::{self, PartsBody, PartsWrite};
 use super::{present, ApiError};
 use crate::auth::policy::{self, Function};
@@ -11,7 +12,7 @@ use crate::outbox::{self, Change, Enqueued, Submitter, CHANGES};
 use crate::startup::AppState;
 use crate::store::keys::KeyBuf;
 use crate::store::Storage;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
@@ -55,6 +56,7 @@ fn rejected(op: &PushOp, code: &str, detail: &str) -> Value {
 async fn apply_op(
     state: &AppState,
     who: &Principal,
+    req: &HttpRequest,
     op: &PushOp,
     offset: chrono::Duration,
 ) -> Result<Value, ApiError> {
@@ -162,7 +164,21 @@ async fn apply_op(
             )
             .await
         }
-        "attachment" | "location" => {
+        "attachment" => {
+            let Some(activity) = op.activity_id else {
+                return Ok(rejected(
+                    op,
+                    "invalid-payload",
+                    "an attachment op needs activityId",
+                ));
+            };
+            let body: GrantBody = match serde_json::from_value(op.payload.clone()) {
+                Ok(b) => b,
+                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
+            };
+            attachments::submit_grant(state, who, req, activity, body, submitter).await
+        }
+        "location" => {
             return Ok(rejected(
                 op,
                 "kind-not-supported",
@@ -179,7 +195,13 @@ async fn apply_op(
     };
     Ok(match outcome {
         Ok(Enqueued::Accepted { response, .. }) => {
-            json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "accepted", "opId": response["opId"], "activity": response["activity"]})
+            let mut r = json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "accepted", "opId": response["opId"], "activity": response["activity"]});
+            // An attachment op answers with its upload grant.
+            if let Some(upload) = response.get("upload") {
+                r["attachmentId"] = response["attachmentId"].clone();
+                r["upload"] = upload.clone();
+            }
+            r
         }
         Ok(Enqueued::Replayed { response, .. }) => {
             json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "duplicate", "opId": response["opId"], "original": response})
@@ -217,6 +239,7 @@ async fn current_activity(state: &AppState, id: i64) -> Value {
 pub async fn push(
     state: web::Data<AppState>,
     who: Principal,
+    req: HttpRequest,
     body: web::Json<PushBody>,
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::FieldWrite)?;
@@ -246,8 +269,11 @@ pub async fn push(
             tracing::warn!(device = %who.device_id, from = expected, to = op.seq - 1, "sync seq gap");
         }
         expected = expected.max(op.seq + 1);
-        let result = apply_op(&state, &who, op, offset).await?;
-        if result["result"] != "accepted" && result["result"] != "duplicate" {
+        let result = apply_op(&state, &who, &req, op, offset).await?;
+        // A grant is not an op: its seq is noted here, like a refused op's.
+        if (result["result"] != "accepted" && result["result"] != "duplicate")
+            || op.kind == "attachment"
+        {
             outbox::note_device_seq(store, &who.user_id, &who.device_id, op.seq)?;
         }
         results.push(result);

@@ -168,7 +168,7 @@ pub fn parse_lane_key(key: &[u8]) -> Option<(String, String, u64)> {
     Some((r.str().ok()?, r.str().ok()?, r.u64().ok()?))
 }
 
-fn idem_key(user: &str, key: &str) -> Vec<u8> {
+pub fn idem_key(user: &str, key: &str) -> Vec<u8> {
     KeyBuf::new().str(user).str(key).finish()
 }
 
@@ -392,9 +392,11 @@ pub fn enqueue_with(
                 tx.put(ACTIVITY_OPS, &activity_ops_key(a, op.seq), &op.seq)?;
             }
             let clock_key = lane_prefix(&op.resource_id, &op.date);
-            let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, &clock_key)?;
-            if clock.is_none_or(|c| op.time > c) {
-                tx.put(ROUTE_CLOCK, &clock_key, &op.time)?;
+            if op.kind.keeps_route_clock() {
+                let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, &clock_key)?;
+                if clock.is_none_or(|c| op.time > c) {
+                    tx.put(ROUTE_CLOCK, &clock_key, &op.time)?;
+                }
             }
         }
         if let Some(seq) = who.device_seq {

@@ -85,6 +85,23 @@ pub enum OpKind {
     },
     /// OFSC's `reopen` action: the work comes back as a new pending activity.
     Reopen,
+    /// `PUT /activities/{id}/{label}`: a completed upload sent to an OFSC file property.
+    #[serde(rename_all = "camelCase")]
+    Attachment {
+        attachment_id: String,
+        label: String,
+    },
+}
+
+impl OpKind {
+    /// Whether the op's time is an OFSC action time on the route, which must never go
+    /// backwards (parts, decisions and files carry no such time).
+    pub fn keeps_route_clock(&self) -> bool {
+        matches!(
+            self,
+            OpKind::ActivateRoute | OpKind::CreateActivity { .. } | OpKind::Status { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The replayer: drains the outbox into OFSC, one FIFO lane per route, lanes in parallel with
 //! a bound, exactly once through retries, ambiguous failures and restarts.
 
+mod attachments;
 mod decisions;
 mod parts;
 
@@ -41,6 +42,18 @@ impl Default for ReplayConfig {
     }
 }
 
+/// What the replayer works with.
+pub struct ReplayDeps {
+    pub store: Arc<dyn Storage>,
+    pub commit: GroupCommit,
+    pub ofsc: Arc<OfscClient>,
+    pub cache: Arc<Cache>,
+    pub directory: Arc<Directory>,
+    pub stock: Arc<crate::stock::Stock>,
+    /// Where uploaded originals live (absent: attachment ops cannot be sent).
+    pub files: Option<Arc<crate::uploads::Files>>,
+}
+
 pub struct Replayer {
     store: Arc<dyn Storage>,
     commit: GroupCommit,
@@ -48,6 +61,7 @@ pub struct Replayer {
     cache: Arc<Cache>,
     directory: Arc<Directory>,
     stock: Arc<crate::stock::Stock>,
+    files: Option<Arc<crate::uploads::Files>>,
     cfg: ReplayConfig,
     running: Mutex<HashSet<(String, String)>>,
     /// Ops whose last send may have been applied: read OFSC back before resending.
@@ -64,16 +78,17 @@ enum Step {
 }
 
 impl Replayer {
-    pub fn new(
-        store: Arc<dyn Storage>,
-        commit: GroupCommit,
-        ofsc: Arc<OfscClient>,
-        cache: Arc<Cache>,
-        directory: Arc<Directory>,
-        stock: Arc<crate::stock::Stock>,
-        cfg: ReplayConfig,
-    ) -> Arc<Replayer> {
+    pub fn new(deps: ReplayDeps, cfg: ReplayConfig) -> Arc<Replayer> {
         let slots = Arc::new(Semaphore::new(cfg.max_lanes.max(1)));
+        let ReplayDeps {
+            store,
+            commit,
+            ofsc,
+            cache,
+            directory,
+            stock,
+            files,
+        } = deps;
         Arc::new(Replayer {
             store,
             commit,
@@ -81,6 +96,7 @@ impl Replayer {
             cache,
             directory,
             stock,
+            files,
             cfg,
             running: Mutex::new(HashSet::new()),
             read_back: Mutex::new(HashSet::new()),
@@ -296,6 +312,7 @@ impl Replayer {
             }
             OpKind::Part { .. } => self.part_applied(op).await,
             OpKind::SetProperties { .. } => Ok(self.properties_applied(op).await?.then_some(None)),
+            OpKind::Attachment { .. } => Ok(self.attachment_applied(op).await?.then_some(None)),
             OpKind::Reopen => {
                 // Without a durable baseline the op was never sent.
                 let Some(before) = op.baseline else {
@@ -356,6 +373,7 @@ impl Replayer {
             OpKind::Part { .. } => self.send_part(op).await,
             OpKind::SetProperties { .. } => self.send_properties(op).await.map(|_| None),
             OpKind::Reopen => self.send_reopen(op).await,
+            OpKind::Attachment { .. } => self.send_attachment(op).await.map(|_| None),
         }
     }
 

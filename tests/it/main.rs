@@ -19,4 +19,5 @@ mod spec;
 mod status;
 mod sync;
 mod tidy;
+mod uploads;
 mod webhooks;

@@ -151,6 +151,140 @@ const MATRIX: &[Row] = &[
     Row("get", "/inventory", Super, Supervised, 200),
     Row("get", "/inventory", Super, NotSupervised, 404),
     Row("get", "/inventory", Admin, NotSupervised, 200),
+    Row(
+        "post",
+        "/activities/{activityId}/attachments",
+        Tech,
+        Own,
+        201,
+    ),
+    Row(
+        "post",
+        "/activities/{activityId}/attachments",
+        Tech,
+        OtherTech,
+        404,
+    ),
+    Row(
+        "post",
+        "/activities/{activityId}/attachments",
+        Super,
+        Supervised,
+        201,
+    ),
+    Row(
+        "post",
+        "/activities/{activityId}/attachments",
+        Super,
+        NotSupervised,
+        404,
+    ),
+    Row(
+        "post",
+        "/activities/{activityId}/attachments",
+        Admin,
+        Supervised,
+        403,
+    ),
+    Row(
+        "get",
+        "/activities/{activityId}/attachments",
+        Tech,
+        Own,
+        200,
+    ),
+    Row(
+        "get",
+        "/activities/{activityId}/attachments",
+        Tech,
+        OtherTech,
+        404,
+    ),
+    Row(
+        "get",
+        "/activities/{activityId}/attachments",
+        Super,
+        Supervised,
+        200,
+    ),
+    Row(
+        "get",
+        "/activities/{activityId}/attachments",
+        Super,
+        NotSupervised,
+        404,
+    ),
+    Row(
+        "get",
+        "/activities/{activityId}/attachments",
+        Admin,
+        NotSupervised,
+        200,
+    ),
+    Row(
+        "get",
+        "/attachments/{attachmentId}/thumbnail",
+        Tech,
+        Own,
+        200,
+    ),
+    Row(
+        "get",
+        "/attachments/{attachmentId}/thumbnail",
+        Tech,
+        OtherTech,
+        404,
+    ),
+    Row(
+        "get",
+        "/attachments/{attachmentId}/thumbnail",
+        Super,
+        Supervised,
+        200,
+    ),
+    Row(
+        "get",
+        "/attachments/{attachmentId}/thumbnail",
+        Super,
+        NotSupervised,
+        404,
+    ),
+    Row(
+        "get",
+        "/attachments/{attachmentId}/thumbnail",
+        Admin,
+        NotSupervised,
+        200,
+    ),
+    Row("get", "/attachments/{attachmentId}/content", Tech, Own, 200),
+    Row(
+        "get",
+        "/attachments/{attachmentId}/content",
+        Tech,
+        OtherTech,
+        404,
+    ),
+    Row(
+        "get",
+        "/attachments/{attachmentId}/content",
+        Super,
+        Supervised,
+        200,
+    ),
+    Row(
+        "get",
+        "/attachments/{attachmentId}/content",
+        Super,
+        NotSupervised,
+        404,
+    ),
+    Row(
+        "get",
+        "/attachments/{attachmentId}/content",
+        Admin,
+        NotSupervised,
+        200,
+    ),
     Row("get", "/approvals", Tech, NoObject, 403),
     Row("get", "/approvals", Super, NoObject, 200),
     Row("get", "/approvals", Admin, NoObject, 200),
@@ -254,6 +388,30 @@ const MATRIX: &[Row] = &[
     Row("post", "/admin/ops/{opId}/discard", Admin, Supervised, 409),
 ];
 
+/// A photo uploaded by `who` on `activity`; its attachment id.
+async fn uploaded_photo(app: &TestApp, who: &crate::helpers::Session, activity: i64) -> String {
+    let photo = fieldsync::uploads::samples::photo(64, 48, 1, None);
+    let resp: serde_json::Value = app
+        .http
+        .post(app.url(&format!("/activities/{activity}/attachments")))
+        .bearer_auth(&who.access)
+        .header("Idempotency-Key", "matrix-photo")
+        .json(
+            &serde_json::json!({"kind": "photo", "contentType": "image/jpeg", "size": photo.len(),
+            "sha256": crate::uploads::sha_hex(&photo), "capturedAt": "2026-11-28T08:00:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = resp["upload"]["url"].as_str().unwrap();
+    let done = crate::uploads::upload_all(&app.http, url, &photo).await;
+    assert_eq!(done.status(), 201, "matrix photo upload");
+    resp["attachmentId"].as_str().unwrap().to_string()
+}
+
 /// The objects of one resource that rows point at.
 #[derive(Debug, Clone)]
 struct Objects {
@@ -261,6 +419,7 @@ struct Objects {
     first_activity: i64,
     op: String,
     approval: String,
+    attachment: String,
 }
 
 /// Finds each resource's route and makes one op per field resource, as its own technician.
@@ -304,7 +463,7 @@ async fn objects(app: &TestApp) -> HashMap<&'static str, Objects> {
             .await
             .unwrap();
         let stops = route["stops"].as_array().unwrap().clone();
-        let (first_activity, op, approval) = match (stops.first(), stops.last()) {
+        let (first_activity, op, approval, attachment) = match (stops.first(), stops.last()) {
             (Some(first), Some(last)) => {
                 let who = app.login(r).await;
                 let last_id = last["activityId"].as_i64().unwrap();
@@ -342,12 +501,14 @@ async fn objects(app: &TestApp) -> HashMap<&'static str, Objects> {
                     first["activityId"].as_i64().unwrap(),
                     body["opId"].as_str().unwrap().to_string(),
                     found[0].id.clone(),
+                    uploaded_photo(app, &who, worked).await,
                 )
             }
             _ => (
                 0,
                 "op_0000000000000000".to_string(),
                 "apr_0000000000000000".to_string(),
+                "att_0000000000000000".to_string(),
             ),
         };
         out.insert(
@@ -357,6 +518,7 @@ async fn objects(app: &TestApp) -> HashMap<&'static str, Objects> {
                 first_activity,
                 op,
                 approval,
+                attachment,
             },
         );
     }
@@ -392,7 +554,8 @@ fn fill(path: &str, resource: &str, objects: &HashMap<&'static str, Objects>) ->
         .replace("{date}", &o.date)
         .replace("{activityId}", &o.first_activity.to_string())
         .replace("{opId}", &o.op)
-        .replace("{approvalId}", &o.approval);
+        .replace("{approvalId}", &o.approval)
+        .replace("{attachmentId}", &o.attachment);
     if path.starts_with("/routes/") || path == "/inventory" {
         format!("{url}?resourceId={resource}")
     } else if path == "/activities" {
@@ -458,6 +621,18 @@ async fn the_matrix_holds() {
                 .bearer_auth(&session.access)
                 .header("Idempotency-Key", format!("matrix-{n}"))
                 .json(&serde_json::json!({"activityType": "REPAIR", "date": date, "resourceId": resource}))
+                .send()
+                .await
+                .unwrap()
+        } else if *method == "post" && path.ends_with("/attachments") {
+            app.http
+                .post(app.url(&url))
+                .bearer_auth(&session.access)
+                .header("Idempotency-Key", format!("matrix-{n}"))
+                .json(
+                    &serde_json::json!({"kind": "photo", "contentType": "image/jpeg", "size": 10,
+                    "sha256": "0".repeat(64), "capturedAt": "2026-11-28T08:00:00Z"}),
+                )
                 .send()
                 .await
                 .unwrap()

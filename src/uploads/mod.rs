@@ -1,0 +1,219 @@
+//! Photos and signatures: attachment records in sled, their files on disk (partial uploads,
+//! content-addressed originals, thumbnails), signing keys, and the purge of abandoned uploads.
+
+pub mod grant;
+pub mod image_check;
+pub mod samples;
+
+use crate::store::keys::{KeyBuf, KeyReader};
+use crate::store::{Storage, StorageExt, StoreError, Tree};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const ATTACHMENTS: Tree = Tree("attachments");
+/// (activity, seq) → seq: an activity's attachments in order.
+pub const BY_ACTIVITY: Tree = Tree("attachments_by_activity");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Photo,
+    Signature,
+}
+
+impl Kind {
+    pub fn rules(self) -> &'static image_check::Rules {
+        match self {
+            Kind::Photo => &image_check::PHOTO,
+            Kind::Signature => &image_check::SIGNATURE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    /// Granted, no byte yet.
+    Granted,
+    Uploading,
+    /// Every byte, checked: the original is kept and its op queued.
+    Complete,
+    /// Failed validation; the bytes are deleted.
+    Rejected,
+    /// Abandoned past its expiry; the bytes are deleted.
+    Expired,
+    /// Terminated by the device (tus termination).
+    Terminated,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub id: String,
+    pub seq: u64,
+    pub activity_id: i64,
+    pub resource_id: String,
+    pub date: String,
+    pub zone: Option<String>,
+    pub kind: Kind,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub file_name: Option<String>,
+    pub captured_at: DateTime<chrono::FixedOffset>,
+    pub user_id: String,
+    pub username: String,
+    pub device_id: String,
+    pub state: UploadState,
+    pub offset: u64,
+    pub grant_expires_at: DateTime<Utc>,
+    pub upload_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub error: Option<String>,
+    /// The op that sends it to OFSC, once complete.
+    pub op_id: Option<String>,
+    pub label: Option<String>,
+}
+
+pub fn attachment_id(seq: u64) -> String {
+    format!("att_{seq:016x}")
+}
+
+pub fn attachment_seq(id: &str) -> Option<u64> {
+    u64::from_str_radix(id.strip_prefix("att_")?, 16).ok()
+}
+
+pub fn key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub fn by_activity_key(activity: i64, seq: u64) -> Vec<u8> {
+    KeyBuf::new().u64(activity as u64).u64(seq).finish()
+}
+
+pub fn get(store: &dyn Storage, id: &str) -> Result<Option<Attachment>, StoreError> {
+    match attachment_seq(id) {
+        Some(seq) => store.get(ATTACHMENTS, &key(seq)),
+        None => Ok(None),
+    }
+}
+
+pub fn put(store: &dyn Storage, a: &Attachment) -> Result<(), StoreError> {
+    store.put(ATTACHMENTS, &key(a.seq), a)
+}
+
+/// An activity's attachments, oldest first.
+pub fn of_activity(store: &dyn Storage, activity: i64) -> Result<Vec<Attachment>, StoreError> {
+    let prefix = KeyBuf::new().u64(activity as u64).finish();
+    let mut out = Vec::new();
+    for (k, _) in store.scan_raw(BY_ACTIVITY, &prefix, None, usize::MAX)? {
+        let mut r = KeyReader::new(&k);
+        let (Ok(_), Ok(seq)) = (r.u64(), r.u64()) else {
+            continue;
+        };
+        if let Some(a) = store.get::<Attachment>(ATTACHMENTS, &key(seq))? {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// Where the bytes live under the data directory.
+#[derive(Debug, Clone)]
+pub struct Files {
+    root: PathBuf,
+}
+
+impl Files {
+    pub fn new(data_dir: &Path) -> std::io::Result<Files> {
+        let root = data_dir.join("files");
+        for sub in ["partial", "blobs", "thumbs"] {
+            std::fs::create_dir_all(root.join(sub))?;
+        }
+        Ok(Files { root })
+    }
+
+    pub fn partial(&self, id: &str) -> PathBuf {
+        self.root.join("partial").join(id)
+    }
+
+    /// Originals are content-addressed: the same bytes are stored once.
+    pub fn blob(&self, sha256: &str) -> PathBuf {
+        self.root.join("blobs").join(sha256)
+    }
+
+    pub fn thumbnail(&self, sha256: &str) -> PathBuf {
+        self.root.join("thumbs").join(format!("{sha256}.jpg"))
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+}
+
+/// Deletes abandoned uploads: granted or partial ones past their expiry. Returns how many.
+pub fn purge_expired(
+    store: &dyn Storage,
+    files: &Files,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut purged = 0;
+    for (k, v) in store.scan_raw(ATTACHMENTS, b"", None, usize::MAX)? {
+        let Ok(mut a) = crate::store::record::open::<Attachment>(ATTACHMENTS, &k, &v) else {
+            continue;
+        };
+        if is_expired(&a, now) {
+            let _ = std::fs::remove_file(files.partial(&a.id));
+            a.state = UploadState::Expired;
+            put(store, &a)?;
+            purged += 1;
+        }
+    }
+    Ok(purged)
+}
+
+/// Granted and never started past the grant's expiry, or started and not finished past the
+/// upload's.
+pub fn is_expired(a: &Attachment, now: DateTime<Utc>) -> bool {
+    match a.state {
+        UploadState::Granted => a.grant_expires_at < now,
+        UploadState::Uploading => a.upload_expires_at.is_some_and(|e| e < now),
+        _ => false,
+    }
+}
+
+/// The signing keys: configured (the first signs), or one made at first start and kept.
+pub fn signing_keys(
+    store: &dyn Storage,
+    configured: &[crate::config::UploadKey],
+) -> Result<Vec<grant::SigningKey>, StoreError> {
+    if !configured.is_empty() {
+        return Ok(configured
+            .iter()
+            .map(|k| grant::SigningKey {
+                kid: k.kid.clone(),
+                secret: k.secret.expose().as_bytes().to_vec(),
+            })
+            .collect());
+    }
+    let secret = match store.get::<String>(Tree::META, b"upload_key")? {
+        Some(hex_key) => hex::decode(hex_key).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let secret = if secret.len() == 32 {
+        secret
+    } else {
+        let k: [u8; 32] = rand::random();
+        store.put(Tree::META, b"upload_key", &hex::encode(k))?;
+        store.flush_blocking()?;
+        k.to_vec()
+    };
+    Ok(vec![grant::SigningKey {
+        kid: "k1".into(),
+        secret,
+    }])
+}

@@ -1,0 +1,688 @@
+//! Photos and signatures: grants, the tus 1.0.0 subset with every status code, tampering,
+//! resume after a cut, racing PATCHes, image bombs, the downscale path and replay to OFSC.
+
+use crate::helpers::{Session, Stack};
+use base64::Engine;
+use fieldsync::uploads::samples;
+use serde_json::{json, Value};
+use sha2::Digest;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+pub fn sha_hex(b: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn b64_sha(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b))
+}
+
+pub async fn first_stop(stack: &Stack, s: &Session, resource: &str) -> i64 {
+    let date = stack.sim.today_route(resource).await.0;
+    stack.route(s, &date).await["stops"][0]["activityId"]
+        .as_i64()
+        .unwrap()
+}
+
+pub async fn grant(
+    stack: &Stack,
+    s: &Session,
+    activity: i64,
+    kind: &str,
+    content_type: &str,
+    bytes: &[u8],
+    key: &str,
+) -> (u16, Value) {
+    let resp = stack
+        .app
+        .http
+        .post(
+            stack
+                .app
+                .url(&format!("/activities/{activity}/attachments")),
+        )
+        .bearer_auth(&s.access)
+        .header("Idempotency-Key", key)
+        .json(
+            &json!({"kind": kind, "contentType": content_type, "size": bytes.len(),
+                      "sha256": sha_hex(bytes), "fileName": "door.jpg",
+                      "capturedAt": "2026-11-28T08:00:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn url_of(g: &Value) -> String {
+    g["upload"]["url"].as_str().unwrap().to_string()
+}
+
+/// A tus request; `offset` adds `Upload-Offset` and the octet-stream content type.
+pub async fn tus(
+    http: &reqwest::Client,
+    method: &str,
+    url: &str,
+    offset: Option<u64>,
+    body: Option<&[u8]>,
+    extra: &[(&str, String)],
+) -> reqwest::Response {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut r = http.request(m, url).header("Tus-Resumable", "1.0.0");
+    if let Some(o) = offset {
+        r = r
+            .header("Upload-Offset", o.to_string())
+            .header("Content-Type", "application/offset+octet-stream");
+    }
+    for (k, v) in extra {
+        r = r.header(*k, v);
+    }
+    if let Some(b) = body {
+        r = r.body(b.to_vec());
+    }
+    r.send().await.unwrap()
+}
+
+async fn offset_of(http: &reqwest::Client, url: &str) -> u64 {
+    let r = tus(http, "HEAD", url, None, None, &[]).await;
+    assert_eq!(r.status(), 200);
+    r.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn problem(r: reqwest::Response) -> (u16, String) {
+    let code = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(ct, "application/problem+json", "{code} {body}");
+    (code, body["code"].as_str().unwrap_or_default().to_string())
+}
+
+/// Uploads `bytes` whole through creation-with-upload; returns the answer.
+pub async fn upload_all(http: &reqwest::Client, url: &str, bytes: &[u8]) -> reqwest::Response {
+    tus(
+        http,
+        "POST",
+        url,
+        None,
+        Some(bytes),
+        &[
+            ("Upload-Length", bytes.len().to_string()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_photo_resumes_is_checked_kept_and_replayed_to_ofsc() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let photo = samples::photo(1200, 900, 1, Some(6));
+    let (code, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "g1").await;
+    assert_eq!(code, 201, "{g}");
+    let (code, again) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "g1").await;
+    assert_eq!((code, &again), (201, &g), "idempotent grant");
+    let url = url_of(&g);
+    let http = &stack.app.http;
+    let created = tus(
+        http,
+        "POST",
+        &url,
+        None,
+        None,
+        &[("Upload-Length", photo.len().to_string())],
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    assert!(created.headers().contains_key("location"));
+    let cut = photo.len() * 6 / 10;
+    let r = tus(
+        http,
+        "PATCH",
+        &url,
+        Some(0),
+        Some(&photo[..cut]),
+        &[(
+            "Upload-Checksum",
+            format!("sha256 {}", b64_sha(&photo[..cut])),
+        )],
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(offset_of(http, &url).await, cut as u64);
+    let r = tus(
+        http,
+        "PATCH",
+        &url,
+        Some(cut as u64),
+        Some(&photo[cut..]),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    assert_eq!(
+        offset_of(http, &url).await,
+        photo.len() as u64,
+        "HEAD after completion"
+    );
+    // Single use: nothing more through this grant.
+    let (code, c) = problem(
+        tus(
+            http,
+            "PATCH",
+            &url,
+            Some(photo.len() as u64),
+            Some(b"x"),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((code, c.as_str()), (403, "grant-used"));
+
+    let list: Value = stack
+        .app
+        .call(
+            "get",
+            &format!("/activities/{id}/attachments"),
+            Some(&s.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let item = &list["items"][0];
+    assert_eq!(item["state"], "complete");
+    assert_eq!(
+        (item["width"].as_u64(), item["height"].as_u64()),
+        (Some(1200), Some(900))
+    );
+    let att = item["attachmentId"].as_str().unwrap();
+    let thumb = stack
+        .app
+        .call(
+            "get",
+            &format!("/attachments/{att}/thumbnail"),
+            Some(&s.access),
+        )
+        .await;
+    assert_eq!(thumb.status(), 200);
+    assert_eq!(thumb.headers()["x-content-type-options"], "nosniff");
+    assert!(thumb.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    let t = image::load_from_memory(&thumb.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (t.width(), t.height()),
+        (240, 320),
+        "upright, longest side 320"
+    );
+    let original = stack
+        .app
+        .call(
+            "get",
+            &format!("/attachments/{att}/content"),
+            Some(&s.access),
+        )
+        .await;
+    assert_eq!(
+        original.bytes().await.unwrap().as_ref(),
+        photo.as_slice(),
+        "kept byte-exact"
+    );
+    // Another technician cannot see it.
+    let other = stack.app.login("tech2").await;
+    assert_eq!(
+        stack
+            .app
+            .call(
+                "get",
+                &format!("/attachments/{att}/content"),
+                Some(&other.access)
+            )
+            .await
+            .status(),
+        404
+    );
+
+    let op = item["opId"].as_str().unwrap().to_string();
+    let done = stack.settle(&s, &[op], Duration::from_secs(20)).await;
+    assert_eq!(done[0]["state"], "applied", "{done:?}");
+    let stored = stack.sim.client.get_file(id, "XA_PHOTO").await.unwrap();
+    assert_eq!(stored.as_ref(), photo.as_slice());
+}
+
+#[tokio::test]
+async fn every_status_code_of_the_protocol() {
+    let stack = Stack::start_with(|s| {
+        s.uploads.upload_ttl_secs = 2;
+    })
+    .await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let http = &stack.app.http;
+    let photo = samples::photo(300, 200, 2, None);
+    let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "a").await;
+    let url = url_of(&g);
+
+    let r = http.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 412, "no Tus-Resumable");
+    assert_eq!(r.headers()["tus-version"], "1.0.0");
+    let (code, _) = problem(
+        http.patch(&url)
+            .header("Tus-Resumable", "0.2.2")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 412);
+    let (code, c) = problem(
+        tus(
+            http,
+            "POST",
+            &url,
+            None,
+            None,
+            &[("Upload-Length", (photo.len() + 1).to_string())],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((code, c.as_str()), (413, "upload-too-large"));
+    let (code, _) = problem(
+        tus(
+            http,
+            "PATCH",
+            &url,
+            None,
+            Some(&photo),
+            &[
+                ("Upload-Offset", "0".into()),
+                ("Content-Type", "image/jpeg".into()),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(code, 415);
+    let (code, c) = problem(tus(http, "PATCH", &url, Some(5), Some(&photo), &[]).await).await;
+    assert_eq!((code, c.as_str()), (409, "offset-mismatch"));
+    let (code, c) = problem(
+        tus(
+            http,
+            "PATCH",
+            &url,
+            Some(0),
+            Some(&photo[..100]),
+            &[("Upload-Checksum", format!("sha256 {}", b64_sha(b"other")))],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((code, c.as_str()), (460, "checksum-mismatch"));
+    assert_eq!(
+        offset_of(http, &url).await,
+        0,
+        "a bad chunk does not move the offset"
+    );
+    let mut long = photo.clone();
+    long.extend_from_slice(b"more");
+    let (code, _) = problem(tus(http, "PATCH", &url, Some(0), Some(&long), &[]).await).await;
+    assert_eq!(code, 413);
+    assert_eq!(offset_of(http, &url).await, 0);
+    // Termination.
+    let r = tus(http, "PATCH", &url, Some(0), Some(&photo[..50]), &[]).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        tus(http, "DELETE", &url, None, None, &[]).await.status(),
+        204
+    );
+    assert_eq!(tus(http, "HEAD", &url, None, None, &[]).await.status(), 404);
+    // Expiration: a started upload left alone past its life is gone.
+    let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "b").await;
+    let url = url_of(&g);
+    assert_eq!(
+        tus(http, "PATCH", &url, Some(0), Some(&photo[..50]), &[])
+            .await
+            .status(),
+        204
+    );
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (code, c) =
+        problem(tus(http, "PATCH", &url, Some(50), Some(&photo[50..]), &[]).await).await;
+    assert_eq!((code, c.as_str()), (410, "upload-expired"));
+    let att = g["attachmentId"].as_str().unwrap();
+    assert!(!stack.app.state.files.partial(att).exists(), "purged");
+    // Grant-time checks.
+    let (code, _) = grant(&stack, &s, id, "signature", "image/jpeg", &photo, "c").await;
+    assert_eq!(code, 415, "a signature is a PNG");
+    let big = vec![0u8; 600 * 1024];
+    let (code, _) = grant(&stack, &s, id, "signature", "image/png", &big, "d").await;
+    assert_eq!(code, 413);
+}
+
+#[tokio::test]
+async fn tampered_and_expired_grants_are_403() {
+    let stack = Stack::start_with(|s| {
+        s.uploads.grant_ttl_secs = 1;
+        s.uploads.skew_secs = 0;
+    })
+    .await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let http = &stack.app.http;
+    let photo = samples::photo(64, 64, 3, None);
+    let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "t").await;
+    let url = url_of(&g);
+    let (base, query) = url.split_once('?').unwrap();
+    for field in ["m", "uid", "did", "exp", "len", "typ", "sha", "kid", "sig"] {
+        let changed: Vec<String> = query
+            .split('&')
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                if k == field {
+                    // Change the last character.
+                    let stem = &v[..v.len() - 1];
+                    let last = if v.ends_with('0') { '1' } else { '0' };
+                    format!("{k}={stem}{last}")
+                } else {
+                    p.to_string()
+                }
+            })
+            .collect();
+        let tampered = format!("{base}?{}", changed.join("&"));
+        let (code, c) = problem(tus(http, "HEAD", &tampered, None, None, &[]).await).await;
+        assert_eq!(code, 403, "{field}: {c}");
+    }
+    let other_att = base.replace(g["attachmentId"].as_str().unwrap(), "att_00000000000000ff");
+    assert_eq!(
+        tus(
+            http,
+            "HEAD",
+            &format!("{other_att}?{query}"),
+            None,
+            None,
+            &[]
+        )
+        .await
+        .status(),
+        404
+    );
+    let (code, _) = problem(tus(http, "HEAD", base, None, None, &[]).await).await;
+    assert_eq!(code, 403, "no signature");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (code, c) = problem(tus(http, "PATCH", &url, Some(0), Some(&photo), &[]).await).await;
+    assert_eq!((code, c.as_str()), (403, "grant-expired"));
+}
+
+/// Sends a PATCH over a raw socket: headers, `send` bytes of `body`, then waits `hold` and
+/// either sends the rest or drops the connection.
+fn raw_patch(
+    port: u16,
+    url: &str,
+    offset: u64,
+    body: &[u8],
+    send: usize,
+    hold: Duration,
+    finish: bool,
+) -> Option<String> {
+    let path = url.split_once(&format!("127.0.0.1:{port}")).unwrap().1;
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).unwrap();
+    sock.write_all(&body[..send]).unwrap();
+    sock.flush().unwrap();
+    std::thread::sleep(hold);
+    if !finish {
+        return None;
+    }
+    sock.write_all(&body[send..]).unwrap();
+    let mut answer = String::new();
+    let _ = sock.read_to_string(&mut answer);
+    Some(answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_resumes_where_it_stopped_and_racing_patches_get_one_409() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let http = &stack.app.http;
+    let photo = samples::photo(800, 600, 4, None);
+    let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "cut").await;
+    let url = url_of(&g);
+    assert_eq!(
+        tus(
+            http,
+            "POST",
+            &url,
+            None,
+            None,
+            &[("Upload-Length", photo.len().to_string())]
+        )
+        .await
+        .status(),
+        201
+    );
+    // The connection drops at 60 %.
+    let sixty = photo.len() * 6 / 10;
+    let (port, u, p) = (stack.app.port, url.clone(), photo.clone());
+    tokio::task::spawn_blocking(move || {
+        raw_patch(port, &u, 0, &p, sixty, Duration::from_millis(300), false)
+    })
+    .await
+    .unwrap();
+    let mut resumed_at = 0;
+    for _ in 0..50 {
+        resumed_at = offset_of(http, &url).await;
+        if resumed_at == sixty as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(resumed_at, sixty as u64, "resumes from 60 %");
+
+    // Two PATCHes race at one offset: the slow one holds the upload, the other gets 409.
+    let (u, p) = (url.clone(), photo[sixty..].to_vec());
+    let slow = tokio::task::spawn_blocking(move || {
+        raw_patch(
+            port,
+            &u,
+            sixty as u64,
+            &p,
+            1000,
+            Duration::from_millis(800),
+            true,
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, c) = problem(
+        tus(
+            http,
+            "PATCH",
+            &url,
+            Some(sixty as u64),
+            Some(&photo[sixty..]),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((code, c.as_str()), (409, "upload-locked"));
+    let answer = slow.await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    let list: Value = stack
+        .app
+        .call(
+            "get",
+            &format!("/activities/{id}/attachments"),
+            Some(&s.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["state"], "complete");
+    let att = list["items"][0]["attachmentId"].as_str().unwrap();
+    let original = stack
+        .app
+        .call(
+            "get",
+            &format!("/attachments/{att}/content"),
+            Some(&s.access),
+        )
+        .await;
+    assert_eq!(
+        original.bytes().await.unwrap().as_ref(),
+        photo.as_slice(),
+        "no interleaved bytes"
+    );
+}
+
+#[tokio::test]
+async fn bombs_and_lies_are_refused_and_deleted() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let http = &stack.app.http;
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images");
+    let jpeg = samples::photo(400, 300, 5, None);
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "claims 100000x100000",
+            "image/png",
+            std::fs::read(assets.join("bomb-claims-100000.png")).unwrap(),
+            422,
+            "image-too-large",
+        ),
+        (
+            "20000x20000 zeros",
+            "image/png",
+            std::fs::read(assets.join("bomb-zeros-20000.png")).unwrap(),
+            422,
+            "image-too-large",
+        ),
+        (
+            "truncated JPEG",
+            "image/jpeg",
+            jpeg[..jpeg.len() / 2].to_vec(),
+            422,
+            "invalid-image",
+        ),
+        (
+            "HTML named .jpg",
+            "image/jpeg",
+            std::fs::read(assets.join("not-an-image.jpg")).unwrap(),
+            415,
+            "unsupported-image",
+        ),
+        (
+            "a PNG said to be a JPEG",
+            "image/jpeg",
+            samples::signature(300, 100),
+            415,
+            "content-type-mismatch",
+        ),
+    ];
+    for (n, (what, ct, bytes, want, code_want)) in cases.into_iter().enumerate() {
+        let (code, g) = grant(&stack, &s, id, "photo", ct, &bytes, &format!("bomb{n}")).await;
+        assert_eq!(code, 201, "{what}: {g}");
+        let (code, c) = problem(upload_all(http, &url_of(&g), &bytes).await).await;
+        assert_eq!((code, c.as_str()), (want, code_want), "{what}");
+        let att = g["attachmentId"].as_str().unwrap();
+        assert!(
+            !stack.app.state.files.partial(att).exists(),
+            "{what}: deleted"
+        );
+    }
+    // A body that is not the granted one.
+    let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &jpeg, "swap").await;
+    let mut other = jpeg.clone();
+    other[100] ^= 0xff;
+    let (code, c) = problem(upload_all(http, &url_of(&g), &other).await).await;
+    assert_eq!((code, c.as_str()), (422, "file-checksum-mismatch"));
+    let list: Value = stack
+        .app
+        .call(
+            "get",
+            &format!("/activities/{id}/attachments"),
+            Some(&s.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] == "rejected"),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn a_photo_over_5_mb_is_downscaled_for_ofsc_and_kept_whole_here() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let mut side = 2600;
+    let photo = loop {
+        let p = samples::photo(side, side * 3 / 4, 6, None);
+        if p.len() > 5_200_000 {
+            break p;
+        }
+        side += 600;
+    };
+    let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "big").await;
+    let r = upload_all(&stack.app.http, &url_of(&g), &photo).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let list: Value = stack
+        .app
+        .call(
+            "get",
+            &format!("/activities/{id}/attachments"),
+            Some(&s.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let op = list["items"][0]["opId"].as_str().unwrap().to_string();
+    let done = stack.settle(&s, &[op], Duration::from_secs(60)).await;
+    assert_eq!(done[0]["state"], "applied", "{done:?}");
+    let stored = stack.sim.client.get_file(id, "XA_PHOTO").await.unwrap();
+    assert!(
+        stored.len() <= 5_000_000 && stored.len() < photo.len(),
+        "{} bytes in OFSC",
+        stored.len()
+    );
+    let img = image::load_from_memory(&stored).unwrap();
+    assert!(img.width() < side);
+    let att = list["items"][0]["attachmentId"].as_str().unwrap();
+    let original = stack
+        .app
+        .call(
+            "get",
+            &format!("/attachments/{att}/content"),
+            Some(&s.access),
+        )
+        .await;
+    assert_eq!(original.bytes().await.unwrap().len(), photo.len());
+}
