@@ -124,7 +124,7 @@ pub fn list(
 }
 
 /// The evidence of an approval, from the activity's timeline: status moves with their times,
-/// the location at completion, notes and parts. Attachments join when uploads exist.
+/// the location at completion, notes, parts, and the photos and signature with their links.
 pub fn evidence(store: &dyn Storage, a: &Approval) -> Result<Value, StoreError> {
     let ops = outbox::activity_ops(store, a.activity_id)?;
     let live = |o: &Op| {
@@ -169,12 +169,24 @@ pub fn evidence(store: &dyn Storage, a: &Approval) -> Result<Value, StoreError> 
             _ => {}
         }
     }
+    let attachments: Vec<Value> = crate::uploads::of_activity(store, a.activity_id)?
+        .iter()
+        .filter(|x| x.state == crate::uploads::UploadState::Complete)
+        .map(|x| {
+            json!({
+                "attachmentId": x.id, "kind": x.kind, "contentType": x.content_type,
+                "capturedAt": x.captured_at, "width": x.width, "height": x.height,
+                "thumbnailUrl": format!("/attachments/{}/thumbnail", x.id),
+                "contentUrl": format!("/attachments/{}/content", x.id),
+            })
+        })
+        .collect();
     Ok(json!({
         "timeline": timeline,
         "parts": parts,
         "notes": notes,
         "locationAtCompletion": location,
-        "attachments": [],
+        "attachments": attachments,
     }))
 }
 

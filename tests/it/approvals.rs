@@ -95,6 +95,29 @@ async fn an_approval_holds_the_evidence_and_approving_writes_the_properties() {
     let (_, pull0) = call(&stack, &tech, "get", "/sync/pull", None, "-").await;
     let cursor = pull0["nextCursor"].as_str().unwrap().to_string();
     let (id, approval) = complete_first_stop(&stack, &tech, "tech1").await;
+    // Proof of work: a photo and the customer's signature.
+    for (n, (kind, ct, bytes)) in [
+        (
+            "photo",
+            "image/jpeg",
+            fieldsync::uploads::samples::photo(400, 300, 7, None),
+        ),
+        (
+            "signature",
+            "image/png",
+            fieldsync::uploads::samples::signature(600, 200),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (code, g) =
+            crate::uploads::grant(&stack, &tech, id, kind, ct, &bytes, &format!("proof{n}")).await;
+        assert_eq!(code, 201, "{g}");
+        let url = g["upload"]["url"].as_str().unwrap();
+        let done = crate::uploads::upload_all(&stack.app.http, url, &bytes).await;
+        assert_eq!(done.status(), 201);
+    }
     let sup = stack.app.login("super1").await;
 
     let (code, one) = call(
@@ -128,6 +151,18 @@ async fn an_approval_holds_the_evidence_and_approving_writes_the_properties() {
         .map(|n| n["text"].as_str().unwrap())
         .collect();
     assert_eq!(notes, ["gate code 1234", "replaced the ONT"]);
+    let proof = ev["attachments"].as_array().unwrap();
+    let kinds: Vec<&str> = proof.iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["photo", "signature"]);
+    let thumb = stack
+        .app
+        .call(
+            "get",
+            proof[1]["thumbnailUrl"].as_str().unwrap(),
+            Some(&sup.access),
+        )
+        .await;
+    assert_eq!(thumb.status(), 200, "the supervisor sees the thumbnail");
 
     let decision = json!({"decision": "approve", "comment": "clean install"});
     let (code, first) = call(
@@ -247,10 +282,20 @@ async fn an_approval_holds_the_evidence_and_approving_writes_the_properties() {
         .collect();
     assert_eq!(
         actions,
-        ["status", "status", "parts", "status", "approval.decide"],
+        [
+            "status",
+            "status",
+            "parts",
+            "status",
+            "attachment.grant",
+            "upload",
+            "attachment.grant",
+            "upload",
+            "approval.decide"
+        ],
         "{audit}"
     );
-    let decided = &audit["items"][4];
+    let decided = &audit["items"][8];
     assert_eq!(decided["user"], "super1");
     assert_eq!(decided["role"], "supervisor");
     assert!(decided["requestId"].as_str().is_some_and(|r| !r.is_empty()));

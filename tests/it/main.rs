@@ -19,5 +19,6 @@ mod spec;
 mod status;
 mod sync;
 mod tidy;
+mod upload_crash;
 mod uploads;
 mod webhooks;

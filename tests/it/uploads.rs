@@ -429,7 +429,7 @@ async fn tampered_and_expired_grants_are_403() {
 
 /// Sends a PATCH over a raw socket: headers, `send` bytes of `body`, then waits `hold` and
 /// either sends the rest or drops the connection.
-fn raw_patch(
+pub fn raw_patch(
     port: u16,
     url: &str,
     offset: u64,
@@ -685,4 +685,68 @@ async fn a_photo_over_5_mb_is_downscaled_for_ofsc_and_kept_whole_here() {
         )
         .await;
     assert_eq!(original.bytes().await.unwrap().len(), photo.len());
+}
+
+#[tokio::test]
+async fn grants_signed_with_a_rotated_out_key_still_verify() {
+    use fieldsync::config::{Secret, UploadKey};
+    use fieldsync::uploads::grant::{self, GrantFields, SigningKey};
+    let stack = Stack::start_with(|s| {
+        s.uploads.keys = vec![
+            UploadKey {
+                kid: "k2".into(),
+                secret: Secret::new("new-key"),
+            },
+            UploadKey {
+                kid: "k1".into(),
+                secret: Secret::new("old-key"),
+            },
+        ];
+    })
+    .await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let photo = samples::photo(64, 64, 8, None);
+    let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "rot").await;
+    let url = url_of(&g);
+    let (base, query) = url.split_once('?').unwrap();
+    let q = grant::parse_query(query).unwrap();
+    assert_eq!(q["kid"], "k2", "the newest key signs");
+    let fields = GrantFields {
+        method: q["m"].clone(),
+        attachment_id: g["attachmentId"].as_str().unwrap().into(),
+        user_id: q["uid"].clone(),
+        device_id: q["did"].clone(),
+        expires: q["exp"].parse().unwrap(),
+        size: q["len"].parse().unwrap(),
+        content_type: q["typ"].clone(),
+        sha256: q["sha"].clone(),
+    };
+    let sign = |kid: &str, secret: &str| {
+        let key = SigningKey {
+            kid: kid.into(),
+            secret: secret.as_bytes().to_vec(),
+        };
+        format!("{base}?{}", grant::sign(&key, &fields).unwrap())
+    };
+    let http = &stack.app.http;
+    assert_eq!(
+        tus(http, "HEAD", &sign("k1", "old-key"), None, None, &[])
+            .await
+            .status(),
+        200,
+        "issued before the rotation"
+    );
+    assert_eq!(
+        tus(http, "HEAD", &sign("k9", "old-key"), None, None, &[])
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        tus(http, "HEAD", &sign("k1", "guess"), None, None, &[])
+            .await
+            .status(),
+        403
+    );
 }
