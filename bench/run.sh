@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh - fieldsync benchmarks side by side with their references, on 127.0.0.1.
-#   bash bench/run.sh [routes|ingest|push|replay|all]      (env: SECS=10 RUNS=3)
+#   bash bench/run.sh [routes|ingest|push|replay|upload|all]      (env: SECS=10 RUNS=3)
 # Installs nginx-light, wrk and PostgreSQL from Debian if missing, builds the release binary,
 # and prints RESULT lines. See bench/README.md for what each figure means and the targets.
 set -euo pipefail
@@ -120,9 +120,54 @@ bench_replay() {
   stop_stack
 }
 
+bench_upload() {
+  # (a) the disk's ceiling: 8 writers, each writing 5 MiB files with write + fdatasync.
+  cat > "$W/fsync.py" <<'PY'
+import os, sys, time
+d, secs, i = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+buf = os.urandom(5 << 20); n = 0; t0 = time.perf_counter()
+while time.perf_counter() - t0 < secs:
+    p = os.path.join(d, f"{i}-{n}.bin"); fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, buf); os.fdatasync(fd); os.close(fd); os.unlink(p); n += 1
+print(n * len(buf) / (time.perf_counter() - t0) / 1e6)
+PY
+  mkdir -p "$W/fsync"
+  # (b) a real peer: @tus/server with its file store, from npm.
+  if [ ! -d "$W/../fieldsync-tusd/node_modules/@tus/server" ]; then
+    mkdir -p "$W/../fieldsync-tusd" && (cd "$W/../fieldsync-tusd" && npm install --silent @tus/server @tus/file-store >/dev/null)
+  fi
+  cat > "$W/../fieldsync-tusd/server.mjs" <<'JS'
+import { Server } from '@tus/server'
+import { FileStore } from '@tus/file-store'
+const server = new Server({ path: '/files', datastore: new FileStore({ directory: process.argv[2] }) })
+server.listen({ host: '127.0.0.1', port: Number(process.argv[3]) })
+JS
+  # Replay off: the upload path is measured, not the downscale for OFSC that follows.
+  start_stack false
+  for _ in $(seq "$RUNS"); do
+    : > "$W/fsync.runs"
+    WRITERS=()
+    for i in $(seq 8); do python3 "$W/fsync.py" "$W/fsync" "$SECS" "$i" >> "$W/fsync.runs" & WRITERS+=($!); done
+    wait "${WRITERS[@]}"
+    echo "RESULT fdatasync_5MiB_files writers=8: MB/s=$(awk '{s+=$1} END{printf "%.1f", s}' "$W/fsync.runs")"
+    "$LOAD" upload --url http://127.0.0.1:$APP_PORT --target fieldsync --token "$TOKEN" --date "$DATE" --devices 8 --secs "$SECS" --mib 5
+  done
+  echo "RESULT fieldsync_peak_rss_mib=$(awk '/VmHWM/{printf "%.1f", $2/1024}' "/proc/$APP/status")"
+  stop_stack
+  rm -rf "$W/tusfiles"; mkdir -p "$W/tusfiles"
+  node "$W/../fieldsync-tusd/server.mjs" "$W/tusfiles" 18095 2>"$W/tusd.log" & PIDS+=($!)
+  sleep 1
+  for _ in $(seq "$RUNS"); do
+    "$LOAD" upload --url http://127.0.0.1:18095 --target tus --devices 8 --secs "$SECS" --mib 5
+    rm -rf "$W/tusfiles"/*
+  done
+  stop_stack
+}
+
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, SECS=$SECS RUNS=$RUNS, client and servers share the machine"
 case "$WHAT" in
   routes) bench_routes ;; ingest) bench_ingest ;; push) bench_push ;; replay) bench_replay ;;
-  all) bench_routes; bench_ingest; bench_push; bench_replay ;;
+  upload) bench_upload ;;
+  all) bench_routes; bench_ingest; bench_push; bench_replay; bench_upload ;;
   *) echo "usage: bash bench/run.sh [routes|ingest|push|replay|all]" >&2; exit 2 ;;
 esac

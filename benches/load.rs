@@ -10,7 +10,10 @@
 //! - `enqueue --url U --token T --date D --resources N --per-route K`: queues K writes per route;
 //! - `drain --url U --token T`: waits until the queue is empty; prints ops/s;
 //! - `steady --url U --token T --date D --resources N --rate R --secs S`: R writes/s, then the
-//!   replay-lag p99 from `/metrics`.
+//!   replay-lag p99 from `/metrics`;
+//! - `upload --url U --target fieldsync|tus --token T --date D --devices C --secs S --mib M`:
+//!   C devices each uploading M MiB photos in a loop (fieldsync: a grant, then tus
+//!   creation-with-upload at the signed URL; tus: creation-with-upload at `U/files`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -490,6 +493,106 @@ async fn warm(m: &HashMap<String, String>) {
     println!("# warmed {n} routes");
 }
 
+/// A pool of distinct photos of about `mib` MiB: (bytes, sha256 hex).
+fn photos(n: usize, mib: usize) -> Vec<(bytes::Bytes, String)> {
+    use sha2::Digest;
+    // Noise JPEGs take about 1.26 bytes per pixel at the sample quality.
+    let px = (mib * 1024 * 1024) as f64 / 1.26;
+    let w = (px * 4.0 / 3.0).sqrt() as u32;
+    let h = w * 3 / 4;
+    (0..n)
+        .map(|i| {
+            let b = fieldsync::uploads::samples::photo(w, h, 100 + i as u64, None);
+            let sha = hex::encode(sha2::Sha256::digest(&b));
+            (bytes::Bytes::from(b), sha)
+        })
+        .collect()
+}
+
+async fn upload(m: &HashMap<String, String>) {
+    let c = Arc::new(Client::new(m));
+    let target = m
+        .get("target")
+        .cloned()
+        .unwrap_or_else(|| "fieldsync".into());
+    let date = m.get("date").cloned().unwrap_or_default();
+    let devices: usize = get(m, "devices", 8);
+    let secs: u64 = get(m, "secs", 10);
+    let mib: usize = get(m, "mib", 5);
+    let pool = Arc::new(photos(devices, mib));
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let bytes_done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..devices {
+        let (c, pool, run, target, date) = (
+            c.clone(),
+            pool.clone(),
+            run.clone(),
+            target.clone(),
+            date.clone(),
+        );
+        let (bytes_done, errors) = (bytes_done.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let (body, sha) = pool[i].clone();
+            let activity = if target == "fieldsync" { c.first_stop(&date, &resource(i)).await } else { 0 };
+            let mut lat = Vec::new();
+            let end = Instant::now() + Duration::from_secs(secs);
+            let mut k = 0;
+            while Instant::now() < end {
+                k += 1;
+                let url = if target == "fieldsync" {
+                    let g: Value = c
+                        .http
+                        .post(format!("{}/activities/{activity}/attachments", c.url))
+                        .bearer_auth(&c.token)
+                        .header("Idempotency-Key", format!("{run}-{i}-{k}"))
+                        .json(&json!({"kind": "photo", "contentType": "image/jpeg", "size": body.len(), "sha256": sha,
+                                      "capturedAt": "2026-11-28T08:00:00Z"}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    g["upload"]["url"].as_str().unwrap_or_default().to_string()
+                } else {
+                    format!("{}/files", c.url)
+                };
+                let t0 = Instant::now();
+                let r = c
+                    .http
+                    .post(&url)
+                    .header("Tus-Resumable", "1.0.0")
+                    .header("Upload-Length", body.len().to_string())
+                    .header("Content-Type", "application/offset+octet-stream")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        lat.push(t0.elapsed());
+                        bytes_done.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let all = sorted_latencies(tasks).await;
+    println!(
+        "RESULT upload_{target} devices={devices} body={mib}MiB secs={secs}: MB/s={:.1} uploads/s={:.1} p50_ms={:.1} p99_ms={:.1} errors={}",
+        bytes_done.load(Ordering::Relaxed) as f64 / 1e6 / secs as f64,
+        all.len() as f64 / secs as f64,
+        pct(&all, 0.5),
+        pct(&all, 0.99),
+        errors.load(Ordering::Relaxed)
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let (cmd, m) = args();
@@ -501,6 +604,7 @@ async fn main() {
         "push" => push(&m).await,
         "drain" => drain(&m).await,
         "steady" => steady(&m).await,
+        "upload" => upload(&m).await,
         other => eprintln!("unknown command {other:?}; see the module docs"),
     }
 }

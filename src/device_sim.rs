@@ -107,6 +107,77 @@ impl Device {
         Ok(req.send().await?.json().await?)
     }
 
+    /// Uploads a photo through its signed tus URL, resuming from the server's offset after
+    /// a failed attempt.
+    async fn upload(&self, url: &str, bytes: &[u8]) -> Result<(), DeviceSimError> {
+        for _ in 0..10 {
+            let head = self
+                .http
+                .head(url)
+                .header("Tus-Resumable", "1.0.0")
+                .send()
+                .await?;
+            if !head.status().is_success() {
+                return Err(DeviceSimError::Protocol(format!(
+                    "upload answered {}",
+                    head.status()
+                )));
+            }
+            let offset: usize = head
+                .headers()
+                .get("upload-offset")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if offset >= bytes.len() {
+                return Ok(());
+            }
+            let sent = self
+                .http
+                .patch(url)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Offset", offset.to_string())
+                .header("Content-Type", "application/offset+octet-stream")
+                .body(bytes[offset..].to_vec())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().as_u16() == 204 => return Ok(()),
+                Ok(r) if r.status().is_client_error() && r.status().as_u16() != 409 => {
+                    return Err(DeviceSimError::Protocol(format!(
+                        "upload refused: {}",
+                        r.status()
+                    )))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        Err(DeviceSimError::Protocol("upload never finished".into()))
+    }
+
+    /// The op that sends an uploaded attachment to OFSC.
+    async fn attachment_op(
+        &self,
+        activity: i64,
+        attachment: &str,
+    ) -> Result<Option<String>, DeviceSimError> {
+        let list: Value = self
+            .http
+            .get(format!("{}/activities/{activity}/attachments", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["attachmentId"] == attachment)
+            .and_then(|a| a["opId"].as_str())
+            .map(str::to_string))
+    }
+
     async fn push(&self, ops: &[Value]) -> Result<Value, DeviceSimError> {
         let body = json!({"deviceId": self.device, "deviceTime": chrono::Utc::now().to_rfc3339(), "ops": ops});
         let resp = self
@@ -127,13 +198,21 @@ impl Device {
 }
 
 /// The day a technician works offline: for every stop, en route, arrived, started, cable
-/// used (a `parts` entry), completed.
+/// used (a `parts` entry), a photo of the work (an `attachment`, uploaded once back online),
+/// completed.
 fn plan_day(
     stops: &[Value],
     offline: Duration,
     rng: &mut StdRng,
 ) -> Vec<(i64, &'static str, chrono::DateTime<chrono::Utc>)> {
-    let moves = ["enroute", "arrived", "started", "parts", "completed"];
+    let moves = [
+        "enroute",
+        "arrived",
+        "started",
+        "parts",
+        "photo",
+        "completed",
+    ];
     let total = (stops.len() * moves.len()).max(1) as f64;
     let start = chrono::Utc::now() - chrono::Duration::from_std(offline).unwrap_or_default();
     let step = offline.as_secs_f64() / total;
@@ -185,12 +264,21 @@ async fn run_device(
     let day = plan_day(&stops, cfg.offline, &mut rng);
     let mut ops = Vec::new();
     let mut outcomes = Vec::new();
+    let mut photos = std::collections::HashMap::new();
     for (seq, (id, status, at)) in day.iter().enumerate() {
         let (kind, payload) = match *status {
             "parts" => (
                 "parts",
                 json!({"items": [{"action": "consume", "inventoryType": "CAT6_M", "quantity": rng.gen_range(1..5)}]}),
             ),
+            "photo" => {
+                let bytes = crate::uploads::samples::photo(320, 240, rng.gen(), Some(6));
+                let payload = json!({"kind": "photo", "contentType": "image/jpeg", "size": bytes.len(),
+                    "sha256": hex::encode(sha2::Sha256::digest(&bytes)), "fileName": format!("stop-{id}.jpg"),
+                    "capturedAt": at.to_rfc3339()});
+                photos.insert(format!("{}-{}", dev.device, seq + 1), bytes);
+                ("attachment", payload)
+            }
             _ => ("status", json!({ "status": status })),
         };
         let client_op_id = format!("{}-{}", dev.device, seq + 1);
@@ -213,6 +301,7 @@ async fn run_device(
         .rate
         .map(|r| r / cfg.users.len().max(1) as f64)
         .filter(|r| *r > 0.0);
+    let mut uploads: std::collections::HashMap<String, (String, String)> = Default::default();
     for (b, chunk) in ops.chunks(cfg.batch.max(1)).enumerate() {
         if let Some(r) = per_device {
             tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / r)).await;
@@ -245,7 +334,30 @@ async fn run_device(
                     .map(str::to_string)
                     .or(r["original"]["opId"].as_str().map(str::to_string));
                 o.detail = r["detail"].as_str().map(str::to_string);
+                let grant = if r["upload"].is_object() {
+                    r
+                } else {
+                    &r["original"]
+                };
+                if let (Some(url), Some(att)) = (
+                    grant["upload"]["url"].as_str(),
+                    grant["attachmentId"].as_str(),
+                ) {
+                    uploads.insert(o.client_op_id.clone(), (url.to_string(), att.to_string()));
+                }
             }
+        }
+    }
+    // Photos go up once the grants are in; each then has an op that sends it to OFSC.
+    for o in outcomes.iter_mut().filter(|o| o.status == "photo") {
+        let (Some((url, att)), Some(bytes)) =
+            (uploads.get(&o.client_op_id), photos.get(&o.client_op_id))
+        else {
+            continue;
+        };
+        match dev.upload(url, bytes).await {
+            Ok(()) => o.op_id = dev.attachment_op(o.activity_id, att).await?,
+            Err(e) => o.detail = Some(e.to_string()),
         }
     }
     // Follow the outcomes through sync pull until every queued op has a final state.

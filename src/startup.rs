@@ -90,8 +90,6 @@ pub struct AppState {
     pub uploads: crate::config::UploadSettings,
     pub files: Arc<crate::uploads::Files>,
     pub upload_keys: Vec<crate::uploads::grant::SigningKey>,
-    /// Image decodes at once: each may take a few hundred MB.
-    pub decodes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Serializes validate-then-write per route, so two writes cannot both pass the lifecycle
@@ -211,12 +209,13 @@ impl Application {
         ));
         let stock = Arc::new(Stock::new(store.clone() as Arc<dyn Storage>, ofsc.clone()));
         let files = Arc::new(
-            crate::uploads::Files::new(&settings.server.data_dir).map_err(|e| {
-                StartupError::Store(
-                    settings.server.data_dir.display().to_string(),
-                    e.to_string(),
-                )
-            })?,
+            crate::uploads::Files::new(&settings.server.data_dir, settings.uploads.max_decodes)
+                .map_err(|e| {
+                    StartupError::Store(
+                        settings.server.data_dir.display().to_string(),
+                        e.to_string(),
+                    )
+                })?,
         );
         let upload_keys = crate::uploads::signing_keys(store.as_ref(), &settings.uploads.keys)
             .map_err(|e| StartupError::Store("upload keys".into(), e.to_string()))?;
@@ -277,9 +276,6 @@ impl Application {
             uploads: settings.uploads.clone(),
             files,
             upload_keys,
-            decodes: Arc::new(tokio::sync::Semaphore::new(
-                settings.uploads.max_decodes.max(1),
-            )),
         });
         let listen = settings.server.listen.clone();
         let listener =

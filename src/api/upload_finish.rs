@@ -73,6 +73,7 @@ pub async fn finish(
         return reject(state, a, e).await;
     }
     let permit = state
+        .files
         .decodes
         .clone()
         .acquire_owned()

@@ -48,7 +48,15 @@ impl Replayer {
         let path = files.blob(&a.sha256);
         let rules = *a.kind.rules();
         let content_type = a.content_type.clone();
+        // A downscale decodes the image: it shares the uploads' bound on decodes at once.
+        let permit = files
+            .decodes
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(config)?;
         let (bytes, content_type) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let size = std::fs::metadata(&path).map_err(config)?.len() as usize;
             if size <= OFSC_FILE_LIMIT {
                 Ok((std::fs::read(&path).map_err(config)?, content_type))

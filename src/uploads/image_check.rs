@@ -187,7 +187,10 @@ pub fn fit(path: &Path, rules: &Rules, limit: usize) -> Result<Vec<u8>, ImageRej
     let mut img =
         DynamicImage::from_decoder(decoder).map_err(|e| ImageRejection::Invalid(e.to_string()))?;
     img.apply_orientation(orientation);
-    let mut side = img.width().max(img.height());
+    let full = img.width().max(img.height());
+    // Bytes scale roughly with area: start from the side the file size suggests.
+    let size = std::fs::metadata(path).map_err(io)?.len() as f64;
+    let mut side = ((f64::from(full) * (limit as f64 / size).sqrt() * 0.95) as u32).clamp(16, full);
     for _ in 0..12 {
         let scaled = if side >= img.width().max(img.height()) {
             img.clone()

@@ -126,15 +126,20 @@ pub fn of_activity(store: &dyn Storage, activity: i64) -> Result<Vec<Attachment>
 #[derive(Debug, Clone)]
 pub struct Files {
     root: PathBuf,
+    /// Image decodes at once, for uploads and replay alike: each may take a few hundred MB.
+    pub decodes: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Files {
-    pub fn new(data_dir: &Path) -> std::io::Result<Files> {
+    pub fn new(data_dir: &Path, max_decodes: usize) -> std::io::Result<Files> {
         let root = data_dir.join("files");
         for sub in ["partial", "blobs", "thumbs"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
-        Ok(Files { root })
+        Ok(Files {
+            root,
+            decodes: std::sync::Arc::new(tokio::sync::Semaphore::new(max_decodes.max(1))),
+        })
     }
 
     pub fn partial(&self, id: &str) -> PathBuf {
