@@ -134,7 +134,8 @@ fn build(
             OpKind::Part { .. }
             | OpKind::SetProperties { .. }
             | OpKind::Reopen
-            | OpKind::Attachment { .. } => {
+            | OpKind::Attachment { .. }
+            | OpKind::Location { .. } => {
                 if let Some(id) = id {
                     *pending.entry(id).or_insert(0) += 1;
                 }

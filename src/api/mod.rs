@@ -8,6 +8,7 @@ mod attachments;
 mod audit;
 mod auth;
 mod health;
+mod locations;
 mod me;
 mod metrics;
 mod ops;
@@ -58,6 +59,7 @@ api_routes! {
     get "/activities/{activityId}/parts" => parts::list,
     post "/activities/{activityId}/parts" => parts::record,
     get "/inventory" => parts::van,
+    post "/locations" => locations::record,
     post "/activities/{activityId}/attachments" => attachments::create,
     get "/activities/{activityId}/attachments" => attachments::list,
     get "/attachments/{attachmentId}/thumbnail" => attachments::thumbnail,

@@ -4,6 +4,7 @@
 use super::activities::{self, StatusBody, StatusWrite, SyncTime};
 use super::activity_list::{self, NewActivity};
 use super::attachments::{self, GrantBody};
+use super::locations::{self, FixBody};
 use super::parts::{self, PartsBody, PartsWrite};
 use super::{present, ApiError};
 use crate::auth::policy::{self, Function};
@@ -88,6 +89,7 @@ async fn apply_op(
         "status" => "status",
         "createActivity" => "createActivity",
         "parts" => "parts",
+        "location" => "location",
         _ => "sync",
     };
     let submitter = Submitter::of(
@@ -179,11 +181,11 @@ async fn apply_op(
             attachments::submit_grant(state, who, req, activity, body, submitter).await
         }
         "location" => {
-            return Ok(rejected(
-                op,
-                "kind-not-supported",
-                &format!("{} ops are not supported by this server yet", op.kind),
-            ));
+            let fix: FixBody = match serde_json::from_value(op.payload.clone()) {
+                Ok(b) => b,
+                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
+            };
+            locations::submit_fixes(state, who, vec![fix], from_sync, submitter).await
         }
         other => {
             return Ok(rejected(

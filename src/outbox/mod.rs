@@ -3,7 +3,7 @@
 
 mod record;
 
-pub use record::{Location, Op, OpKind, OpState};
+pub use record::{Fix, Location, Op, OpKind, OpState};
 
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::{Storage, StorageExt, StoreError, Tree, TxExt};

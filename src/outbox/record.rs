@@ -53,6 +53,17 @@ pub struct Location {
     pub accuracy: Option<f64>,
 }
 
+/// One GPS fix from a device.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fix {
+    pub lat: f64,
+    pub lng: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    pub time: DateTime<FixedOffset>,
+}
+
 /// What the op does in OFSC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -85,6 +96,8 @@ pub enum OpKind {
     },
     /// OFSC's `reopen` action: the work comes back as a new pending activity.
     Reopen,
+    /// `POST /resources/custom-actions/setPositions`: the technician's GPS fixes.
+    Location { fixes: Vec<Fix> },
     /// `PUT /activities/{id}/{label}`: a completed upload sent to an OFSC file property.
     #[serde(rename_all = "camelCase")]
     Attachment {

@@ -313,6 +313,8 @@ impl Replayer {
             OpKind::Part { .. } => self.part_applied(op).await,
             OpKind::SetProperties { .. } => Ok(self.properties_applied(op).await?.then_some(None)),
             OpKind::Attachment { .. } => Ok(self.attachment_applied(op).await?.then_some(None)),
+            // A GPS fix cannot be read back; sent twice it is the same point twice, harmless.
+            OpKind::Location { .. } => Ok(None),
             OpKind::Reopen => {
                 // Without a durable baseline the op was never sent.
                 let Some(before) = op.baseline else {
@@ -374,7 +376,30 @@ impl Replayer {
             OpKind::SetProperties { .. } => self.send_properties(op).await.map(|_| None),
             OpKind::Reopen => self.send_reopen(op).await,
             OpKind::Attachment { .. } => self.send_attachment(op).await.map(|_| None),
+            OpKind::Location { fixes } => self.send_fixes(op, fixes).await.map(|_| None),
         }
+    }
+
+    async fn send_fixes(&self, op: &Op, fixes: &[outbox::Fix]) -> Result<(), OfscError> {
+        let items: Vec<crate::ofsc::wire::Position> = fixes
+            .iter()
+            .map(|f| crate::ofsc::wire::Position {
+                resource_id: op.resource_id.clone(),
+                time: f.time.to_rfc3339(),
+                lat: f.lat,
+                lng: f.lng,
+                acc: f.accuracy,
+            })
+            .collect();
+        let r = self.ofsc.set_positions(&items).await?;
+        if r.items_failed > 0 {
+            return Err(OfscError::Rejected {
+                status: 400,
+                title: "Bad Request".into(),
+                detail: format!("{} positions refused: {:?}", r.items_failed, r.errors),
+            });
+        }
+        Ok(())
     }
 
     /// Records what an applied op produced: a created activity's id, or the moved item.

@@ -285,6 +285,9 @@ const MATRIX: &[Row] = &[
         NotSupervised,
         200,
     ),
+    Row("post", "/locations", Tech, NoObject, 202),
+    Row("post", "/locations", Super, NoObject, 202),
+    Row("post", "/locations", Admin, NoObject, 403),
     Row("get", "/approvals", Tech, NoObject, 403),
     Row("get", "/approvals", Super, NoObject, 200),
     Row("get", "/approvals", Admin, NoObject, 200),
@@ -621,6 +624,15 @@ async fn the_matrix_holds() {
                 .bearer_auth(&session.access)
                 .header("Idempotency-Key", format!("matrix-{n}"))
                 .json(&serde_json::json!({"activityType": "REPAIR", "date": date, "resourceId": resource}))
+                .send()
+                .await
+                .unwrap()
+        } else if *method == "post" && *path == "/locations" {
+            app.http
+                .post(app.url(path))
+                .bearer_auth(&session.access)
+                .header("Idempotency-Key", format!("matrix-{n}"))
+                .json(&serde_json::json!({"items": [{"lat": 40.7, "lng": -74.0}]}))
                 .send()
                 .await
                 .unwrap()

@@ -131,7 +131,7 @@ async fn gaps_checksums_unknown_kinds_and_independent_ops() {
     let ids = stops(&stack, &s, "tech2").await;
     let mut bad = status_op(2, ids[0], "started", now());
     bad["sha256"] = json!("0".repeat(64));
-    let later = json!({"clientOpId": "p-1", "seq": 3, "kind": "location", "activityId": ids[0], "payload": {}, "capturedAt": now().to_rfc3339(), "sha256": sha(&json!({}))});
+    let later = json!({"clientOpId": "p-1", "seq": 3, "kind": "telepathy", "activityId": ids[0], "payload": {}, "capturedAt": now().to_rfc3339(), "sha256": sha(&json!({}))});
     let ops = vec![
         status_op(1, ids[0], "enroute", now()),
         bad,
@@ -145,7 +145,7 @@ async fn gaps_checksums_unknown_kinds_and_independent_ops() {
         "{body}"
     );
     assert_eq!(body["results"][1]["code"], "checksum-mismatch");
-    assert_eq!(body["results"][2]["code"], "kind-not-supported");
+    assert_eq!(body["results"][2]["code"], "unknown-kind");
     assert_eq!(body["gaps"], json!([{"from": 4, "to": 6}]));
     assert_eq!(body["highWater"], 7);
 }
@@ -409,4 +409,50 @@ async fn pulls_interleaved_with_writes_never_skip_or_repeat_and_stay_private() {
         .all(|i| i["activityId"].as_i64().is_none_or(|a| !ids.contains(&a))));
     let reset = pull(&stack, &s, Some("bm90LWEtY3Vyc29y")).await;
     assert_eq!(reset["reset"], true);
+}
+
+#[tokio::test]
+async fn gps_pings_reach_ofsc_from_the_endpoint_and_from_a_batch() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let resp = stack
+        .app
+        .http
+        .post(stack.app.url("/locations"))
+        .bearer_auth(&s.access)
+        .header("Idempotency-Key", "gps-1")
+        .json(&json!({"items": [{"lat": 40.7, "lng": -74.0, "accuracy": 5.0}, {"lat": 40.71, "lng": -74.01}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    let mut ops = vec![body["opId"].as_str().unwrap().to_string()];
+    let bad = stack
+        .app
+        .http
+        .post(stack.app.url("/locations"))
+        .bearer_auth(&s.access)
+        .header("Idempotency-Key", "gps-2")
+        .json(&json!({"items": [{"lat": 91.0, "lng": 0.0}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let payload = json!({"lat": 40.72, "lng": -74.02});
+    let op = json!({"clientOpId": "gps", "seq": 1, "kind": "location", "payload": payload,
+                    "capturedAt": (now() + chrono::Duration::hours(3)).to_rfc3339(), "sha256": sha(&payload)});
+    let (_, pushed) = push(&stack, &s, now() + chrono::Duration::hours(3), vec![op]).await;
+    assert_eq!(pushed["results"][0]["result"], "accepted", "{pushed}");
+    ops.push(pushed["results"][0]["opId"].as_str().unwrap().to_string());
+    let done = stack.settle(&s, &ops, Duration::from_secs(20)).await;
+    assert!(done.iter().all(|o| o["state"] == "applied"), "{done:?}");
+    let sent = stack
+        .sim
+        .ledger()
+        .await
+        .iter()
+        .filter(|e| e["action"] == "setPositions" && e["source"] == "api")
+        .count();
+    assert_eq!(sent, 2);
 }
