@@ -144,6 +144,7 @@ server.listen({ host: '127.0.0.1', port: Number(process.argv[3]) })
 JS
   # Replay off: the upload path is measured, not the downscale for OFSC that follows.
   start_stack false
+  echo "# fieldsync RSS before the uploads: $(rss_mib "$APP") MiB"
   for _ in $(seq "$RUNS"); do
     : > "$W/fsync.runs"
     WRITERS=()
