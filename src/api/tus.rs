@@ -75,6 +75,30 @@ fn admit(state: &AppState, req: &HttpRequest, id: &str) -> Result<Attachment, Ap
     }
 }
 
+/// Takes the upload for this request (one writer at a time: a second one gets 409) and
+/// re-reads it under the lock; a complete upload is not written again.
+fn claim(
+    state: &AppState,
+    id: &str,
+) -> Result<(tokio::sync::OwnedMutexGuard<()>, Attachment), ApiError> {
+    let Ok(guard) = state.lanes.lock("upload", id).try_lock_owned() else {
+        return Err(err(
+            409,
+            "upload-locked",
+            "another request is writing this upload",
+        ));
+    };
+    let a = uploads::get(state.store.as_ref(), id)?.ok_or(ApiError::NotFound)?;
+    if a.state == UploadState::Complete {
+        return Err(err(
+            403,
+            "grant-used",
+            "this upload is complete; the grant was used",
+        ));
+    }
+    Ok((guard, a))
+}
+
 fn purge(state: &AppState, mut a: Attachment) -> Result<(), ApiError> {
     let _ = std::fs::remove_file(state.files.partial(&a.id));
     if a.state != UploadState::Expired {
@@ -131,22 +155,7 @@ pub async fn create(
             format!("the grant is for {} bytes", a.size),
         ));
     }
-    let lock = state.lanes.lock("upload", &a.id);
-    let Ok(_guard) = lock.try_lock() else {
-        return Err(err(
-            409,
-            "upload-locked",
-            "another request is writing this upload",
-        ));
-    };
-    let mut a = uploads::get(state.store.as_ref(), &a.id)?.ok_or(ApiError::NotFound)?;
-    if a.state == UploadState::Complete {
-        return Err(err(
-            403,
-            "grant-used",
-            "this upload is complete; the grant was used",
-        ));
-    }
+    let (_guard, mut a) = claim(&state, &a.id)?;
     if a.state == UploadState::Granted {
         start(&state, &mut a).await?;
     }
@@ -193,22 +202,7 @@ pub async fn patch(
     let offset: u64 = header(&req, "upload-offset")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| err(400, "upload-offset-required", "Upload-Offset is required"))?;
-    let lock = state.lanes.lock("upload", &a.id);
-    let Ok(_guard) = lock.try_lock() else {
-        return Err(err(
-            409,
-            "upload-locked",
-            "another request is writing this upload",
-        ));
-    };
-    let mut a = uploads::get(state.store.as_ref(), &a.id)?.ok_or(ApiError::NotFound)?;
-    if a.state == UploadState::Complete {
-        return Err(err(
-            403,
-            "grant-used",
-            "this upload is complete; the grant was used",
-        ));
-    }
+    let (_guard, mut a) = claim(&state, &a.id)?;
     if offset != a.offset {
         return Err(err(
             409,
@@ -232,18 +226,7 @@ pub async fn terminate(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let a = admit(&state, &req, &path)?;
-    let lock = state.lanes.lock("upload", &a.id);
-    let Ok(_guard) = lock.try_lock() else {
-        return Err(err(
-            409,
-            "upload-locked",
-            "another request is writing this upload",
-        ));
-    };
-    let mut a = uploads::get(state.store.as_ref(), &a.id)?.ok_or(ApiError::NotFound)?;
-    if a.state == UploadState::Complete {
-        return Err(err(403, "grant-used", "this upload is complete"));
-    }
+    let (_guard, mut a) = claim(&state, &a.id)?;
     let _ = tokio::fs::remove_file(state.files.partial(&a.id)).await;
     a.state = UploadState::Terminated;
     uploads::put(state.store.as_ref(), &a)?;
