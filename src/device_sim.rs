@@ -307,6 +307,7 @@ async fn run_device(
             tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / r)).await;
         }
         let mut answer = None;
+        let mut wait = Duration::from_millis(50);
         for _attempt in 0..20 {
             let result = dev.push(chunk).await;
             if rng.gen_bool(cfg.loss.clamp(0.0, 1.0)) {
@@ -316,7 +317,9 @@ async fn run_device(
                 answer = Some(a);
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // The server could not take the batch now (e.g. 503 while OFSC is unreachable).
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
         }
         if rng.gen_bool(cfg.duplicate.clamp(0.0, 1.0)) {
             let _ = dev.push(chunk).await;

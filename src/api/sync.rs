@@ -222,6 +222,9 @@ async fn apply_op(
                    "detail": detail, "allowed": allowed, "activity": current})
         }
         Err(ApiError::Internal(e)) => return Err(ApiError::Internal(e)),
+        // Not the op's fault and not final: the batch answers 503 and the device resends it
+        // (what was accepted before comes back as duplicates).
+        Err(ApiError::OfscUnavailable(e)) => return Err(ApiError::OfscUnavailable(e)),
         Err(e) => rejected(op, e.code(), &e.to_string()),
     })
 }
