@@ -178,7 +178,19 @@ impl Webhooks {
     }
 
     async fn run(self: Arc<Self>) {
+        let mut last_prune = std::time::Instant::now();
         loop {
+            if last_prune.elapsed() > Duration::from_secs(600) {
+                last_prune = std::time::Instant::now();
+                let week_ago = Utc::now() - chrono::Duration::days(7);
+                match prune_delivered(self.store.as_ref(), week_ago) {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(pruned = n, "old webhook deliveries forgotten")
+                    }
+                    Err(e) => tracing::error!(error = %e, "pruning webhook deliveries failed"),
+                    _ => {}
+                }
+            }
             if let Err(e) = self.fan_out().await {
                 tracing::error!(error = %e, "webhook fan-out failed");
             }
@@ -383,6 +395,21 @@ pub fn list(
     Ok((out, more))
 }
 
+/// Forgets deliveries that succeeded before `before` (failed ones stay for operators).
+pub fn prune_delivered(store: &dyn Storage, before: DateTime<Utc>) -> Result<usize, StoreError> {
+    let mut gone = 0;
+    for (k, v) in store.scan_raw(DELIVERIES, b"", None, usize::MAX)? {
+        let Ok(d) = crate::store::record::open::<Delivery>(DELIVERIES, &k, &v) else {
+            continue;
+        };
+        if d.state == DeliveryState::Delivered && d.delivered_at.is_some_and(|t| t < before) {
+            store.remove(DELIVERIES, &k)?;
+            gone += 1;
+        }
+    }
+    Ok(gone)
+}
+
 /// Puts a delivery back in the queue, due now.
 pub fn redeliver(store: &dyn Storage, seq: u64) -> Result<Option<Delivery>, StoreError> {
     let Some(mut d) = store.get::<Delivery>(DELIVERIES, &seq_key(seq))? else {
@@ -415,6 +442,40 @@ mod tests {
         let forged = h.replace("t=1700000000", "t=1700000001");
         assert!(!verify("s3cret", &forged, b"{\"a\":1}", 1_700_000_010, 300));
         assert!(!verify("s3cret", "garbage", b"", 0, 300));
+    }
+
+    #[test]
+    fn only_old_delivered_deliveries_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let now = Utc::now();
+        for (seq, state, at) in [
+            (1, DeliveryState::Delivered, now - chrono::Duration::days(8)),
+            (2, DeliveryState::Delivered, now),
+            (3, DeliveryState::Failed, now - chrono::Duration::days(8)),
+        ] {
+            let d = Delivery {
+                id: delivery_id(seq),
+                seq,
+                event_id: "evt".into(),
+                event_type: "op.applied".into(),
+                url: "http://x".into(),
+                body: "{}".into(),
+                state,
+                attempts: 1,
+                next_at: at,
+                last_status: Some(200),
+                last_error: None,
+                created_at: at,
+                delivered_at: (state == DeliveryState::Delivered).then_some(at),
+            };
+            store.put(DELIVERIES, &seq_key(seq), &d).unwrap();
+        }
+        let gone = prune_delivered(&store, now - chrono::Duration::days(7)).unwrap();
+        assert_eq!(gone, 1);
+        let (left, _) = list(&store, None, None, 10).unwrap();
+        let ids: Vec<u64> = left.iter().map(|d| d.seq).collect();
+        assert_eq!(ids, [3, 2]);
     }
 
     #[test]
