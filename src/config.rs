@@ -146,6 +146,15 @@ pub struct WebhookEndpoint {
     pub events: Vec<String>,
 }
 
+impl WebhookSettings {
+    /// Whether some endpoint receives events of this type.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.endpoints
+            .iter()
+            .any(|e| e.events.iter().any(|x| x == "*" || x == event_type))
+    }
+}
+
 fn all_events() -> Vec<String> {
     vec!["*".into()]
 }
@@ -227,6 +236,7 @@ impl ReplaySettings {
             max_age: Duration::from_secs(self.max_age_hours * 3600),
             base_backoff: Duration::from_millis(self.base_backoff_ms),
             max_backoff: Duration::from_millis(self.max_backoff_ms),
+            announce_ops: true,
         }
     }
 }

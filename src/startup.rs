@@ -229,7 +229,12 @@ impl Application {
                 stock: stock.clone(),
                 files: Some(files.clone()),
             },
-            settings.replay.to_config(),
+            crate::replay::ReplayConfig {
+                announce_ops: ["op.applied", "op.rejected", "op.dead"]
+                    .iter()
+                    .any(|t| settings.webhooks.wants(t)),
+                ..settings.replay.to_config()
+            },
         );
         let webhooks = crate::webhooks::Webhooks::new(
             store.clone() as Arc<dyn Storage>,

@@ -562,15 +562,16 @@ pub fn active_lanes(store: &dyn Storage) -> Result<Vec<(String, String)>, StoreE
 }
 
 /// Saves an op's new state; when it leaves the queue its lane entry goes, and the device
-/// hears about it through the change log, in the same transaction.
-pub fn save_op(store: &dyn Storage, op: &Op) -> Result<(), StoreError> {
+/// hears about it through the change log, in the same transaction. With `announce`, an
+/// outcome is also recorded as a webhook event (only when some endpoint listens: it is one
+/// more write per op).
+pub fn save_op(store: &dyn Storage, op: &Op, announce: bool) -> Result<(), StoreError> {
     let ticket = store.ticket()?;
     let cseq = ticket.id;
-    // Outcomes other systems hear about through webhooks, recorded with the outcome.
     let announce = match op.state {
-        OpState::Applied => Some("op.applied"),
-        OpState::Rejected => Some("op.rejected"),
-        OpState::Dead => Some("op.dead"),
+        OpState::Applied if announce => Some("op.applied"),
+        OpState::Rejected if announce => Some("op.rejected"),
+        OpState::Dead if announce => Some("op.dead"),
         _ => None,
     };
     let event_seq = match announce {
@@ -634,7 +635,7 @@ pub fn discard(store: &dyn Storage, seq: u64) -> Result<Op, StoreError> {
     let mut op = get_op(store, seq)?.ok_or_else(|| StoreError::Aborted("no such op".into()))?;
     op.state = OpState::Discarded;
     op.updated_at = Utc::now();
-    save_op(store, &op)?;
+    save_op(store, &op, false)?;
     Ok(op)
 }
 

@@ -103,6 +103,6 @@ fn lanes_are_fifo_and_enumerable() {
     );
     let mut done = ops[0].clone();
     done.state = OpState::Applied;
-    save_op(&store, &done).unwrap();
+    save_op(&store, &done, true).unwrap();
     assert_eq!(lane_ops(&store, "tech1", "2026-05-04").unwrap().len(), 1);
 }

@@ -28,6 +28,8 @@ pub struct ReplayConfig {
     pub max_age: Duration,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Record op outcomes as webhook events (some endpoint listens to `op.*`).
+    pub announce_ops: bool,
 }
 
 impl Default for ReplayConfig {
@@ -38,6 +40,7 @@ impl Default for ReplayConfig {
             max_age: Duration::from_secs(72 * 3600),
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
+            announce_ops: true,
         }
     }
 }
@@ -204,7 +207,7 @@ impl Replayer {
             let lag = (Utc::now() - op.created_at).num_milliseconds().max(0) as f64 / 1000.0;
             metrics::histogram!("fieldsync_replay_lag_seconds").record(lag);
         }
-        if let Err(e) = outbox::save_op(self.store.as_ref(), op) {
+        if let Err(e) = outbox::save_op(self.store.as_ref(), op, self.cfg.announce_ops) {
             tracing::error!(op = %op.id, error = %e, "cannot record op outcome");
             return Step::Wait(Duration::from_secs(1));
         }
@@ -253,7 +256,7 @@ impl Replayer {
                 failed.state.name()
             ));
             op.updated_at = Utc::now();
-            if let Err(e) = outbox::save_op(self.store.as_ref(), &op) {
+            if let Err(e) = outbox::save_op(self.store.as_ref(), &op, self.cfg.announce_ops) {
                 tracing::error!(op = %op.id, error = %e, "cannot block op");
             }
         }
@@ -502,7 +505,7 @@ impl Replayer {
             return self.finish(&mut op, OpState::Dead).await;
         }
         op.state = OpState::Queued;
-        if let Err(e) = outbox::save_op(self.store.as_ref(), &op) {
+        if let Err(e) = outbox::save_op(self.store.as_ref(), &op, self.cfg.announce_ops) {
             tracing::error!(op = %op.id, error = %e, "cannot record retry");
         }
         tracing::debug!(op = %op.id, error = ?op.last_error, ?wait, "op will be retried");
