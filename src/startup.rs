@@ -98,8 +98,15 @@ pub struct AppState {
 pub struct LaneLocks(Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
 impl LaneLocks {
+    /// Above this many entries, the locks nobody holds are forgotten (routes of past days,
+    /// finished uploads).
+    const PRUNE_ABOVE: usize = 4096;
+
     pub fn lock(&self, resource: &str, date: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > Self::PRUNE_ABOVE {
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+        }
         map.entry(format!("{resource}\u{0}{date}"))
             .or_default()
             .clone()
@@ -463,4 +470,22 @@ fn tracing_actix() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%{method}xi %U %s %Dms rid=%{x-request-id}o")
         .custom_request_replace("method", |req| req.method().to_string())
         .exclude("/healthz")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LaneLocks;
+
+    #[test]
+    fn lane_locks_forget_the_ones_nobody_holds() {
+        let locks = LaneLocks::default();
+        let held = locks.lock("tech1", "2026-11-28");
+        for n in 0..=LaneLocks::PRUNE_ABOVE {
+            drop(locks.lock("upload", &n.to_string()));
+        }
+        let again = locks.lock("tech1", "2026-11-28");
+        assert!(std::sync::Arc::ptr_eq(&held, &again), "a held lock is kept");
+        let size = locks.0.lock().unwrap().len();
+        assert!(size <= 3, "{size} entries left");
+    }
 }
