@@ -262,6 +262,46 @@ fn read_password() -> Result<String, String> {
     Ok(pw)
 }
 
+/// Who acts through `fieldsync users`: an operator at the server's shell, for the audit trail.
+fn operator() -> fieldsync::auth::Principal {
+    let login = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    fieldsync::auth::Principal {
+        user_id: format!("cli:{login}"),
+        username: format!("cli:{login}"),
+        name: login,
+        role: fieldsync::auth::Role::Admin,
+        resource_id: None,
+        oversees: vec![],
+        oversees_parent: None,
+        device_id: "command-line".into(),
+        family: String::new(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// Records an administrative change made from the command line.
+fn audit_cli(
+    s: &dyn fieldsync::store::Storage,
+    action: &str,
+    username: &str,
+) -> Result<(), String> {
+    let who = operator();
+    fieldsync::audit::record(
+        s,
+        &who,
+        fieldsync::audit::Event {
+            action,
+            object: username.to_string(),
+            resource_id: None,
+            activity_id: None,
+            request_id: who.request_id.clone(),
+            detail: serde_json::Value::Null,
+        },
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
 fn manage_users(dir: &std::path::Path, action: UsersCommand) -> Result<(), String> {
     let store = SledStore::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     let s: &dyn fieldsync::store::Storage = &store;
@@ -288,6 +328,7 @@ fn manage_users(dir: &std::path::Path, action: UsersCommand) -> Result<(), Strin
                 },
             )
             .map_err(|e| e.to_string())?;
+            audit_cli(s, "user.add", &u.username)?;
             println!("added {} ({:?}, id {})", u.username, u.role, u.id);
         }
         UsersCommand::List => {
@@ -308,15 +349,18 @@ fn manage_users(dir: &std::path::Path, action: UsersCommand) -> Result<(), Strin
         }
         UsersCommand::Disable { username } => {
             users::disable(s, &username).map_err(|e| e.to_string())?;
+            audit_cli(s, "user.disable", &username)?;
             println!("disabled {username}; their sessions are revoked");
         }
         UsersCommand::SetPassword { username } => {
             let password = read_password()?;
             users::set_password(s, &username, &password).map_err(|e| e.to_string())?;
+            audit_cli(s, "user.set-password", &username)?;
             println!("password set for {username}; their sessions are revoked");
         }
         UsersCommand::EnrollTotp { username } => {
             let uri = users::enroll_totp(s, &username).map_err(|e| e.to_string())?;
+            audit_cli(s, "user.enroll-totp", &username)?;
             println!("{uri}");
         }
     }

@@ -204,4 +204,18 @@ fn users_cli_manages_users_in_the_store() {
     );
     assert!(!out.contains("argon2"), "never prints hashes");
     assert!(!fieldsync(&["users", "--data-dir", d, "disable", "nobody"], None).0);
+    let store = fieldsync::store::SledStore::open(dir.path()).unwrap();
+    let actions: Vec<(String, String)> = fieldsync::audit::list(&store, 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.object))
+        .collect();
+    let want = [
+        "user.add",
+        "user.enroll-totp",
+        "user.set-password",
+        "user.disable",
+    ]
+    .map(|a| (a.to_string(), "dana".to_string()));
+    assert_eq!(actions, want, "administrative changes are audited");
 }
