@@ -77,7 +77,12 @@ fn build(
             arrived: false,
         };
         // OFSC has no `arrived`, and shows a suspension as a not-ordered pending record.
-        let memo = outbox::device_memo(store, id)?;
+        // The memo only matters to an en route or pending stop: skip the read otherwise.
+        let memo = if matches!(ofsc_status.as_str(), "enroute" | "pending") {
+            outbox::device_memo(store, id)?
+        } else {
+            outbox::DeviceMemo::default()
+        };
         stop.arrived = memo.arrived && ofsc_status == "enroute";
         if memo.suspended && ofsc_status == "pending" && a.position_in_route.is_none() {
             stop.status = "suspended".into();
