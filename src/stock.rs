@@ -253,21 +253,19 @@ pub fn recorded(store: &dyn Storage, activity: i64) -> Result<Vec<(Op, Recorded)
     Ok(out)
 }
 
-/// Applies the part entries a cached copy does not show yet.
-fn net(queued: &[Op], cached: &CachedItems, site: bool, activity: Option<i64>) -> Vec<Item> {
+/// Applies the part entries a cached copy does not show yet to the list `pick` names (the
+/// van, or the site), optionally only those of one activity.
+fn net(
+    queued: &[Op],
+    cached: &CachedItems,
+    pick: fn(&mut PartsView) -> &mut Vec<Item>,
+    activity: Option<i64>,
+) -> Vec<Item> {
     let mut view = PartsView {
-        van: vec![],
         site: Some(vec![]),
-        recorded: vec![],
+        ..PartsView::default()
     };
-    let list = if site {
-        view.site.as_mut()
-    } else {
-        Some(&mut view.van)
-    };
-    if let Some(list) = list {
-        *list = items(&cached.items);
-    }
+    *pick(&mut view) = items(&cached.items);
     for op in queued
         .iter()
         .filter(|o| !cached.reflects.contains(&o.seq))
@@ -277,16 +275,20 @@ fn net(queued: &[Op], cached: &CachedItems, site: bool, activity: Option<i64>) -
             crate::domain::parts::apply(&mut view, &op.id, part);
         }
     }
-    if site {
-        view.site.unwrap_or_default()
-    } else {
-        view.van
-    }
+    std::mem::take(pick(&mut view))
+}
+
+fn van_of(v: &mut PartsView) -> &mut Vec<Item> {
+    &mut v.van
+}
+
+fn site_of(v: &mut PartsView) -> &mut Vec<Item> {
+    v.site.get_or_insert_with(Vec::new)
 }
 
 /// The van as the device sees it: the cached stock less the entries not yet applied.
 pub fn net_van(queued: &[Op], van: &CachedItems) -> Vec<Item> {
-    net(queued, van, false, None)
+    net(queued, van, van_of, None)
 }
 
 /// The full planning view for one activity.
@@ -299,7 +301,7 @@ pub fn parts_view(
 ) -> PartsView {
     PartsView {
         van: net_van(queued, van),
-        site: site.map(|c| net(queued, c, true, Some(activity))),
+        site: site.map(|c| net(queued, c, site_of, Some(activity))),
         recorded,
     }
 }

@@ -242,6 +242,21 @@ pub struct Located {
     pub now: DateTime<FixedOffset>,
 }
 
+/// A resource's IANA zone name (the one already known, else the directory's) and the zone
+/// itself, UTC when unknown.
+pub fn resource_zone(
+    state: &AppState,
+    resource: &str,
+    known: Option<String>,
+) -> (Option<String>, chrono_tz::Tz) {
+    let name = known.or_else(|| state.directory.get(resource).and_then(|r| r.time_zone_iana));
+    let tz = name
+        .as_deref()
+        .and_then(|z| ofsc_time::zone(z).ok())
+        .unwrap_or(chrono_tz::UTC);
+    (name, tz)
+}
+
 /// Finds the activity a write names and checks the caller may see it.
 pub async fn locate(state: &AppState, who: &Principal, raw: i64) -> Result<Located, ApiError> {
     let id = outbox::resolve_activity(state.store.as_ref(), raw)?;
@@ -252,16 +267,7 @@ pub async fn locate(state: &AppState, who: &Principal, raw: i64) -> Result<Locat
         detail: "the activity is not scheduled on a route".into(),
         allowed: vec![],
     })?;
-    let zone = a.resource_time_zone_iana.clone().or_else(|| {
-        state
-            .directory
-            .get(&resource)
-            .and_then(|r| r.time_zone_iana)
-    });
-    let tz = zone
-        .as_deref()
-        .and_then(|z| ofsc_time::zone(z).ok())
-        .unwrap_or(chrono_tz::UTC);
+    let (zone, tz) = resource_zone(state, &resource, a.resource_time_zone_iana.clone());
     let now = chrono::Utc::now().with_timezone(&tz).fixed_offset();
     Ok(Located {
         id,

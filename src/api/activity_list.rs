@@ -233,14 +233,7 @@ pub async fn submit_create(
         .or(who.resource_id.clone())
         .ok_or(ApiError::NotFound)?;
     policy::may_see(who, &resource, state.directory.as_ref())?;
-    let zone_name = state
-        .directory
-        .get(&resource)
-        .and_then(|r| r.time_zone_iana);
-    let zone = zone_name
-        .as_deref()
-        .and_then(|z| ofsc_time::zone(z).ok())
-        .unwrap_or(chrono_tz::UTC);
+    let (zone_name, zone) = super::activities::resource_zone(state, &resource, None);
     if date < ofsc_time::today_in(zone) {
         return Err(bad("invalid-date", "a new activity cannot be in the past"));
     }

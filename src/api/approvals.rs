@@ -6,7 +6,6 @@ use super::ApiError;
 use crate::approvals::{self, Approval, ApprovalStatus, Decision};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
-use crate::ofsc::time as ofsc_time;
 use crate::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
 use crate::startup::AppState;
 use crate::store::{Storage, TxExt};
@@ -171,14 +170,7 @@ async fn submit_decision(
     properties.insert(cfg.status_label.clone(), json!(verdict));
     properties.insert(cfg.approved_by_label.clone(), json!(who.name));
     properties.insert(cfg.comment_label.clone(), json!(body.comment));
-    let zone = state
-        .directory
-        .get(&a.resource_id)
-        .and_then(|r| r.time_zone_iana);
-    let tz = zone
-        .as_deref()
-        .and_then(|z| ofsc_time::zone(z).ok())
-        .unwrap_or(chrono_tz::UTC);
+    let (zone, tz) = activities::resource_zone(state, &a.resource_id, None);
     let now = chrono::Utc::now().with_timezone(&tz).fixed_offset();
     let op = |kind| NewOp {
         resource_id: a.resource_id.clone(),

@@ -5,7 +5,6 @@ use super::activities::{self, SyncTime};
 use super::ApiError;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
-use crate::ofsc::time as ofsc_time;
 use crate::outbox::{self, Enqueued, Fix, NewOp, OpKind, Submitter};
 use crate::startup::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -91,14 +90,7 @@ pub async fn submit_fixes(
     if items.is_empty() || items.len() > MAX_FIXES {
         return Err(bad(format!("items must hold 1 to {MAX_FIXES} fixes")));
     }
-    let zone = state
-        .directory
-        .get(&resource)
-        .and_then(|r| r.time_zone_iana);
-    let tz = zone
-        .as_deref()
-        .and_then(|z| ofsc_time::zone(z).ok())
-        .unwrap_or(chrono_tz::UTC);
+    let (zone, tz) = activities::resource_zone(state, &resource, None);
     let now = Utc::now().with_timezone(&tz).fixed_offset();
     let date = now.date_naive().to_string();
     let fixes = items

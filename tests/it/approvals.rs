@@ -165,54 +165,33 @@ async fn an_approval_holds_the_evidence_and_approving_writes_the_properties() {
     assert_eq!(thumb.status(), 200, "the supervisor sees the thumbnail");
 
     let decision = json!({"decision": "approve", "comment": "clean install"});
-    let (code, first) = call(
-        &stack,
-        &sup,
-        "post",
-        &format!("/approvals/{approval}/decision"),
-        Some(decision.clone()),
-        "d1",
-    )
-    .await;
+    let decide = async |body: Value, key: &str| {
+        call(
+            &stack,
+            &sup,
+            "post",
+            &format!("/approvals/{approval}/decision"),
+            Some(body),
+            key,
+        )
+        .await
+    };
+    let (code, first) = decide(decision.clone(), "d1").await;
     assert_eq!(code, 202, "{first}");
     assert_eq!(first["approval"]["status"], "approved");
-    let (code, again) = call(
-        &stack,
-        &sup,
-        "post",
-        &format!("/approvals/{approval}/decision"),
-        Some(decision),
-        "d1",
-    )
-    .await;
+    let (code, again) = decide(decision, "d1").await;
     assert_eq!(
         (code, &again),
         (202, &first),
         "the same key answers the first answer"
     );
-    let (code, body) = call(
-        &stack,
-        &sup,
-        "post",
-        &format!("/approvals/{approval}/decision"),
-        Some(json!({"decision": "reject", "comment": "no"})),
-        "d2",
-    )
-    .await;
+    let (code, body) = decide(json!({"decision": "reject", "comment": "no"}), "d2").await;
     assert_eq!(
         (code, body["code"].as_str()),
         (409, Some("already-decided")),
         "{body}"
     );
-    let (code, body) = call(
-        &stack,
-        &sup,
-        "post",
-        &format!("/approvals/{approval}/decision"),
-        Some(json!({"decision": "reject", "comment": "no"})),
-        "d1",
-    )
-    .await;
+    let (code, body) = decide(json!({"decision": "reject", "comment": "no"}), "d1").await;
     assert_eq!(
         (code, body["code"].as_str()),
         (422, Some("idempotency-key-reused"))

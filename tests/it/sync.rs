@@ -456,3 +456,25 @@ async fn gps_pings_reach_ofsc_from_the_endpoint_and_from_a_batch() {
         .count();
     assert_eq!(sent, 2);
 }
+
+#[tokio::test]
+async fn an_op_that_cannot_be_checked_while_ofsc_is_down_makes_the_batch_a_503() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let ids = stops(&stack, &s, "tech1").await;
+    let parts = json!({"items": [{"action": "consume", "inventoryType": "CAT6_M", "quantity": 2}]});
+    let batch = vec![
+        status_op(1, ids[0], "started", now()),
+        json!({"clientOpId": "p-2", "seq": 2, "kind": "parts", "activityId": ids[0], "payload": parts,
+               "capturedAt": now().to_rfc3339(), "sha256": sha(&parts)}),
+    ];
+    // The route is cached; the van is not, and OFSC answers nothing but errors.
+    stack.sim.faults(json!({"rate5xx": 1.0})).await;
+    let (code, body) = push(&stack, &s, now(), batch.clone()).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["code"], "ofsc-unavailable");
+    stack.sim.faults(json!({})).await;
+    let (code, body) = push(&stack, &s, now(), batch).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(results(&body), ["duplicate", "accepted"], "{body}");
+}

@@ -55,6 +55,20 @@ pub async fn grant(
     (code, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `GET /activities/{id}/attachments`.
+async fn attachments(stack: &Stack, s: &Session, id: i64) -> Value {
+    let resp = stack
+        .app
+        .call(
+            "get",
+            &format!("/activities/{id}/attachments"),
+            Some(&s.access),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
 fn url_of(g: &Value) -> String {
     g["upload"]["url"].as_str().unwrap().to_string()
 }
@@ -190,17 +204,7 @@ async fn a_photo_resumes_is_checked_kept_and_replayed_to_ofsc() {
     .await;
     assert_eq!((code, c.as_str()), (403, "grant-used"));
 
-    let list: Value = stack
-        .app
-        .call(
-            "get",
-            &format!("/activities/{id}/attachments"),
-            Some(&s.access),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = attachments(&stack, &s, id).await;
     let item = &list["items"][0];
     assert_eq!(item["state"], "complete");
     assert_eq!(
@@ -526,17 +530,7 @@ async fn a_cut_resumes_where_it_stopped_and_racing_patches_get_one_409() {
     assert_eq!((code, c.as_str()), (409, "upload-locked"));
     let answer = slow.await.unwrap().unwrap();
     assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
-    let list: Value = stack
-        .app
-        .call(
-            "get",
-            &format!("/activities/{id}/attachments"),
-            Some(&s.access),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = attachments(&stack, &s, id).await;
     assert_eq!(list["items"][0]["state"], "complete");
     let att = list["items"][0]["attachmentId"].as_str().unwrap();
     let original = stack
@@ -616,17 +610,7 @@ async fn bombs_and_lies_are_refused_and_deleted() {
     other[100] ^= 0xff;
     let (code, c) = problem(upload_all(http, &url_of(&g), &other).await).await;
     assert_eq!((code, c.as_str()), (422, "file-checksum-mismatch"));
-    let list: Value = stack
-        .app
-        .call(
-            "get",
-            &format!("/activities/{id}/attachments"),
-            Some(&s.access),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = attachments(&stack, &s, id).await;
     assert!(
         list["items"]
             .as_array()
@@ -653,17 +637,7 @@ async fn a_photo_over_5_mb_is_downscaled_for_ofsc_and_kept_whole_here() {
     let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "big").await;
     let r = upload_all(&stack.app.http, &url_of(&g), &photo).await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    let list: Value = stack
-        .app
-        .call(
-            "get",
-            &format!("/activities/{id}/attachments"),
-            Some(&s.access),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = attachments(&stack, &s, id).await;
     let op = list["items"][0]["opId"].as_str().unwrap().to_string();
     let done = stack.settle(&s, &[op], Duration::from_secs(60)).await;
     assert_eq!(done[0]["state"], "applied", "{done:?}");
