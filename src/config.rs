@@ -86,7 +86,7 @@ pub struct UploadSettings {
     pub signature_label: String,
     /// Images decoded at once (each may need a few hundred MB).
     pub max_decodes: usize,
-    pub decode_timeout_secs: u64,
+    pub decode_timeout_ms: u64,
 }
 
 impl Default for UploadSettings {
@@ -99,7 +99,7 @@ impl Default for UploadSettings {
             photo_label: "XA_PHOTO".into(),
             signature_label: "csign".into(),
             max_decodes: 1,
-            decode_timeout_secs: 30,
+            decode_timeout_ms: 30_000,
         }
     }
 }

@@ -155,27 +155,34 @@ impl Device {
         Err(DeviceSimError::Protocol("upload never finished".into()))
     }
 
-    /// The op that sends an uploaded attachment to OFSC.
+    /// The op that sends an uploaded attachment to OFSC, once the server's background
+    /// decode passed (the upload's last 204 comes before it).
     async fn attachment_op(
         &self,
         activity: i64,
         attachment: &str,
     ) -> Result<Option<String>, DeviceSimError> {
-        let list: Value = self
-            .http
-            .get(format!("{}/activities/{activity}/attachments", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["attachmentId"] == attachment)
-            .and_then(|a| a["opId"].as_str())
-            .map(str::to_string))
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let list: Value = self
+                .http
+                .get(format!("{}/activities/{activity}/attachments", self.url))
+                .bearer_auth(&self.token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let item = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["attachmentId"] == attachment);
+            let processing = item.is_some_and(|a| a["state"] == "processing");
+            if !processing || Instant::now() > deadline {
+                return Ok(item.and_then(|a| a["opId"].as_str()).map(str::to_string));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn push(&self, ops: &[Value]) -> Result<Value, DeviceSimError> {

@@ -90,6 +90,8 @@ pub struct AppState {
     pub uploads: crate::config::UploadSettings,
     pub files: Arc<crate::uploads::Files>,
     pub upload_keys: Vec<crate::uploads::grant::SigningKey>,
+    /// Uploads whose last byte arrived, for the background decode (`api::upload_finish`).
+    pub processing: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 /// Serializes validate-then-write per route, so two writes cannot both pass the lifecycle
@@ -131,6 +133,7 @@ pub struct Application {
     webhooks_task: tokio::task::JoinHandle<()>,
     purge_task: tokio::task::JoinHandle<()>,
     upkeep_task: tokio::task::JoinHandle<()>,
+    process_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -270,6 +273,7 @@ impl Application {
             Duration::from_millis(settings.cache.events_poll_ms.max(50)),
         )
         .start();
+        let (processing, to_process) = tokio::sync::mpsc::unbounded_channel();
         let state = web::Data::new(AppState {
             store,
             commit,
@@ -288,7 +292,12 @@ impl Application {
             uploads: settings.uploads.clone(),
             files,
             upload_keys,
+            processing,
         });
+        let process_task = tokio::spawn(api::upload_finish::process_uploads(
+            state.clone(),
+            to_process,
+        ));
         let listen = settings.server.listen.clone();
         let listener =
             TcpListener::bind(&listen).map_err(|e| StartupError::Listen(listen.clone(), e))?;
@@ -330,6 +339,7 @@ impl Application {
             webhooks_task,
             purge_task,
             upkeep_task,
+            process_task,
         })
     }
 
@@ -363,6 +373,7 @@ impl Application {
         self.webhooks_task.abort();
         self.purge_task.abort();
         self.upkeep_task.abort();
+        self.process_task.abort();
         if let Err(e) = self.state.commit.flush().await {
             tracing::error!(error = %e, "final flush failed");
         }

@@ -192,8 +192,10 @@ pub async fn submit_grant(
         width: None,
         height: None,
         error: None,
+        error_code: None,
         op_id: None,
         label: None,
+        request_id: None,
     };
     let response = json!({
         "attachmentId": a.id,
@@ -257,7 +259,7 @@ pub fn attachment_json(a: &Attachment) -> Value {
         "attachmentId": a.id, "activityId": a.activity_id, "kind": a.kind,
         "contentType": a.content_type, "size": a.size, "sha256": a.sha256, "fileName": a.file_name,
         "capturedAt": a.captured_at, "state": a.state, "offset": a.offset, "width": a.width,
-        "height": a.height, "error": a.error, "opId": a.op_id, "label": a.label,
+        "height": a.height, "error": a.error, "errorCode": a.error_code, "opId": a.op_id, "label": a.label,
         "thumbnailUrl": done.then(|| format!("/attachments/{}/thumbnail", a.id)),
         "contentUrl": done.then(|| format!("/attachments/{}/content", a.id)),
     })

@@ -20,7 +20,7 @@ mod routes;
 mod sessions;
 mod sync;
 mod tus;
-mod upload_finish;
+pub mod upload_finish;
 mod webhooks;
 
 pub use problem::ApiError;

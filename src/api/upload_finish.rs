@@ -1,19 +1,22 @@
-//! After an upload's last byte: the whole-file hash against the grant, the image checks
-//! (off the async workers, bounded and timed), then the original kept content-addressed, its
-//! thumbnail, and the op that sends it to OFSC queued with the record, in one transaction.
+//! After an upload's last byte. On the request path, only what is cheap: the whole-file hash
+//! against the grant and the inspection (magic bytes, end marker, header dimensions), which
+//! already refuses every bomb; then the upload is `processing`, durably, and the device is
+//! answered. In the background, behind the decode bound and a timeout: the full decode and
+//! the thumbnail, then the original kept content-addressed and the op that sends it to OFSC
+//! queued with the record in one transaction (or the upload refused, and the device told).
 
 use super::tus::err;
 use super::ApiError;
-use crate::outbox::{self, Enqueued, NewOp, OpKind, Submitter};
+use crate::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
 use crate::startup::{AppState, RequestId};
 use crate::store::{Storage, TxExt};
 use crate::uploads::image_check::{self, ImageRejection};
 use crate::uploads::{self, Attachment, Kind, UploadState};
-use actix_web::{HttpMessage, HttpRequest};
+use actix_web::{web, HttpMessage, HttpRequest};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn file_sha256(path: &Path) -> std::io::Result<String> {
@@ -34,13 +37,35 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
-/// Refuses the upload: the bytes go, the record says why.
-async fn reject(state: &AppState, mut a: Attachment, e: ApiError) -> Result<Attachment, ApiError> {
+/// Refuses the upload: the bytes go, the record says why, and the device hears it through
+/// sync pull (it may have been answered before the decode failed).
+async fn refuse(state: &AppState, mut a: Attachment, e: &ApiError) -> Result<(), ApiError> {
     let _ = tokio::fs::remove_file(state.files.partial(&a.id)).await;
     a.state = UploadState::Rejected;
     a.error = Some(e.to_string());
-    uploads::put(state.store.as_ref(), &a)?;
+    a.error_code = Some(e.code().to_string());
+    let store = state.store.as_ref();
+    let ticket = store.ticket()?;
+    let change = Change {
+        seq: ticket.id,
+        resource_id: a.resource_id.clone(),
+        kind: "attachment".into(),
+        device_id: Some(a.device_id.clone()),
+        activity_id: Some(a.activity_id),
+        data: json!({"attachmentId": a.id, "state": a.state, "error": a.error, "errorCode": a.error_code}),
+        at: chrono::Utc::now(),
+    };
+    store.transact(&[uploads::ATTACHMENTS, CHANGES], &|tx| {
+        tx.put(uploads::ATTACHMENTS, &uploads::key(a.seq), &a)?;
+        tx.put(CHANGES, &change_key(&a.resource_id, ticket.id), &change)
+    })?;
+    drop(ticket);
     state.commit.flush().await?;
+    Ok(())
+}
+
+async fn reject(state: &AppState, a: Attachment, e: ApiError) -> Result<Attachment, ApiError> {
+    refuse(state, a, &e).await?;
     Err(e)
 }
 
@@ -53,17 +78,26 @@ fn rejection(e: ImageRejection) -> ApiError {
     }
 }
 
+/// Checks the last byte's upload and hands it to the background. `whole_sha256` is the hash
+/// taken while streaming, when one request carried the whole file; otherwise the file is
+/// read back.
 pub async fn finish(
     state: &AppState,
     req: &HttpRequest,
-    a: Attachment,
+    mut a: Attachment,
+    whole_sha256: Option<String>,
 ) -> Result<Attachment, ApiError> {
     let partial = state.files.partial(&a.id);
-    let p = partial.clone();
-    let sha = tokio::task::spawn_blocking(move || file_sha256(&p))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+    let sha = match whole_sha256 {
+        Some(sha) => sha,
+        None => {
+            let p = partial.clone();
+            tokio::task::spawn_blocking(move || file_sha256(&p))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?
+        }
+    };
     if sha != a.sha256 {
         let e = err(
             422,
@@ -71,6 +105,95 @@ pub async fn finish(
             "the file's SHA-256 is not the one granted",
         );
         return reject(state, a, e).await;
+    }
+    let rules = *a.kind.rules();
+    let p = partial.clone();
+    let inspected = match tokio::task::spawn_blocking(move || image_check::inspect(&p, &rules))
+        .await
+        .map_err(internal)?
+    {
+        Ok(i) => i,
+        Err(e) => return reject(state, a, rejection(e)).await,
+    };
+    if image_check::mime_of(inspected.format) != a.content_type {
+        let e = err(
+            415,
+            "content-type-mismatch",
+            format!(
+                "the bytes are {}, the grant says {}",
+                image_check::mime_of(inspected.format),
+                a.content_type
+            ),
+        );
+        return reject(state, a, e).await;
+    }
+    a.width = Some(inspected.width);
+    a.height = Some(inspected.height);
+    a.state = UploadState::Processing;
+    a.request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    uploads::put(state.store.as_ref(), &a)?;
+    state.commit.flush().await?;
+    // A send fails only while the process stops; the start-up scan picks the upload up.
+    let _ = state.processing.send(a.id.clone());
+    Ok(a)
+}
+
+/// The background half: every upload left `processing` at start, then each new one.
+pub async fn process_uploads(
+    state: web::Data<AppState>,
+    mut next: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let waiting = match processing(state.store.as_ref()) {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!(error = %e, "listing uploads left processing");
+            vec![]
+        }
+    };
+    for id in waiting {
+        tokio::spawn(process_logged(state.clone(), id));
+    }
+    while let Some(id) = next.recv().await {
+        tokio::spawn(process_logged(state.clone(), id));
+    }
+}
+
+fn processing(store: &dyn Storage) -> Result<Vec<String>, crate::store::StoreError> {
+    let mut ids = Vec::new();
+    for (k, v) in store.scan_raw(uploads::ATTACHMENTS, b"", None, usize::MAX)? {
+        if let Ok(a) = crate::store::record::open::<Attachment>(uploads::ATTACHMENTS, &k, &v) {
+            if a.state == UploadState::Processing {
+                ids.push(a.id);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+async fn process_logged(state: web::Data<AppState>, id: String) {
+    // Left `processing` on failure: the next start resumes it.
+    if let Err(e) = process(&state, &id).await {
+        tracing::error!(attachment = %id, error = %e, "processing an upload failed");
+    }
+}
+
+/// Where the original is: still at its partial path, or already at its content address
+/// when a crash came between the move and the op.
+fn source_of(state: &AppState, a: &Attachment) -> PathBuf {
+    let partial = state.files.partial(&a.id);
+    if partial.exists() {
+        partial
+    } else {
+        state.files.blob(&a.sha256)
+    }
+}
+
+async fn process(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let Some(a) = uploads::get(state.store.as_ref(), id)? else {
+        return Ok(());
+    };
+    if a.state != UploadState::Processing {
+        return Ok(());
     }
     let permit = state
         .files
@@ -80,40 +203,29 @@ pub async fn finish(
         .await
         .map_err(internal)?;
     let rules = *a.kind.rules();
-    let p = partial.clone();
-    let checking = tokio::task::spawn_blocking(move || {
-        let r = image_check::check(&p, &rules);
+    let source = source_of(state, &a);
+    let decoding = tokio::task::spawn_blocking(move || {
+        let r = image_check::inspect(&source, &rules)
+            .and_then(|i| image_check::thumbnail(&source, i.format, &rules));
+        // The permit goes with the decode, not with the wait: a timed-out decode still
+        // holds its memory until it ends.
         drop(permit);
         r
     });
-    let timeout = Duration::from_secs(state.uploads.decode_timeout_secs.max(1));
-    let checked = match tokio::time::timeout(timeout, checking).await {
+    let timeout = Duration::from_millis(state.uploads.decode_timeout_ms.max(1));
+    let thumbnail = match tokio::time::timeout(timeout, decoding).await {
         Err(_) => {
             let e = err(422, "decode-timeout", "the image took too long to decode");
-            return reject(state, a, e).await;
+            return refuse(state, a, &e).await;
         }
         Ok(joined) => match joined.map_err(internal)? {
-            Ok(c) => c,
-            Err(e) => return reject(state, a, rejection(e)).await,
+            Ok(t) => t,
+            Err(ImageRejection::Io(e)) => return Err(ApiError::Internal(e)),
+            Err(e) => return refuse(state, a, &rejection(e)).await,
         },
     };
-    if image_check::mime_of(checked.format) != a.content_type {
-        let e = err(
-            415,
-            "content-type-mismatch",
-            format!(
-                "the bytes are {}, the grant says {}",
-                image_check::mime_of(checked.format),
-                a.content_type
-            ),
-        );
-        return reject(state, a, e).await;
-    }
-    keep(state, &a, checked.thumbnail).await?;
-    let mut done = a;
-    done.width = Some(checked.width);
-    done.height = Some(checked.height);
-    queue(state, req, done).await
+    keep(state, &a, thumbnail).await?;
+    queue(state, a).await
 }
 
 /// Moves the original to its content address (durably) and writes the thumbnail.
@@ -124,7 +236,10 @@ async fn keep(state: &AppState, a: &Attachment, thumbnail: Vec<u8>) -> Result<()
     let thumb = state.files.thumbnail(&a.sha256);
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         if blob.exists() {
-            std::fs::remove_file(&partial)?;
+            match std::fs::remove_file(&partial) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         } else {
             std::fs::rename(&partial, &blob)?;
             std::fs::File::open(&dir)?.sync_all()?;
@@ -153,11 +268,7 @@ fn label_for(state: &AppState, a: &Attachment) -> Result<String, ApiError> {
     })
 }
 
-async fn queue(
-    state: &AppState,
-    req: &HttpRequest,
-    mut a: Attachment,
-) -> Result<Attachment, ApiError> {
+async fn queue(state: &AppState, mut a: Attachment) -> Result<(), ApiError> {
     let store = state.store.as_ref();
     let role = crate::auth::users::get(store, &a.username)?
         .map(|u| u.role)
@@ -167,16 +278,15 @@ async fn queue(
         username: a.username.clone(),
         role,
         device_id: a.device_id.clone(),
-        request_id: req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default(),
+        request_id: a.request_id.clone().unwrap_or_default(),
         action: "upload",
         idempotency_key: format!("upload:{}", a.id),
         request_sha256: a.sha256.clone(),
         device_seq: None,
     };
+    // Photos are numbered in the order they complete: one at a time per route.
+    let lane_lock = state.lanes.lock(&a.resource_id, &a.date);
+    let guard = lane_lock.lock().await;
     let label = label_for(state, &a)?;
     a.label = Some(label.clone());
     a.state = UploadState::Complete;
@@ -219,11 +329,11 @@ async fn queue(
             write: &write,
         }),
     )?;
-    if let Enqueued::Accepted { ops, .. } = &result {
-        a.op_id = ops.last().map(|o| o.id.clone());
-    }
+    drop(guard);
     state.commit.flush().await?;
-    state.replayer.wake();
-    state.cache.renders.touch(&a.resource_id, &a.date);
-    Ok(a)
+    if let Enqueued::Accepted { .. } = result {
+        state.replayer.wake();
+        state.cache.renders.touch(&a.resource_id, &a.date);
+    }
+    Ok(())
 }

@@ -119,13 +119,21 @@ fn ends_well(path: &Path, format: ImageFormat) -> Result<bool, ImageRejection> {
     })
 }
 
-/// Validates the file and makes its thumbnail.
-pub fn check(path: &Path, rules: &Rules) -> Result<Checked, ImageRejection> {
+/// What the cheap checks learn: enough to answer the upload before any pixel is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspected {
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The checks that read only the head and the tail of the file: magic bytes, the end
+/// marker, and the header's dimensions. Every bomb is refused here, before decoding.
+pub fn inspect(path: &Path, rules: &Rules) -> Result<Inspected, ImageRejection> {
     let format = sniff(path, rules)?;
     if !ends_well(path, format)? {
         return Err(ImageRejection::Invalid("the image is truncated".into()));
     }
-    // Header only: a bomb is refused before a single pixel is decoded.
     let (width, height) = reader(path, format)?
         .into_dimensions()
         .map_err(|e| ImageRejection::Invalid(e.to_string()))?;
@@ -141,6 +149,20 @@ pub fn check(path: &Path, rules: &Rules) -> Result<Checked, ImageRejection> {
             max_pixels: rules.max_pixels,
         });
     }
+    Ok(Inspected {
+        format,
+        width,
+        height,
+    })
+}
+
+/// Decodes a file that passed [`inspect`] in full (under `image::Limits`): a corrupt image
+/// fails here. Returns its thumbnail's JPEG bytes, EXIF orientation applied.
+pub fn thumbnail(
+    path: &Path,
+    format: ImageFormat,
+    rules: &Rules,
+) -> Result<Vec<u8>, ImageRejection> {
     let mut r = reader(path, format)?;
     r.limits(limits(rules));
     let mut decoder = r
@@ -154,11 +176,21 @@ pub fn check(path: &Path, rules: &Rules) -> Result<Checked, ImageRejection> {
     img.apply_orientation(orientation);
     let thumb = img.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE);
     drop(img);
+    jpeg(&thumb, 80)
+}
+
+/// Both steps: validates the file and makes its thumbnail.
+pub fn check(path: &Path, rules: &Rules) -> Result<Checked, ImageRejection> {
+    let Inspected {
+        format,
+        width,
+        height,
+    } = inspect(path, rules)?;
     Ok(Checked {
         format,
         width,
         height,
-        thumbnail: jpeg(&thumb, 80)?,
+        thumbnail: thumbnail(path, format, rules)?,
     })
 }
 

@@ -37,6 +37,10 @@ pub enum UploadState {
     /// Granted, no byte yet.
     Granted,
     Uploading,
+    /// Every byte, durable, hashed and inspected (type, end, header dimensions): the device
+    /// was answered. The full decode and the thumbnail run in the background; the op is
+    /// queued once they pass.
+    Processing,
     /// Every byte, checked: the original is kept and its op queued.
     Complete,
     /// Failed validation; the bytes are deleted.
@@ -74,9 +78,15 @@ pub struct Attachment {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub error: Option<String>,
+    /// The problem code of `error` (`invalid-image`, `decode-timeout`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
     /// The op that sends it to OFSC, once complete.
     pub op_id: Option<String>,
     pub label: Option<String>,
+    /// The request that delivered the last byte, for the audit entry of the queued op.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 pub fn attachment_id(seq: u64) -> String {

@@ -117,6 +117,9 @@ async fn an_approval_holds_the_evidence_and_approving_writes_the_properties() {
         let url = g["upload"]["url"].as_str().unwrap();
         let done = crate::uploads::upload_all(&stack.app.http, url, &bytes).await;
         assert_eq!(done.status(), 201);
+        let att = g["attachmentId"].as_str().unwrap();
+        let item = crate::uploads::settled(&stack, &tech, id, att).await;
+        assert_eq!(item["state"], "complete");
     }
     let sup = stack.app.login("super1").await;
 

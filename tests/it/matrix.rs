@@ -412,7 +412,11 @@ async fn uploaded_photo(app: &TestApp, who: &crate::helpers::Session, activity: 
     let url = resp["upload"]["url"].as_str().unwrap();
     let done = crate::uploads::upload_all(&app.http, url, &photo).await;
     assert_eq!(done.status(), 201, "matrix photo upload");
-    resp["attachmentId"].as_str().unwrap().to_string()
+    let att = resp["attachmentId"].as_str().unwrap().to_string();
+    let item =
+        crate::uploads::processed(&app.http, &app.url(""), &who.access, activity, &att).await;
+    assert_eq!(item["state"], "complete", "matrix photo upload");
+    att
 }
 
 /// The objects of one resource that rows point at.

@@ -1,5 +1,6 @@
 //! Uploads against the built binary: image bombs leave the process's peak memory bounded,
-//! and a SIGKILL in the middle of an upload never leaves it marked complete; it resumes.
+//! a SIGKILL in the middle of an upload never leaves it marked complete (it resumes), and one
+//! during the background decode is resumed at the next start.
 
 use crate::helpers::{free_port, spawn, wait_up};
 use crate::uploads::{raw_patch, sha_hex, upload_all};
@@ -125,7 +126,8 @@ async fn bombs_keep_memory_bounded_and_a_kill_mid_upload_resumes() {
     assert!(peak < 200, "peak RSS {peak} MiB after the bombs");
 
     // Killed while the body is arriving.
-    let photo = samples::photo(1000, 800, 9, None);
+    // Large enough that its decode (debug build) is still running when the kill below lands.
+    let photo = samples::photo(2400, 1800, 9, None);
     let g = grant(&http, &base, &token, id, "image/jpeg", &photo, "crash").await;
     let url = g["upload"]["url"].as_str().unwrap().to_string();
     let sent = photo.len() * 4 / 10;
@@ -136,7 +138,7 @@ async fn bombs_keep_memory_bounded_and_a_kill_mid_upload_resumes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(first); // SIGKILL mid-body
     cut.await.unwrap();
-    let _second = serve();
+    let second = serve();
     wait_up(&http, &format!("{base}/readyz")).await;
     let offset = head_offset(&http, &url).await;
     assert!(offset <= sent as u64, "{offset} > {sent}");
@@ -171,6 +173,22 @@ async fn bombs_keep_memory_bounded_and_a_kill_mid_upload_resumes() {
         .unwrap();
     assert_eq!(r.status(), 204);
     let att = g["attachmentId"].as_str().unwrap();
+    // Killed after the last 204, during the background decode: the next start resumes it.
+    let list: Value = http
+        .get(format!("{base}/activities/{id}/attachments"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][2]["state"], "processing", "{list}");
+    drop(second);
+    let _third = serve();
+    wait_up(&http, &format!("{base}/readyz")).await;
+    let item = crate::uploads::processed(&http, &base, &token, id, att).await;
+    assert_eq!(item["state"], "complete");
     let content = http
         .get(format!("{base}/attachments/{att}/content"))
         .bearer_auth(&token)

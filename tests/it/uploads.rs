@@ -69,6 +69,56 @@ async fn attachments(stack: &Stack, s: &Session, id: i64) -> Value {
     resp.json().await.unwrap()
 }
 
+/// Waits for an upload's background decode to end (the final 204 answers before it) and
+/// returns its listing entry, `complete` or `rejected`.
+pub async fn processed(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    activity: i64,
+    attachment: &str,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list: Value = http
+            .get(format!("{base}/activities/{activity}/attachments"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let item = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["attachmentId"] == attachment)
+            .cloned()
+            .unwrap_or_else(|| panic!("{attachment} is not listed: {list}"));
+        if item["state"] != "processing" {
+            return item;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{attachment} still processing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`processed`] on a test stack.
+pub async fn settled(stack: &Stack, s: &Session, activity: i64, attachment: &str) -> Value {
+    processed(
+        &stack.app.http,
+        &stack.app.url(""),
+        &s.access,
+        activity,
+        attachment,
+    )
+    .await
+}
+
 fn url_of(g: &Value) -> String {
     g["upload"]["url"].as_str().unwrap().to_string()
 }
@@ -204,8 +254,10 @@ async fn a_photo_resumes_is_checked_kept_and_replayed_to_ofsc() {
     .await;
     assert_eq!((code, c.as_str()), (403, "grant-used"));
 
+    let done = settled(&stack, &s, id, g["attachmentId"].as_str().unwrap()).await;
     let list: Value = attachments(&stack, &s, id).await;
     let item = &list["items"][0];
+    assert_eq!(item, &done);
     assert_eq!(item["state"], "complete");
     assert_eq!(
         (item["width"].as_u64(), item["height"].as_u64()),
@@ -530,6 +582,7 @@ async fn a_cut_resumes_where_it_stopped_and_racing_patches_get_one_409() {
     assert_eq!((code, c.as_str()), (409, "upload-locked"));
     let answer = slow.await.unwrap().unwrap();
     assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    settled(&stack, &s, id, g["attachmentId"].as_str().unwrap()).await;
     let list: Value = attachments(&stack, &s, id).await;
     assert_eq!(list["items"][0]["state"], "complete");
     let att = list["items"][0]["attachmentId"].as_str().unwrap();
@@ -637,6 +690,7 @@ async fn a_photo_over_5_mb_is_downscaled_for_ofsc_and_kept_whole_here() {
     let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "big").await;
     let r = upload_all(&stack.app.http, &url_of(&g), &photo).await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    settled(&stack, &s, id, g["attachmentId"].as_str().unwrap()).await;
     let list: Value = attachments(&stack, &s, id).await;
     let op = list["items"][0]["opId"].as_str().unwrap().to_string();
     let done = stack.settle(&s, &[op], Duration::from_secs(60)).await;
@@ -723,4 +777,71 @@ async fn grants_signed_with_a_rotated_out_key_still_verify() {
             .status(),
         403
     );
+}
+
+/// The caller's sync pull from `cursor` (none: a reset, and the cursor to start from).
+async fn pull(stack: &Stack, s: &Session, cursor: Option<&str>) -> Value {
+    let path = match cursor {
+        Some(c) => format!("/sync/pull?cursor={c}"),
+        None => "/sync/pull".into(),
+    };
+    let resp = stack.app.call("get", &path, Some(&s.access)).await;
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_image_that_fails_its_background_decode_is_rejected_and_the_device_told() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let start = pull(&stack, &s, None).await;
+    let cursor = start["nextCursor"].as_str().unwrap();
+    // Right signature, header, size and end: only a full decode finds the broken data.
+    let mut png = samples::signature(300, 100);
+    let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
+    png[idat + 8] ^= 0x5a;
+    let (code, g) = grant(&stack, &s, id, "photo", "image/png", &png, "bad-data").await;
+    assert_eq!(code, 201, "{g}");
+    let r = upload_all(&stack.app.http, &url_of(&g), &png).await;
+    assert_eq!(
+        r.status(),
+        201,
+        "inspection passes: answered before the decode"
+    );
+    let att = g["attachmentId"].as_str().unwrap();
+    let item = settled(&stack, &s, id, att).await;
+    assert_eq!(item["state"], "rejected", "{item}");
+    assert!(item["errorCode"] == "invalid-image", "{item}");
+    assert!(item["opId"].is_null(), "nothing goes to OFSC");
+    assert!(
+        !stack.app.state.files.partial(att).exists(),
+        "bytes deleted"
+    );
+    let page = pull(&stack, &s, Some(cursor)).await;
+    let told: Vec<&Value> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "attachment")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["data"]["attachmentId"], att);
+    assert_eq!(told[0]["data"]["state"], "rejected");
+    assert_eq!(told[0]["data"]["errorCode"], "invalid-image");
+    assert_eq!(told[0]["activityId"], id);
+}
+
+#[tokio::test]
+async fn a_decode_past_its_time_limit_is_rejected() {
+    let stack = Stack::start_with(|c| c.uploads.decode_timeout_ms = 1).await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let photo = samples::photo(2400, 1800, 3, None);
+    let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "slow").await;
+    let r = upload_all(&stack.app.http, &url_of(&g), &photo).await;
+    assert_eq!(r.status(), 201);
+    let item = settled(&stack, &s, id, g["attachmentId"].as_str().unwrap()).await;
+    assert_eq!(item["state"], "rejected", "{item}");
+    assert!(item["errorCode"] == "decode-timeout", "{item}");
 }
