@@ -267,3 +267,48 @@ async fn webhooks_survive_failures_and_a_kill_9_and_arrive_signed() {
     let ids: BTreeSet<String> = receiver.events.lock().unwrap().keys().cloned().collect();
     assert!(ids.iter().all(|i| i.starts_with("evt_")));
 }
+
+/// An op that dies (OFSC failing on every attempt) is announced as `op.dead`, signed, to an
+/// endpoint that listens to `op.*` events only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_op_is_announced() {
+    let receiver = Arc::new(Receiver::default());
+    receiver.accepting.store(true, Ordering::SeqCst);
+    let shared = receiver.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(shared.clone()))
+            .route("/hook", web::post().to(hook))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let hook_port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    let stack = crate::helpers::Stack::start_with(|s| {
+        s.replay.max_attempts = 2;
+        s.webhooks.base_backoff_ms = 50;
+        s.webhooks.endpoints = vec![fieldsync::config::WebhookEndpoint {
+            url: format!("http://127.0.0.1:{hook_port}/hook"),
+            secret: fieldsync::config::Secret::new(SECRET),
+            events: vec!["op.applied".into(), "op.rejected".into(), "op.dead".into()],
+        }];
+    })
+    .await;
+    let s = stack.app.login("tech2").await;
+    let date = stack.sim.today_route("tech2").await.0;
+    let route = stack.route(&s, &date).await;
+    let id = route["stops"][0]["activityId"].as_i64().unwrap();
+    stack.sim.faults(json!({"rate5xx": 1.0})).await;
+    let (_, a) = stack.status(&s, id, "enroute", "dies").await;
+    let op = a["opId"].as_str().unwrap().to_string();
+    let done = stack.settle(&s, &[op], Duration::from_secs(20)).await;
+    assert_eq!(done[0]["state"], "dead", "{done:?}");
+    until("op.dead", Duration::from_secs(20), async || {
+        types(&receiver).get("op.dead").copied().unwrap_or(0) >= 1
+    })
+    .await;
+    let t = types(&receiver);
+    assert!(!t.contains_key("approval.requested"), "{t:?}");
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+}
