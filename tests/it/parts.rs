@@ -497,3 +497,60 @@ async fn a_sync_batch_records_parts_through_the_same_rules() {
     assert_eq!(body["results"][1]["code"], "insufficient-stock");
     assert_eq!(bulk(&get(&stack, &s, "/inventory").await, "RJ45"), 38.0);
 }
+
+/// With OFSC down and the site's equipment never fetched, a deinstall cannot be checked: it
+/// is taken, and replay finds the item by type and serial once OFSC is back (or OFSC's
+/// refusal rejects the entry).
+#[tokio::test]
+async fn a_deinstall_taken_while_ofsc_is_down_is_resolved_at_replay() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let date = stack.sim.today_route("tech1").await.0;
+    let route = stack.route(&s, &date).await;
+    let mut found = None;
+    for stop in route["stops"].as_array().unwrap() {
+        let id = stop["activityId"].as_i64().unwrap();
+        // Straight from the simulator: fieldsync's site cache stays empty.
+        let site = stack
+            .sim
+            .client
+            .activity_inventories(id, "customerInventories")
+            .await
+            .unwrap();
+        if let Some(item) = site.into_iter().find(|i| i.serial_number.is_some()) {
+            found = Some((id, item));
+            break;
+        }
+    }
+    let (job, item) = found.expect("a stop with serialised customer equipment");
+    let kind = item.inventory_type.clone();
+    let serial = item.serial_number.clone().unwrap();
+    get(&stack, &s, "/inventory").await;
+    let started = start(&stack, &s, job, "st").await;
+    let done = stack.settle(&s, &started, Duration::from_secs(20)).await;
+    assert_eq!(done[0]["state"], "applied", "{done:?}");
+
+    stack.sim.faults(json!({"rate5xx": 1.0})).await;
+    let real = json!([{"action": "deinstall", "inventoryType": kind, "serialNumber": serial}]);
+    let (code, body) = parts(&stack, &s, job, real, "d1").await;
+    assert_eq!(code, 202, "unknown site: taken, {body}");
+    let mut ops = op_ids(&body);
+    let bogus =
+        json!([{"action": "deinstall", "inventoryType": kind, "serialNumber": "NOT-THERE-1"}]);
+    let (code, body) = parts(&stack, &s, job, bogus, "d2").await;
+    assert_eq!(code, 202, "{body}");
+    ops.extend(op_ids(&body));
+    stack.sim.faults(json!({})).await;
+
+    let done = stack.settle(&s, &ops, Duration::from_secs(30)).await;
+    assert_eq!(done[0]["state"], "applied", "{done:#?}");
+    assert_eq!(done[1]["state"], "rejected", "{done:#?}");
+    let out = stack
+        .sim
+        .client
+        .activity_inventories(job, "deinstalledInventories")
+        .await
+        .unwrap();
+    let serials: Vec<Option<String>> = out.into_iter().map(|i| i.serial_number).collect();
+    assert_eq!(serials, [Some(serial)]);
+}
