@@ -171,9 +171,18 @@ fn processing(store: &dyn Storage) -> Result<Vec<String>, crate::store::StoreErr
 }
 
 async fn process_logged(state: web::Data<AppState>, id: String) {
-    // Left `processing` on failure: the next start resumes it.
-    if let Err(e) = process(&state, &id).await {
-        tracing::error!(attachment = %id, error = %e, "processing an upload failed");
+    // A failure here is ours (disk, store), not the image's: try again a few times, then
+    // leave it `processing` for the next start.
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=5 {
+        match process(&state, &id).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(attachment = %id, attempt, error = %e, "processing an upload failed");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 4;
     }
 }
 
