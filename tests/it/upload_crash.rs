@@ -142,22 +142,8 @@ async fn bombs_keep_memory_bounded_and_a_kill_mid_upload_resumes() {
     wait_up(&http, &format!("{base}/readyz")).await;
     let offset = head_offset(&http, &url).await;
     assert!(offset <= sent as u64, "{offset} > {sent}");
-    let list: Value = http
-        .get(format!("{base}/activities/{id}/attachments"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let item = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["attachmentId"] == g["attachmentId"])
-        .unwrap()
-        .clone();
+    let att = g["attachmentId"].as_str().unwrap();
+    let item = crate::uploads::listed(&http, &base, &token, id, att).await;
     assert_ne!(
         item["state"], "complete",
         "never complete before its last byte"
@@ -172,18 +158,9 @@ async fn bombs_keep_memory_bounded_and_a_kill_mid_upload_resumes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let att = g["attachmentId"].as_str().unwrap();
     // Killed after the last 204, during the background decode: the next start resumes it.
-    let list: Value = http
-        .get(format!("{base}/activities/{id}/attachments"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["items"][2]["state"], "processing", "{list}");
+    let item = crate::uploads::listed(&http, &base, &token, id, att).await;
+    assert_eq!(item["state"], "processing", "{item}");
     drop(second);
     let _third = serve();
     wait_up(&http, &format!("{base}/readyz")).await;

@@ -69,6 +69,32 @@ async fn attachments(stack: &Stack, s: &Session, id: i64) -> Value {
     resp.json().await.unwrap()
 }
 
+/// One attachment's entry in its activity's listing.
+pub async fn listed(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    activity: i64,
+    attachment: &str,
+) -> Value {
+    let list: Value = http
+        .get(format!("{base}/activities/{activity}/attachments"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["attachmentId"] == attachment)
+        .cloned()
+        .unwrap_or_else(|| panic!("{attachment} is not listed: {list}"))
+}
+
 /// Waits for an upload's background decode to end (the final 204 answers before it) and
 /// returns its listing entry, `complete` or `rejected`.
 pub async fn processed(
@@ -80,22 +106,7 @@ pub async fn processed(
 ) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let list: Value = http
-            .get(format!("{base}/activities/{activity}/attachments"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let item = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["attachmentId"] == attachment)
-            .cloned()
-            .unwrap_or_else(|| panic!("{attachment} is not listed: {list}"));
+        let item = listed(http, base, token, activity, attachment).await;
         if item["state"] != "processing" {
             return item;
         }

@@ -96,20 +96,25 @@ async fn get(http: &reqwest::Client, url: String, token: &str) -> Value {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn webhooks_survive_failures_and_a_kill_9_and_arrive_signed() {
-    let receiver = Arc::new(Receiver::default());
-    let shared = receiver.clone();
+/// Runs the receiver on a loopback port; returns the port.
+fn serve_receiver(receiver: Arc<Receiver>) -> u16 {
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(web::Data::new(shared.clone()))
+            .app_data(web::Data::new(receiver.clone()))
             .route("/hook", web::post().to(hook))
     })
     .workers(1)
     .bind("127.0.0.1:0")
     .unwrap();
-    let hook_port = server.addrs()[0].port();
+    let port = server.addrs()[0].port();
     tokio::spawn(server.run());
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhooks_survive_failures_and_a_kill_9_and_arrive_signed() {
+    let receiver = Arc::new(Receiver::default());
+    let hook_port = serve_receiver(receiver.clone());
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("fieldsync.toml");
@@ -274,17 +279,7 @@ async fn webhooks_survive_failures_and_a_kill_9_and_arrive_signed() {
 async fn a_dead_op_is_announced() {
     let receiver = Arc::new(Receiver::default());
     receiver.accepting.store(true, Ordering::SeqCst);
-    let shared = receiver.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(shared.clone()))
-            .route("/hook", web::post().to(hook))
-    })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .unwrap();
-    let hook_port = server.addrs()[0].port();
-    tokio::spawn(server.run());
+    let hook_port = serve_receiver(receiver.clone());
     let stack = crate::helpers::Stack::start_with(|s| {
         s.replay.max_attempts = 2;
         s.webhooks.base_backoff_ms = 50;
