@@ -48,6 +48,8 @@ pub struct Cache {
     refreshing: Mutex<HashSet<Vec<u8>>>,
     /// Rendered route bodies; every cache write below touches the route it changes.
     pub renders: crate::renders::Renders,
+    /// Device views of recently written routes, valid while their route's version holds.
+    pub views: crate::view::Views,
 }
 
 /// A route as served: from the cache, with how fresh it is.
@@ -74,6 +76,7 @@ impl Cache {
             max_age,
             refreshing: Mutex::new(HashSet::new()),
             renders: Default::default(),
+            views: Default::default(),
         }
     }
 

@@ -34,6 +34,16 @@ impl Renders {
         *v.entry(key(resource, date)).or_insert(0) += 1;
     }
 
+    /// Like [`Renders::touch`], for a writer that read the route at version `seen`: the new
+    /// version when nothing else changed the route since, else `None`.
+    pub fn touch_from(&self, resource: &str, date: &str, seen: u64) -> Option<u64> {
+        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        let version = v.entry(key(resource, date)).or_insert(0);
+        let unchanged = *version == seen;
+        *version += 1;
+        unchanged.then_some(*version)
+    }
+
     /// The route's current version; read it before rendering.
     pub fn version(&self, resource: &str, date: &str) -> u64 {
         let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
@@ -92,5 +102,12 @@ mod tests {
         assert!(r.get("t1", "d", r.version("t1", "d"), false).is_none());
         r.touch("t2", "d");
         assert_eq!(r.version("t1", "d"), v + 1);
+        assert_eq!(r.touch_from("t1", "d", v + 1), Some(v + 2));
+        assert_eq!(
+            r.touch_from("t1", "d", v + 1),
+            None,
+            "someone else moved the route since"
+        );
+        assert_eq!(r.version("t1", "d"), v + 3, "a touch_from always touches");
     }
 }

@@ -59,15 +59,55 @@ pub async fn ensure_route(state: &AppState, resource: &str, date: &str) -> Resul
         .map_err(|e| ApiError::OfscUnavailable(e.to_string()))
 }
 
-/// The device's view of a route, fetching the route first when it is not cached.
+/// The device's view of a route and its activities, fetching the route first when it is
+/// not cached.
+pub async fn device_route_with_activities(
+    state: &AppState,
+    resource: &str,
+    date: &str,
+) -> Result<(DeviceRoute, Vec<Activity>), ApiError> {
+    ensure_route(state, resource, date).await?;
+    view::device_route(state.store.as_ref(), &state.cache, resource, date)?
+        .ok_or_else(|| ApiError::OfscUnavailable("the route is not cached".into()))
+}
+
+/// The device's view of a route: the one kept in memory while the route is unchanged, else
+/// built (and kept).
 pub async fn device_route_of(
     state: &AppState,
     resource: &str,
     date: &str,
 ) -> Result<DeviceRoute, ApiError> {
-    ensure_route(state, resource, date).await?;
-    view::device_route(state.store.as_ref(), &state.cache, resource, date)?
-        .ok_or_else(|| ApiError::OfscUnavailable("the route is not cached".into()))
+    let views = &state.cache.views;
+    let tag = views.tag(&state.cache, resource, date);
+    if let Some(dev) = views.get(resource, date, tag) {
+        return Ok(dev);
+    }
+    let (mut dev, _) = device_route_with_activities(state, resource, date).await?;
+    dev.tag = tag;
+    views.put(resource, date, dev.clone());
+    Ok(dev)
+}
+
+/// After an accepted write: the route changed (new version), and the view the write produced
+/// is kept for the next one. The write is already in sled: a failure here only costs the
+/// kept view.
+pub fn advance_view(
+    state: &AppState,
+    resource: &str,
+    date: &str,
+    before: &DeviceRoute,
+    result: &Enqueued,
+) {
+    if let Enqueued::Accepted { ops, .. } = result {
+        let (store, cache) = (state.store.as_ref(), &state.cache);
+        if let Err(e) = cache
+            .views
+            .advance(store, cache, resource, date, before, ops)
+        {
+            tracing::warn!(%resource, %date, error = %e, "device view not kept");
+        }
+    }
 }
 
 pub async fn get_one(
@@ -406,10 +446,8 @@ pub async fn submit_status(
         },
         extra,
     )?;
+    advance_view(state, &resource, &date, &dev, &result);
     drop(guard);
-    if let Enqueued::Accepted { .. } = &result {
-        state.cache.renders.touch(&resource, &date);
-    }
     Ok(result)
 }
 

@@ -1,7 +1,7 @@
 //! `GET /activities` (filtered, paginated) and `POST /activities` (a queued create with a
 //! provisional id).
 
-use super::activities::{device_route_of, idempotency_key};
+use super::activities::{device_route_with_activities, idempotency_key};
 use super::{present, ApiError};
 use crate::auth::policy::{self, Function};
 use crate::auth::{Principal, Role};
@@ -114,8 +114,8 @@ pub async fn list(
     for resource in resources(&state, &who, q.resource_id.as_deref())? {
         for n in 0..=(to - from).num_days() {
             let date = (from + chrono::Duration::days(n)).to_string();
-            let dev = device_route_of(&state, &resource, &date).await?;
-            let stops = present::stops(&dev);
+            let (dev, activities) = device_route_with_activities(&state, &resource, &date).await?;
+            let stops = present::stops(&dev, &activities);
             items.extend(
                 stops
                     .into_iter()

@@ -105,18 +105,23 @@ pub async fn submit_fixes(
         .collect::<Result<Vec<_>, _>>()?;
     let time = fixes.iter().map(|f| f.time).max().unwrap_or(now);
     let op = NewOp {
-        resource_id: resource,
-        date,
+        resource_id: resource.clone(),
+        date: date.clone(),
         activity_id: None,
         kind: OpKind::Location { fixes },
         time,
         zone,
         captured_at: from_sync.map(|t| t.captured_at),
     };
-    Ok(outbox::enqueue(
+    let result = outbox::enqueue(
         state.store.as_ref(),
         &submitter,
         vec![op],
         |ops| json!({"opId": ops.last().map(|o| o.id.clone()), "state": "queued", "fixes": items.len()}),
-    )?)
+    )?;
+    // The route's queue grew: its pending count and kept view change.
+    if let Enqueued::Accepted { .. } = &result {
+        state.cache.renders.touch(&resource, &date);
+    }
+    Ok(result)
 }

@@ -249,9 +249,7 @@ pub async fn submit_parts(
             "activity": shown,
         })
     })?;
+    activities::advance_view(state, &resource, &date, &dev, &result);
     drop(guard);
-    if let Enqueued::Accepted { .. } = &result {
-        state.cache.renders.touch(&resource, &date);
-    }
     Ok(result)
 }

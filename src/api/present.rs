@@ -66,12 +66,8 @@ pub fn activity(a: &Activity, route: Option<&DeviceRoute>) -> Value {
 }
 
 /// Every stop of a device route, in route order (position, then id).
-pub fn stops(dev: &DeviceRoute) -> Vec<Value> {
-    let mut stops: Vec<Value> = dev
-        .activities
-        .iter()
-        .map(|a| activity(a, Some(dev)))
-        .collect();
+pub fn stops(dev: &DeviceRoute, activities: &[Activity]) -> Vec<Value> {
+    let mut stops: Vec<Value> = activities.iter().map(|a| activity(a, Some(dev))).collect();
     stops.sort_by_key(|s| {
         (
             s["position"].as_i64().unwrap_or(i64::MAX),

@@ -100,9 +100,9 @@ pub(super) fn render(
     date: &str,
     read: &RouteRead,
 ) -> Result<Vec<u8>, ApiError> {
-    let dev = view::device_route(state.store.as_ref(), &state.cache, resource, date)?
+    let (dev, activities) = view::device_route(state.store.as_ref(), &state.cache, resource, date)?
         .ok_or_else(|| ApiError::OfscUnavailable("the route is not cached".into()))?;
-    let stops = present::stops(&dev);
+    let stops = present::stops(&dev, &activities);
     let zone = state
         .directory
         .get(resource)

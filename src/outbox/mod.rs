@@ -502,6 +502,14 @@ pub fn lane_ops(store: &dyn Storage, resource: &str, date: &str) -> Result<Vec<O
     Ok(out)
 }
 
+static QUARANTINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many ops this process has quarantined: a quarantine takes an op out of its lane
+/// without a route write, so kept device views check this too.
+pub fn quarantines() -> u64 {
+    QUARANTINES.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Moves a corrupt op to quarantine and takes it out of its lane.
 pub fn quarantine_op(
     store: &dyn Storage,
@@ -511,7 +519,9 @@ pub fn quarantine_op(
 ) -> Result<(), StoreError> {
     tracing::error!(op = %Op::id_of(seq), error = %err, "op failed verification: quarantined, not sent");
     store.quarantine(OPS, &op_key(seq), &err.to_string())?;
-    store.remove(LANES, lane_key)
+    store.remove(LANES, lane_key)?;
+    QUARANTINES.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    Ok(())
 }
 
 /// The oldest op still in a lane.
@@ -641,4 +651,4 @@ pub fn discard(store: &dyn Storage, seq: u64) -> Result<Op, StoreError> {
 
 #[cfg(test)]
 #[path = "tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -4,7 +4,7 @@ use super::*;
 use crate::domain::lifecycle::DeviceStatus;
 use crate::store::SledStore;
 
-fn who(key: &str, hash: &str) -> Submitter {
+pub(crate) fn who(key: &str, hash: &str) -> Submitter {
     Submitter {
         user_id: "u1".into(),
         username: "tech1".into(),

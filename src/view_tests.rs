@@ -1,0 +1,137 @@
+//! Unit tests for `view`: a kept view advanced op by op equals one rebuilt from sled.
+
+use super::*;
+use crate::cache::{activity_key, route_key, CachedActivity, ACTIVITIES, ROUTES};
+use crate::domain::lifecycle::DeviceStatus;
+use crate::outbox::NewOp;
+use crate::store::{SledStore, StorageExt};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+const R: &str = "t1";
+const D: &str = "2026-05-04";
+
+fn fixture() -> (Arc<SledStore>, Cache) {
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let ofsc = crate::config::TenantSettings::demo_at("http://127.0.0.1:9").client_config();
+    let cache = Cache::new(
+        store.clone(),
+        Arc::new(crate::ofsc::OfscClient::new(ofsc).unwrap()),
+        std::time::Duration::from_secs(60),
+    );
+    let ids = [11, 12, 13];
+    for (n, id) in ids.iter().enumerate() {
+        let activity = Activity {
+            activity_id: Some(*id),
+            resource_id: Some(R.into()),
+            date: Some(D.into()),
+            status: Some("pending".into()),
+            position_in_route: Some(n as i64 + 1),
+            ..Default::default()
+        };
+        let cached = CachedActivity {
+            activity,
+            fetched_at: Utc::now(),
+        };
+        store.put(ACTIVITIES, &activity_key(*id), &cached).unwrap();
+    }
+    let route = CachedRoute {
+        resource_id: R.into(),
+        date: D.into(),
+        route_start_time: None,
+        activity_ids: ids.to_vec(),
+        fetched_at: Utc::now(),
+    };
+    store.put(ROUTES, &route_key(R, D), &route).unwrap();
+    (store, cache)
+}
+
+fn status(id: i64, status: DeviceStatus, minute: u32) -> NewOp {
+    NewOp {
+        resource_id: R.into(),
+        date: D.into(),
+        activity_id: Some(id),
+        kind: OpKind::Status {
+            status,
+            ofsc_action: None,
+            location: None,
+            notes: None,
+            reason: None,
+        },
+        time: DateTime::parse_from_rfc3339(&format!("2026-05-04T08:{minute:02}:00-04:00")).unwrap(),
+        zone: None,
+        captured_at: None,
+    }
+}
+
+/// Queues one op as an accepted write and returns it.
+fn enqueue(store: &SledStore, key: &str, op: NewOp) -> Vec<Op> {
+    let who = crate::outbox::tests::who(key, key);
+    match outbox::enqueue(store, &who, vec![op], |_| serde_json::Value::Null).unwrap() {
+        outbox::Enqueued::Accepted { ops, .. } => ops,
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+fn built(store: &SledStore, cache: &Cache) -> DeviceRoute {
+    device_route(store, cache, R, D).unwrap().unwrap().0
+}
+
+#[test]
+fn a_view_advanced_by_each_write_equals_the_view_rebuilt_from_sled() {
+    let (store, cache) = fixture();
+    let moves = [
+        (11, DeviceStatus::Enroute),
+        (11, DeviceStatus::Arrived),
+        (11, DeviceStatus::Started),
+        (11, DeviceStatus::Completed),
+        (12, DeviceStatus::Enroute),
+        (12, DeviceStatus::Pending),
+    ];
+    let mut kept = built(&store, &cache);
+    kept.tag = cache.views.tag(&cache, R, D);
+    for (n, (id, to)) in moves.into_iter().enumerate() {
+        let ops = enqueue(&store, &format!("k{n}"), status(id, to, n as u32));
+        cache
+            .views
+            .advance(&*store, &cache, R, D, &kept, &ops)
+            .unwrap();
+        let tag = cache.views.tag(&cache, R, D);
+        kept = cache
+            .views
+            .get(R, D, tag)
+            .expect("the advanced view is kept");
+        let mut fresh = built(&store, &cache);
+        fresh.tag = tag;
+        assert_eq!(kept, fresh, "after move {n}");
+    }
+    assert_eq!(kept.lane_pending, 6);
+    assert_eq!(kept.shown_status(11).as_deref(), Some("completed"));
+    assert_eq!(kept.shown_status(12).as_deref(), Some("pending"));
+}
+
+#[test]
+fn a_view_is_not_kept_across_a_change_it_did_not_see() {
+    let (store, cache) = fixture();
+    let mut before = built(&store, &cache);
+    before.tag = cache.views.tag(&cache, R, D);
+    cache.views.put(R, D, before.clone());
+    // The replayer (say) changed the route after `before` was read.
+    cache.renders.touch(R, D);
+    assert!(cache
+        .views
+        .get(R, D, cache.views.tag(&cache, R, D))
+        .is_none());
+    let ops = enqueue(&store, "k", status(11, DeviceStatus::Enroute, 1));
+    cache
+        .views
+        .advance(&*store, &cache, R, D, &before, &ops)
+        .unwrap();
+    assert!(
+        cache
+            .views
+            .get(R, D, cache.views.tag(&cache, R, D))
+            .is_none(),
+        "a view built on a missed change must not be kept"
+    );
+}
