@@ -6,6 +6,7 @@ mod record;
 pub use record::{Fix, Location, Op, OpKind, OpState};
 
 use crate::store::keys::{KeyBuf, KeyReader};
+use crate::store::record::seal;
 use crate::store::{Storage, StorageExt, StoreError, Tree, TxExt};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
@@ -349,8 +350,34 @@ pub fn enqueue_with(
     let change_seqs: Vec<u64> = tickets.iter().map(|t| t.id).collect();
     let response = respond(&ops);
     let ikey = idem_key(&who.user_id, &who.idempotency_key);
-    let outcome = RefCell::new(None);
     let audit_entry = audit_of(who, &ops, store.next_id()?, now);
+    // Everything is encoded and checksummed before the transaction: sled 0.34 runs the
+    // closure under its global transaction lock, so only lookups and inserts belong there.
+    let mut writes: Vec<(Tree, Vec<u8>, Vec<u8>)> = Vec::with_capacity(ops.len() * 4 + 2);
+    let mut clocks: Vec<(Vec<u8>, DateTime<FixedOffset>, Vec<u8>)> = Vec::new();
+    for (op, cseq) in ops.iter().zip(&change_seqs) {
+        writes.push((OPS, op_key(op.seq).to_vec(), seal(op)?));
+        let lane = lane_key(&op.resource_id, &op.date, op.seq);
+        writes.push((LANES, lane, seal(&op.seq)?));
+        let change = op_change(op, *cseq);
+        writes.push((CHANGES, change_key(&op.resource_id, *cseq), seal(&change)?));
+        if let Some(a) = op.activity_id {
+            writes.push((ACTIVITY_OPS, activity_ops_key(a, op.seq), seal(&op.seq)?));
+        }
+        if op.kind.keeps_route_clock() {
+            let key = lane_prefix(&op.resource_id, &op.date);
+            clocks.push((key, op.time, seal(&op.time)?));
+        }
+    }
+    let audit_key = crate::audit::audit_key(audit_entry.seq);
+    writes.push((crate::audit::AUDIT, audit_key, seal(&audit_entry)?));
+    let idem = IdemRecord {
+        request_sha256: who.request_sha256.clone(),
+        status: 202,
+        response,
+        created_at: now,
+    };
+    writes.push((IDEMPOTENCY, ikey.clone(), seal(&idem)?));
     let mut trees = vec![
         OPS,
         LANES,
@@ -368,63 +395,42 @@ pub fn enqueue_with(
             }
         }
     }
+    // The earlier record under this key, when there is one (then nothing was written).
+    let earlier = RefCell::new(None);
     store.transact(&trees, &|tx| {
+        *earlier.borrow_mut() = None;
         if let Some(rec) = tx.get::<IdemRecord>(IDEMPOTENCY, &ikey)? {
-            *outcome.borrow_mut() = Some(if rec.request_sha256 == who.request_sha256 {
-                Enqueued::Replayed {
-                    status: rec.status,
-                    response: rec.response,
-                }
-            } else {
-                Enqueued::KeyReused
-            });
+            *earlier.borrow_mut() = Some(rec);
             return Ok(());
         }
-        for (op, cseq) in ops.iter().zip(&change_seqs) {
-            tx.put(OPS, &op_key(op.seq), op)?;
-            tx.put(LANES, &lane_key(&op.resource_id, &op.date, op.seq), &op.seq)?;
-            tx.put(
-                CHANGES,
-                &change_key(&op.resource_id, *cseq),
-                &op_change(op, *cseq),
-            )?;
-            if let Some(a) = op.activity_id {
-                tx.put(ACTIVITY_OPS, &activity_ops_key(a, op.seq), &op.seq)?;
-            }
-            let clock_key = lane_prefix(&op.resource_id, &op.date);
-            if op.kind.keeps_route_clock() {
-                let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, &clock_key)?;
-                if clock.is_none_or(|c| op.time > c) {
-                    tx.put(ROUTE_CLOCK, &clock_key, &op.time)?;
-                }
+        for (tree, key, value) in &writes {
+            tx.insert_raw(*tree, key, value.clone())?;
+        }
+        for (key, time, sealed) in &clocks {
+            let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, key)?;
+            if clock.is_none_or(|c| *time > c) {
+                tx.insert_raw(ROUTE_CLOCK, key, sealed.clone())?;
             }
         }
         if let Some(seq) = who.device_seq {
             bump_device_seq(tx, &who.user_id, &who.device_id, seq)?;
         }
-        crate::audit::put_in(tx, &audit_entry)?;
         if let Some(x) = &extra {
             (x.write)(tx, &ops)?;
         }
-        tx.put(
-            IDEMPOTENCY,
-            &ikey,
-            &IdemRecord {
-                request_sha256: who.request_sha256.clone(),
-                status: 202,
-                response: response.clone(),
-                created_at: now,
-            },
-        )?;
-        *outcome.borrow_mut() = Some(Enqueued::Accepted {
-            ops: ops.clone(),
-            response: response.clone(),
-        });
         Ok(())
     })?;
-    outcome
-        .into_inner()
-        .ok_or_else(|| StoreError::Aborted("enqueue produced no outcome".into()))
+    Ok(match earlier.into_inner() {
+        Some(rec) if rec.request_sha256 == who.request_sha256 => Enqueued::Replayed {
+            status: rec.status,
+            response: rec.response,
+        },
+        Some(_) => Enqueued::KeyReused,
+        None => Enqueued::Accepted {
+            ops,
+            response: idem.response,
+        },
+    })
 }
 
 /// The audit entry of an accepted write.
