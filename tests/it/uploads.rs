@@ -856,3 +856,48 @@ async fn a_decode_past_its_time_limit_is_rejected() {
     assert_eq!(item["state"], "rejected", "{item}");
     assert!(item["errorCode"] == "decode-timeout", "{item}");
 }
+
+#[tokio::test]
+async fn a_processing_failure_of_our_own_is_retried_until_it_succeeds() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let png = samples::signature(300, 100);
+    let (_, g) = grant(&stack, &s, id, "photo", "image/png", &png, "disk-fault").await;
+    let att = g["attachmentId"].as_str().unwrap();
+    let sha = sha_hex(&png);
+    // A disk fault: the thumbnail directory is a file, so keeping the thumbnail fails.
+    let thumbs = stack.app.state.files.thumbnail(&sha);
+    let thumbs = thumbs.parent().unwrap().to_path_buf();
+    std::fs::remove_dir_all(&thumbs).unwrap();
+    std::fs::write(&thumbs, b"not a directory").unwrap();
+    let r = upload_all(&stack.app.http, &url_of(&g), &png).await;
+    assert_eq!(r.status(), 201);
+    // The first attempt moved the original to its content address, then failed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !stack.app.state.files.blob(&sha).exists() {
+        assert!(std::time::Instant::now() < deadline, "never processed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let item = listed(&stack.app.http, &stack.app.url(""), &s.access, id, att).await;
+    assert_eq!(
+        item["state"], "processing",
+        "a fault of ours refuses nothing: {item}"
+    );
+    // The disk is back: a retry (after 1 s) completes the upload from its kept original.
+    std::fs::remove_file(&thumbs).unwrap();
+    std::fs::create_dir(&thumbs).unwrap();
+    let item = settled(&stack, &s, id, att).await;
+    assert_eq!(item["state"], "complete", "{item}");
+    assert!(item["opId"].is_string(), "queued for OFSC: {item}");
+    let thumb = stack
+        .app
+        .call(
+            "get",
+            &format!("/attachments/{att}/thumbnail"),
+            Some(&s.access),
+        )
+        .await;
+    assert_eq!(thumb.status(), 200);
+}
