@@ -88,10 +88,31 @@ fn a_view_advanced_by_each_write_equals_the_view_rebuilt_from_sled() {
         (12, DeviceStatus::Enroute),
         (12, DeviceStatus::Pending),
     ];
+    let mut writes: Vec<NewOp> = moves
+        .into_iter()
+        .enumerate()
+        .map(|(n, (id, to))| status(id, to, n as u32))
+        .collect();
+    // A stop created on the device (provisional id), then started; and a GPS ping.
+    let mut create = status(-5, DeviceStatus::Pending, 10);
+    create.kind = OpKind::CreateActivity {
+        activity: Box::new(Activity {
+            resource_id: Some(R.into()),
+            date: Some(D.into()),
+            appt_number: Some("new-1".into()),
+            ..Default::default()
+        }),
+    };
+    writes.push(create);
+    writes.push(status(-5, DeviceStatus::Enroute, 11));
+    let mut ping = status(0, DeviceStatus::Pending, 12);
+    ping.activity_id = None;
+    ping.kind = OpKind::Location { fixes: vec![] };
+    writes.push(ping);
     let mut kept = built(&store, &cache);
     kept.tag = cache.views.tag(&cache, R, D);
-    for (n, (id, to)) in moves.into_iter().enumerate() {
-        let ops = enqueue(&store, &format!("k{n}"), status(id, to, n as u32));
+    for (n, write) in writes.into_iter().enumerate() {
+        let ops = enqueue(&store, &format!("k{n}"), write);
         cache
             .views
             .advance(&*store, &cache, R, D, &kept, &ops)
@@ -105,9 +126,11 @@ fn a_view_advanced_by_each_write_equals_the_view_rebuilt_from_sled() {
         fresh.tag = tag;
         assert_eq!(kept, fresh, "after move {n}");
     }
-    assert_eq!(kept.lane_pending, 6);
+    assert_eq!(kept.lane_pending, 9);
     assert_eq!(kept.shown_status(11).as_deref(), Some("completed"));
     assert_eq!(kept.shown_status(12).as_deref(), Some("pending"));
+    assert_eq!(kept.shown_status(-5).as_deref(), Some("enroute"));
+    assert_eq!(kept.stop(-5).and_then(|s| s.position), Some(4));
 }
 
 #[test]
@@ -134,4 +157,24 @@ fn a_view_is_not_kept_across_a_change_it_did_not_see() {
             .is_none(),
         "a view built on a missed change must not be kept"
     );
+}
+
+#[test]
+fn a_quarantined_op_invalidates_the_kept_view() {
+    let (store, cache) = fixture();
+    let ops = enqueue(&store, "k", status(11, DeviceStatus::Enroute, 1));
+    let mut kept = built(&store, &cache);
+    kept.tag = cache.views.tag(&cache, R, D);
+    cache.views.put(R, D, kept.clone());
+    assert_eq!(cache.views.get(R, D, kept.tag), Some(kept));
+    // The op's record rots on disk; the next lane read quarantines it (no route write).
+    let seq = ops[0].seq;
+    crate::store::Storage::insert_raw(&*store, outbox::OPS, &outbox::op_key(seq), b"rot".to_vec())
+        .unwrap();
+    assert!(outbox::lane_ops(&*store, R, D).unwrap().is_empty());
+    assert!(cache
+        .views
+        .get(R, D, cache.views.tag(&cache, R, D))
+        .is_none());
+    assert_eq!(built(&store, &cache).lane_pending, 0);
 }

@@ -290,9 +290,9 @@ pub async fn submit_create(
         vec![op],
         |ops| json!({"opId": ops.first().map(|o| o.id.clone()), "state": "queued", "activity": shown}),
     )?;
-    drop(guard);
     if let outbox::Enqueued::Accepted { .. } = &result {
         state.cache.renders.touch(&resource, &date_s);
     }
+    drop(guard);
     Ok(result)
 }

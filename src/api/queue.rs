@@ -132,8 +132,9 @@ async fn act(
             detail: json!({"from": op.state.name()}),
         },
     )?;
-    drop(guard);
+    // Under the lane lock, like every write that changes what the route shows.
     state.cache.renders.touch(&op.resource_id, &op.date);
+    drop(guard);
     state.commit.flush().await?;
     if retry {
         state.replayer.wake();

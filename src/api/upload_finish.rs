@@ -341,11 +341,13 @@ async fn queue(state: &AppState, mut a: Attachment) -> Result<(), ApiError> {
             write: &write,
         }),
     )?;
-    drop(guard);
-    state.commit.flush().await?;
+    // Under the lane lock: the next write on the route must not start from a kept view
+    // that lacks this op.
     if let Enqueued::Accepted { .. } = result {
-        state.replayer.wake();
         state.cache.renders.touch(&a.resource_id, &a.date);
     }
+    drop(guard);
+    state.commit.flush().await?;
+    state.replayer.wake();
     Ok(())
 }
