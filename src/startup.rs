@@ -144,6 +144,9 @@ impl Application {
             SledStore::open_with_cache(&data_dir, settings.server.sled_cache_mb * 1024 * 1024)
                 .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?,
         );
+        // The one scan of every op: queue depth and metrics read live counts afterwards.
+        crate::outbox::recount(store.as_ref())
+            .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
         let commit = GroupCommit::start(store.clone() as Arc<dyn Storage>)
             .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
 

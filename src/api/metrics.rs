@@ -1,22 +1,20 @@
-//! `GET /metrics`: Prometheus text format. Queue gauges are computed at scrape time.
+//! `GET /metrics`: Prometheus text format. Queue gauges come from the live op counts.
 
-use crate::outbox::{self, OpState};
+use crate::outbox;
 use crate::startup::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    if let Ok(ops) = outbox::all_ops(state.store.as_ref()) {
-        for s in OpState::ALL {
-            let n = ops.iter().filter(|o| o.state == s).count();
-            metrics::gauge!("fieldsync_ops", "state" => s.name()).set(n as f64);
-        }
-        let oldest = ops
-            .iter()
-            .filter(|o| !o.state.is_final())
-            .map(|o| (Utc::now() - o.created_at).num_milliseconds() as f64 / 1000.0)
-            .fold(0.0, f64::max);
-        metrics::gauge!("fieldsync_oldest_queued_age_seconds").set(oldest);
+    let store = state.store.as_ref();
+    for (s, n) in outbox::counts_by_state(store, &|_| true) {
+        metrics::gauge!("fieldsync_ops", "state" => s.name()).set(n as f64);
+    }
+    if let Ok(oldest) = outbox::oldest_open(store, &|_| true) {
+        let age = oldest.map_or(0.0, |at| {
+            (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        metrics::gauge!("fieldsync_oldest_queued_age_seconds").set(age);
     }
     if let Ok(q) = crate::store::StorageExt::quarantined(state.store.as_ref(), usize::MAX) {
         metrics::gauge!("fieldsync_quarantined_records").set(q.len() as f64);

@@ -44,6 +44,8 @@ pub async fn get(
                 &outbox::op_key(seq),
                 &e.to_string(),
             )?;
+            // Its state cannot be read: count every op again.
+            outbox::recount(state.store.as_ref())?;
             return Err(ApiError::Internal(format!(
                 "op {} failed verification and was quarantined",
                 Op::id_of(seq)

@@ -27,16 +27,16 @@ fn visible_ops(state: &AppState, who: &Principal) -> Result<Vec<Op>, ApiError> {
 
 pub async fn summary(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::Operate)?;
-    let ops = visible_ops(&state, &who)?;
-    let mut by_state: BTreeMap<&str, usize> = OpState::ALL.iter().map(|s| (s.name(), 0)).collect();
-    for op in &ops {
-        *by_state.entry(op.state.name()).or_insert(0) += 1;
-    }
-    let oldest = ops
-        .iter()
-        .filter(|o| !o.state.is_final())
-        .map(|o| (Utc::now() - o.created_at).num_milliseconds() as f64 / 1000.0)
-        .fold(0.0f64, f64::max);
+    let store = state.store.as_ref();
+    let visible =
+        |resource: &str| policy::may_see(&who, resource, state.directory.as_ref()).is_ok();
+    let by_state: BTreeMap<&str, u64> = outbox::counts_by_state(store, &visible)
+        .into_iter()
+        .map(|(s, n)| (s.name(), n))
+        .collect();
+    let oldest = outbox::oldest_open(store, &visible)?
+        .map(|at| (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
     Ok(HttpResponse::Ok().json(json!({"byState": by_state, "oldestQueuedAgeSeconds": oldest})))
 }
 

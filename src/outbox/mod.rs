@@ -426,11 +426,73 @@ pub fn enqueue_with(
             response: rec.response,
         },
         Some(_) => Enqueued::KeyReused,
-        None => Enqueued::Accepted {
-            ops,
-            response: idem.response,
-        },
+        None => {
+            for op in &ops {
+                count(store, op, None);
+            }
+            Enqueued::Accepted {
+                ops,
+                response: idem.response,
+            }
+        }
     })
+}
+
+fn class(state: OpState) -> usize {
+    OpState::ALL.iter().position(|s| *s == state).unwrap_or(0)
+}
+
+/// Moves `op` (now in its current state) out of `from` in the live counts.
+fn count(store: &dyn Storage, op: &Op, from: Option<OpState>) {
+    store
+        .tally()
+        .shift(&op.resource_id, from.map(class), Some(class(op.state)));
+}
+
+/// Rebuilds the live op counts from every op (at start, and after a quarantine took an op
+/// whose state could not be read).
+pub fn recount(store: &dyn Storage) -> Result<(), StoreError> {
+    let mut counts: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    for op in all_ops(store)? {
+        let row = counts
+            .entry(op.resource_id.clone())
+            .or_insert_with(|| vec![0; OpState::ALL.len()]);
+        row[class(op.state)] += 1;
+    }
+    store.tally().reset(counts);
+    Ok(())
+}
+
+/// How many ops are in each state (in [`OpState::ALL`] order), over the resources `keep`
+/// accepts.
+pub fn counts_by_state(store: &dyn Storage, keep: &dyn Fn(&str) -> bool) -> Vec<(OpState, u64)> {
+    let totals = store.tally().totals(OpState::ALL.len(), keep);
+    OpState::ALL.iter().copied().zip(totals).collect()
+}
+
+/// When the oldest op still in a lane (queued or sending) of a resource `keep` accepts was
+/// accepted. Reads each lane's head key and one op, not every op.
+pub fn oldest_open(
+    store: &dyn Storage,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let oldest = lane_heads(store)?
+        .into_iter()
+        .filter(|(resource, _, _)| keep(resource))
+        .map(|(_, _, seq)| seq)
+        .min();
+    match oldest {
+        Some(seq) => Ok(get_op(store, seq)?.map(|op| op.created_at)),
+        None => Ok(None),
+    }
+}
+
+/// Records that the replayer is sending `op` (informational: `GET /ops` shows it; recovery
+/// reads every lane head back anyway, so this needs neither a transaction nor a flush).
+pub fn mark_sending(store: &dyn Storage, op: &Op, from: OpState) -> Result<(), StoreError> {
+    store.put(OPS, &op_key(op.seq), op)?;
+    count(store, op, Some(from));
+    Ok(())
 }
 
 /// The audit entry of an accepted write.
@@ -527,7 +589,7 @@ pub fn quarantine_op(
     store.quarantine(OPS, &op_key(seq), &err.to_string())?;
     store.remove(LANES, lane_key)?;
     QUARANTINES.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    Ok(())
+    recount(store)
 }
 
 /// The oldest op still in a lane.
@@ -558,20 +620,29 @@ pub fn lane_head(
 
 /// Every lane with work, as (resource, date).
 pub fn active_lanes(store: &dyn Storage) -> Result<Vec<(String, String)>, StoreError> {
-    let mut lanes: Vec<(String, String)> = Vec::new();
+    Ok(lane_heads(store)?
+        .into_iter()
+        .map(|(r, d, _)| (r, d))
+        .collect())
+}
+
+/// Every lane with work and the seq of its oldest op: one seek per lane, not a read of
+/// every queued op.
+fn lane_heads(store: &dyn Storage) -> Result<Vec<(String, String, u64)>, StoreError> {
+    let mut lanes = Vec::new();
     let mut start: Option<Vec<u8>> = None;
     loop {
         let batch = store.scan_raw(LANES, b"", start.as_deref(), 1)?;
         let Some((k, _)) = batch.into_iter().next() else {
             break;
         };
-        let Some((r, d, _)) = parse_lane_key(&k) else {
+        let Some((r, d, seq)) = parse_lane_key(&k) else {
             break;
         };
         // Skip the rest of this lane: jump past its prefix.
         let mut next = lane_prefix(&r, &d);
         next.extend_from_slice(&[0xff; 9]);
-        lanes.push((r, d));
+        lanes.push((r, d, seq));
         start = Some(next);
     }
     Ok(lanes)
@@ -594,9 +665,16 @@ pub fn save_op(store: &dyn Storage, op: &Op, announce: bool) -> Result<(), Store
         Some(_) => store.next_id()?,
         None => 0,
     };
+    let before: RefCell<Option<OpState>> = RefCell::new(None);
     store.transact(
         &[OPS, LANES, CHANGES, DEVICE_MEMO, crate::webhooks::EVENTS],
         &|tx| {
+            let key = op_key(op.seq);
+            // A record that does not verify is being replaced: it counted nowhere readable.
+            *before.borrow_mut() = tx
+                .get_raw(OPS, &key)?
+                .and_then(|b| crate::store::record::open::<StateOnly>(OPS, &key, &b).ok())
+                .map(|s| s.state);
             if let Some(event_type) = announce {
                 crate::webhooks::emit_in(tx, event_seq, event_type, op_event(op))?;
             }
@@ -616,7 +694,15 @@ pub fn save_op(store: &dyn Storage, op: &Op, announce: bool) -> Result<(), Store
             }
             Ok(())
         },
-    )
+    )?;
+    count(store, op, before.into_inner());
+    Ok(())
+}
+
+/// An op record read only for its state.
+#[derive(Deserialize)]
+struct StateOnly {
+    state: OpState,
 }
 
 /// Every op, in id order (for operators and metrics).
@@ -636,6 +722,7 @@ pub fn all_ops(store: &dyn Storage) -> Result<Vec<Op>, StoreError> {
 /// Puts a dead, rejected or blocked op back at its place in its lane.
 pub fn requeue(store: &dyn Storage, seq: u64) -> Result<Op, StoreError> {
     let mut op = get_op(store, seq)?.ok_or_else(|| StoreError::Aborted("no such op".into()))?;
+    let from = op.state;
     op.state = OpState::Queued;
     op.attempts = 0;
     op.updated_at = Utc::now();
@@ -643,6 +730,7 @@ pub fn requeue(store: &dyn Storage, seq: u64) -> Result<Op, StoreError> {
         tx.put(OPS, &op_key(op.seq), &op)?;
         tx.put(LANES, &lane_key(&op.resource_id, &op.date, op.seq), &op.seq)
     })?;
+    count(store, &op, Some(from));
     Ok(op)
 }
 

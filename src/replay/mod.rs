@@ -453,17 +453,11 @@ impl Replayer {
                 }
             }
         }
+        let from = op.state;
         op.state = OpState::Sending;
         op.attempts += 1;
         op.updated_at = Utc::now();
-        // Informational (GET /ops shows it); recovery reads every lane head back anyway, so
-        // this write needs neither a transaction nor a flush.
-        if let Err(e) = crate::store::StorageExt::put(
-            self.store.as_ref(),
-            outbox::OPS,
-            &outbox::op_key(op.seq),
-            &op,
-        ) {
+        if let Err(e) = outbox::mark_sending(self.store.as_ref(), &op, from) {
             tracing::error!(op = %op.id, error = %e, "cannot mark op sending");
             return Step::Wait(Duration::from_secs(1));
         }

@@ -7,9 +7,11 @@ mod group_commit;
 pub mod keys;
 pub mod record;
 mod sled_store;
+mod tally;
 
 pub use group_commit::GroupCommit;
 pub use sled_store::SledStore;
+pub use tally::Tally;
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -110,6 +112,8 @@ pub trait Storage: Send + Sync + 'static {
     fn ticket(&self) -> Result<Ticket, StoreError>;
     /// Every id at or below this is either committed or abandoned.
     fn watermark(&self) -> u64;
+    /// Live record counts that writers keep up to date (see [`Tally`]).
+    fn tally(&self) -> &Tally;
 }
 
 /// In-flight ids of [`Storage::ticket`].

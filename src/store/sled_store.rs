@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub struct SledStore {
     db: sled::Db,
     tickets: std::sync::Arc<super::Tickets>,
+    tally: super::Tally,
     data_file: Option<File>,
     path: PathBuf,
 }
@@ -42,6 +43,7 @@ impl SledStore {
         Ok(SledStore {
             db,
             tickets: Default::default(),
+            tally: Default::default(),
             data_file,
             path: dir.to_path_buf(),
         })
@@ -53,6 +55,7 @@ impl SledStore {
         Ok(SledStore {
             db,
             tickets: Default::default(),
+            tally: Default::default(),
             data_file: None,
             path: PathBuf::new(),
         })
@@ -191,6 +194,10 @@ impl Storage for SledStore {
 
     fn watermark(&self) -> u64 {
         self.tickets.watermark()
+    }
+
+    fn tally(&self) -> &super::Tally {
+        &self.tally
     }
 
     fn next_id(&self) -> Result<u64, StoreError> {

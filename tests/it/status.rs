@@ -347,4 +347,28 @@ async fn fault_storm_three_technicians_a_full_day_exactly_once_in_order() {
         .collect();
     want.sort();
     assert_eq!(sent, want);
+    // The live queue counts (kept by every state change, through retries, read-backs and
+    // token refreshes) equal a full recount of the stored ops.
+    let admin = stack.app.login("admin").await;
+    let summary: Value = stack
+        .app
+        .call("get", "/admin/queue", Some(&admin.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let store = stack.app.state.store.as_ref();
+    let live = fieldsync::outbox::counts_by_state(store, &|_| true);
+    fieldsync::outbox::recount(store).unwrap();
+    assert_eq!(live, fieldsync::outbox::counts_by_state(store, &|_| true));
+    let applied = live
+        .iter()
+        .find(|(s, _)| *s == fieldsync::outbox::OpState::Applied)
+        .map(|(_, n)| *n);
+    assert_eq!(summary["byState"]["applied"].as_u64(), applied, "{summary}");
+    assert_eq!(
+        applied,
+        Some(all_ops.len() as u64 + 3),
+        "every device write and the 3 route activations"
+    );
 }
