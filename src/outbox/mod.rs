@@ -1,8 +1,13 @@
 //! The durable outbox: ops, their lanes (one FIFO per route), idempotency records and the
 //! change log, always written together in one sled transaction.
 
+mod counts;
+mod lanes;
 mod record;
 
+use counts::count;
+pub use counts::{counts_by_state, oldest_open, recount};
+pub use lanes::{active_lanes, lane_head, lane_ops, quarantine_op, quarantines};
 pub use record::{Fix, Location, Op, OpKind, OpState};
 
 use crate::store::keys::{KeyBuf, KeyReader};
@@ -438,55 +443,6 @@ pub fn enqueue_with(
     })
 }
 
-fn class(state: OpState) -> usize {
-    OpState::ALL.iter().position(|s| *s == state).unwrap_or(0)
-}
-
-/// Moves `op` (now in its current state) out of `from` in the live counts.
-fn count(store: &dyn Storage, op: &Op, from: Option<OpState>) {
-    store
-        .tally()
-        .shift(&op.resource_id, from.map(class), Some(class(op.state)));
-}
-
-/// Rebuilds the live op counts from every op (at start, and after a quarantine took an op
-/// whose state could not be read).
-pub fn recount(store: &dyn Storage) -> Result<(), StoreError> {
-    let mut counts: std::collections::HashMap<String, Vec<u64>> = Default::default();
-    for op in all_ops(store)? {
-        let row = counts
-            .entry(op.resource_id.clone())
-            .or_insert_with(|| vec![0; OpState::ALL.len()]);
-        row[class(op.state)] += 1;
-    }
-    store.tally().reset(counts);
-    Ok(())
-}
-
-/// How many ops are in each state (in [`OpState::ALL`] order), over the resources `keep`
-/// accepts.
-pub fn counts_by_state(store: &dyn Storage, keep: &dyn Fn(&str) -> bool) -> Vec<(OpState, u64)> {
-    let totals = store.tally().totals(OpState::ALL.len(), keep);
-    OpState::ALL.iter().copied().zip(totals).collect()
-}
-
-/// When the oldest op still in a lane (queued or sending) of a resource `keep` accepts was
-/// accepted. Reads each lane's head key and one op, not every op.
-pub fn oldest_open(
-    store: &dyn Storage,
-    keep: &dyn Fn(&str) -> bool,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let oldest = lane_heads(store)?
-        .into_iter()
-        .filter(|(resource, _, _)| keep(resource))
-        .map(|(_, _, seq)| seq)
-        .min();
-    match oldest {
-        Some(seq) => Ok(get_op(store, seq)?.map(|op| op.created_at)),
-        None => Ok(None),
-    }
-}
-
 /// Records that the replayer is sending `op` (informational: `GET /ops` shows it; recovery
 /// reads every lane head back anyway, so this needs neither a transaction nor a flush).
 pub fn mark_sending(store: &dyn Storage, op: &Op, from: OpState) -> Result<(), StoreError> {
@@ -550,102 +506,6 @@ fn op_event(op: &Op) -> Value {
 
 pub fn get_op(store: &dyn Storage, seq: u64) -> Result<Option<Op>, StoreError> {
     store.get(OPS, &op_key(seq))
-}
-
-/// The lane's ops still in it, oldest first. An op that fails verification is quarantined
-/// (with its reason, for operators) and leaves the lane: it is reported, never sent.
-pub fn lane_ops(store: &dyn Storage, resource: &str, date: &str) -> Result<Vec<Op>, StoreError> {
-    let mut out = Vec::new();
-    for (k, _) in store.scan_raw(LANES, &lane_prefix(resource, date), None, usize::MAX)? {
-        let Some((_, _, seq)) = parse_lane_key(&k) else {
-            continue;
-        };
-        match get_op(store, seq) {
-            Ok(Some(op)) => out.push(op),
-            Ok(None) => {}
-            Err(e) if e.is_corrupt() => quarantine_op(store, &k, seq, &e)?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
-}
-
-static QUARANTINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// How many ops this process has quarantined: a quarantine takes an op out of its lane
-/// without a route write, so kept device views check this too.
-pub fn quarantines() -> u64 {
-    QUARANTINES.load(std::sync::atomic::Ordering::Acquire)
-}
-
-/// Moves a corrupt op to quarantine and takes it out of its lane.
-pub fn quarantine_op(
-    store: &dyn Storage,
-    lane_key: &[u8],
-    seq: u64,
-    err: &StoreError,
-) -> Result<(), StoreError> {
-    tracing::error!(op = %Op::id_of(seq), error = %err, "op failed verification: quarantined, not sent");
-    store.quarantine(OPS, &op_key(seq), &err.to_string())?;
-    store.remove(LANES, lane_key)?;
-    QUARANTINES.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    recount(store)
-}
-
-/// The oldest op still in a lane.
-pub fn lane_head(
-    store: &dyn Storage,
-    resource: &str,
-    date: &str,
-) -> Result<Option<Op>, StoreError> {
-    let Some((k, _)) = store
-        .scan_raw(LANES, &lane_prefix(resource, date), None, 1)?
-        .into_iter()
-        .next()
-    else {
-        return Ok(None);
-    };
-    let Some((_, _, seq)) = parse_lane_key(&k) else {
-        return Ok(None);
-    };
-    match get_op(store, seq) {
-        Err(e) if e.is_corrupt() => {
-            quarantine_op(store, &k, seq, &e)?;
-            // The next op (if any) is now the head.
-            lane_head(store, resource, date)
-        }
-        other => other,
-    }
-}
-
-/// Every lane with work, as (resource, date).
-pub fn active_lanes(store: &dyn Storage) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(lane_heads(store)?
-        .into_iter()
-        .map(|(r, d, _)| (r, d))
-        .collect())
-}
-
-/// Every lane with work and the seq of its oldest op: one seek per lane, not a read of
-/// every queued op.
-fn lane_heads(store: &dyn Storage) -> Result<Vec<(String, String, u64)>, StoreError> {
-    let mut lanes = Vec::new();
-    let mut start: Option<Vec<u8>> = None;
-    loop {
-        let batch = store.scan_raw(LANES, b"", start.as_deref(), 1)?;
-        let Some((k, _)) = batch.into_iter().next() else {
-            break;
-        };
-        let Some((r, d, seq)) = parse_lane_key(&k) else {
-            break;
-        };
-        // Skip the rest of this lane: jump past its prefix.
-        let mut next = lane_prefix(&r, &d);
-        next.extend_from_slice(&[0xff; 9]);
-        lanes.push((r, d, seq));
-        start = Some(next);
-    }
-    Ok(lanes)
 }
 
 /// Saves an op's new state; when it leaves the queue its lane entry goes, and the device

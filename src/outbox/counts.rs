@@ -1,0 +1,55 @@
+//! Live op counts by resource and state (kept in the store's [`Tally`](crate::store::Tally)): every state change
+//! shifts them, so queue depth and metrics are lookups, not scans of every op ever written.
+
+use super::{all_ops, get_op, lanes::lane_heads, Op, OpState};
+use crate::store::{Storage, StoreError};
+use chrono::{DateTime, Utc};
+
+fn class(state: OpState) -> usize {
+    OpState::ALL.iter().position(|s| *s == state).unwrap_or(0)
+}
+
+/// Moves `op` (now in its current state) out of `from` in the live counts.
+pub(super) fn count(store: &dyn Storage, op: &Op, from: Option<OpState>) {
+    store
+        .tally()
+        .shift(&op.resource_id, from.map(class), Some(class(op.state)));
+}
+
+/// Rebuilds the live op counts from every op (at start, and after a quarantine took an op
+/// whose state could not be read).
+pub fn recount(store: &dyn Storage) -> Result<(), StoreError> {
+    let mut counts: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    for op in all_ops(store)? {
+        let row = counts
+            .entry(op.resource_id.clone())
+            .or_insert_with(|| vec![0; OpState::ALL.len()]);
+        row[class(op.state)] += 1;
+    }
+    store.tally().reset(counts);
+    Ok(())
+}
+
+/// How many ops are in each state (in [`OpState::ALL`] order), over the resources `keep`
+/// accepts.
+pub fn counts_by_state(store: &dyn Storage, keep: &dyn Fn(&str) -> bool) -> Vec<(OpState, u64)> {
+    let totals = store.tally().totals(OpState::ALL.len(), keep);
+    OpState::ALL.iter().copied().zip(totals).collect()
+}
+
+/// When the oldest op still in a lane (queued or sending) of a resource `keep` accepts was
+/// accepted. Reads each lane's head key and one op, not every op.
+pub fn oldest_open(
+    store: &dyn Storage,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let oldest = lane_heads(store)?
+        .into_iter()
+        .filter(|(resource, _, _)| keep(resource))
+        .map(|(_, _, seq)| seq)
+        .min();
+    match oldest {
+        Some(seq) => Ok(get_op(store, seq)?.map(|op| op.created_at)),
+        None => Ok(None),
+    }
+}
