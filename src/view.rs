@@ -178,12 +178,12 @@ pub fn fold(
 }
 
 /// What a kept view was built from: the route's render version (bumped after every write
-/// that changes what the route shows) and the outbox's quarantine count (a quarantined op
-/// leaves its lane without a route write).
+/// that changes what the route shows) and how often the op counts were rebuilt (a
+/// quarantine drops an op unread, without a route write, and rebuilds them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ViewTag {
     pub version: u64,
-    pub quarantines: u64,
+    pub recounts: u64,
 }
 
 /// At most this many views are kept; past it the map is cleared (writes rebuild). A view is
@@ -200,10 +200,10 @@ pub struct Views {
 
 impl Views {
     /// The tag a view built now would carry: read it before reading the store.
-    pub fn tag(&self, cache: &Cache, resource: &str, date: &str) -> ViewTag {
+    pub fn tag(&self, store: &dyn Storage, cache: &Cache, resource: &str, date: &str) -> ViewTag {
         ViewTag {
             version: cache.renders.version(resource, date),
-            quarantines: outbox::quarantines(),
+            recounts: store.tally().resets(),
         }
     }
 
@@ -237,7 +237,7 @@ impl Views {
         let Some(version) = cache.renders.touch_from(resource, date, before.tag.version) else {
             return Ok(());
         };
-        if outbox::quarantines() != before.tag.quarantines {
+        if store.tally().resets() != before.tag.recounts {
             return Ok(());
         }
         let mut after = before.clone();
@@ -246,7 +246,7 @@ impl Views {
         }
         after.tag = ViewTag {
             version,
-            quarantines: before.tag.quarantines,
+            recounts: before.tag.recounts,
         };
         self.put(resource, date, after);
         Ok(())

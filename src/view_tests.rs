@@ -110,14 +110,14 @@ fn a_view_advanced_by_each_write_equals_the_view_rebuilt_from_sled() {
     ping.kind = OpKind::Location { fixes: vec![] };
     writes.push(ping);
     let mut kept = built(&store, &cache);
-    kept.tag = cache.views.tag(&cache, R, D);
+    kept.tag = cache.views.tag(&*store, &cache, R, D);
     for (n, write) in writes.into_iter().enumerate() {
         let ops = enqueue(&store, &format!("k{n}"), write);
         cache
             .views
             .advance(&*store, &cache, R, D, &kept, &ops)
             .unwrap();
-        let tag = cache.views.tag(&cache, R, D);
+        let tag = cache.views.tag(&*store, &cache, R, D);
         kept = cache
             .views
             .get(R, D, tag)
@@ -137,13 +137,13 @@ fn a_view_advanced_by_each_write_equals_the_view_rebuilt_from_sled() {
 fn a_view_is_not_kept_across_a_change_it_did_not_see() {
     let (store, cache) = fixture();
     let mut before = built(&store, &cache);
-    before.tag = cache.views.tag(&cache, R, D);
+    before.tag = cache.views.tag(&*store, &cache, R, D);
     cache.views.put(R, D, before.clone());
     // The replayer (say) changed the route after `before` was read.
     cache.renders.touch(R, D);
     assert!(cache
         .views
-        .get(R, D, cache.views.tag(&cache, R, D))
+        .get(R, D, cache.views.tag(&*store, &cache, R, D))
         .is_none());
     let ops = enqueue(&store, "k", status(11, DeviceStatus::Enroute, 1));
     cache
@@ -153,7 +153,7 @@ fn a_view_is_not_kept_across_a_change_it_did_not_see() {
     assert!(
         cache
             .views
-            .get(R, D, cache.views.tag(&cache, R, D))
+            .get(R, D, cache.views.tag(&*store, &cache, R, D))
             .is_none(),
         "a view built on a missed change must not be kept"
     );
@@ -164,7 +164,7 @@ fn a_quarantined_op_invalidates_the_kept_view() {
     let (store, cache) = fixture();
     let ops = enqueue(&store, "k", status(11, DeviceStatus::Enroute, 1));
     let mut kept = built(&store, &cache);
-    kept.tag = cache.views.tag(&cache, R, D);
+    kept.tag = cache.views.tag(&*store, &cache, R, D);
     cache.views.put(R, D, kept.clone());
     assert_eq!(cache.views.get(R, D, kept.tag), Some(kept));
     // The op's record rots on disk; the next lane read quarantines it (no route write).
@@ -174,7 +174,16 @@ fn a_quarantined_op_invalidates_the_kept_view() {
     assert!(outbox::lane_ops(&*store, R, D).unwrap().is_empty());
     assert!(cache
         .views
-        .get(R, D, cache.views.tag(&cache, R, D))
+        .get(R, D, cache.views.tag(&*store, &cache, R, D))
         .is_none());
     assert_eq!(built(&store, &cache).lane_pending, 0);
+    // `GET /ops/{id}` quarantines without the lane read; it recounts, which is what counts.
+    let mut kept = built(&store, &cache);
+    kept.tag = cache.views.tag(&*store, &cache, R, D);
+    cache.views.put(R, D, kept.clone());
+    outbox::recount(&*store).unwrap();
+    assert!(cache
+        .views
+        .get(R, D, cache.views.tag(&*store, &cache, R, D))
+        .is_none());
 }

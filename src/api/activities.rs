@@ -79,7 +79,7 @@ pub async fn device_route_of(
     date: &str,
 ) -> Result<DeviceRoute, ApiError> {
     let views = &state.cache.views;
-    let tag = views.tag(&state.cache, resource, date);
+    let tag = views.tag(state.store.as_ref(), &state.cache, resource, date);
     if let Some(dev) = views.get(resource, date, tag) {
         return Ok(dev);
     }

@@ -14,22 +14,24 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 
+/// Whether the caller may see a resource's ops.
+fn sees<'a>(state: &'a AppState, who: &'a Principal) -> impl Fn(&str) -> bool + 'a {
+    move |resource| policy::may_see(who, resource, state.directory.as_ref()).is_ok()
+}
+
 /// Ops the caller may see, in id order, with their states.
 fn visible_ops(state: &AppState, who: &Principal) -> Result<Vec<Op>, ApiError> {
-    let mut out = Vec::new();
-    for op in outbox::all_ops(state.store.as_ref())? {
-        if policy::may_see(who, &op.resource_id, state.directory.as_ref()).is_ok() {
-            out.push(op);
-        }
-    }
-    Ok(out)
+    let visible = sees(state, who);
+    Ok(outbox::all_ops(state.store.as_ref())?
+        .into_iter()
+        .filter(|op| visible(&op.resource_id))
+        .collect())
 }
 
 pub async fn summary(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::Operate)?;
     let store = state.store.as_ref();
-    let visible =
-        |resource: &str| policy::may_see(&who, resource, state.directory.as_ref()).is_ok();
+    let visible = sees(&state, &who);
     let by_state: BTreeMap<&str, u64> = outbox::counts_by_state(store, &visible)
         .into_iter()
         .map(|(s, n)| (s.name(), n))
@@ -73,8 +75,7 @@ pub async fn list(
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     // The usual answer, nothing in those states, needs no scan of the op history.
-    let visible =
-        |resource: &str| policy::may_see(&who, resource, state.directory.as_ref()).is_ok();
+    let visible = sees(&state, &who);
     let any = outbox::counts_by_state(state.store.as_ref(), &visible)
         .iter()
         .any(|(s, n)| *n > 0 && wanted.contains(s));

@@ -7,7 +7,7 @@ mod record;
 
 use counts::count;
 pub use counts::{counts_by_state, oldest_open, recount};
-pub use lanes::{active_lanes, lane_head, lane_ops, quarantine_op, quarantines};
+pub use lanes::{active_lanes, lane_head, lane_ops, quarantine_op};
 pub use record::{Fix, Location, Op, OpKind, OpState};
 
 use crate::store::keys::{KeyBuf, KeyReader};

@@ -3,11 +3,13 @@
 //! are a lookup, not a scan of every record ever written. Rebuilt by a scan at start.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 #[derive(Debug, Default)]
 pub struct Tally {
     counts: Mutex<HashMap<String, Vec<u64>>>,
+    resets: AtomicU64,
 }
 
 impl Tally {
@@ -47,6 +49,13 @@ impl Tally {
     /// Replaces every count (after a full scan).
     pub fn reset(&self, counts: HashMap<String, Vec<u64>>) {
         *self.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        self.resets.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times the counts were rebuilt: a rebuild follows a change no shift could
+    /// describe (a record dropped unread), which readers of derived state may need to see.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Acquire)
     }
 }
 
@@ -66,7 +75,9 @@ mod tests {
         assert_eq!(t.totals(3, &|g| g == "a"), vec![1, 0, 1]);
         t.shift("b", Some(0), None);
         assert_eq!(t.totals(3, &|g| g == "b"), vec![0, 0, 0]);
+        let resets = t.resets();
         t.reset(HashMap::from([("c".to_string(), vec![0, 4])]));
         assert_eq!(t.totals(3, &|_| true), vec![0, 4, 0]);
+        assert_eq!(t.resets(), resets + 1);
     }
 }
