@@ -87,6 +87,9 @@ pub struct UploadSettings {
     /// Images decoded at once (each may need a few hundred MB).
     pub max_decodes: usize,
     pub decode_timeout_ms: u64,
+    /// Scheduling priority (Linux nice, 0–19) of the decode threads: decoding is background
+    /// work and yields to receiving and syncing uploads. 0 keeps normal priority.
+    pub decode_nice: i32,
 }
 
 impl Default for UploadSettings {
@@ -100,6 +103,7 @@ impl Default for UploadSettings {
             signature_label: "csign".into(),
             max_decodes: 1,
             decode_timeout_ms: 30_000,
+            decode_nice: 10,
         }
     }
 }

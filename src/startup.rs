@@ -222,13 +222,17 @@ impl Application {
         ));
         let stock = Arc::new(Stock::new(store.clone() as Arc<dyn Storage>, ofsc.clone()));
         let files = Arc::new(
-            crate::uploads::Files::new(&settings.server.data_dir, settings.uploads.max_decodes)
-                .map_err(|e| {
-                    StartupError::Store(
-                        settings.server.data_dir.display().to_string(),
-                        e.to_string(),
-                    )
-                })?,
+            crate::uploads::Files::new(
+                &settings.server.data_dir,
+                settings.uploads.max_decodes,
+                settings.uploads.decode_nice,
+            )
+            .map_err(|e| {
+                StartupError::Store(
+                    settings.server.data_dir.display().to_string(),
+                    e.to_string(),
+                )
+            })?,
         );
         let upload_keys = crate::uploads::signing_keys(store.as_ref(), &settings.uploads.keys)
             .map_err(|e| StartupError::Store("upload keys".into(), e.to_string()))?;

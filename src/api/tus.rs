@@ -5,14 +5,13 @@
 
 use super::ApiError;
 use crate::startup::AppState;
+use crate::uploads::sink::{self, Sink};
 use crate::uploads::{self, grant, Attachment, UploadState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use chrono::Utc;
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
-use std::io::SeekFrom;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use std::io::{Seek, SeekFrom};
 
 pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 
@@ -261,9 +260,6 @@ fn expected_checksum(req: &HttpRequest) -> Result<Option<Vec<u8>>, ApiError> {
         .map_err(|_| err(400, "invalid-checksum", "the checksum is not base64"))
 }
 
-/// Bytes gathered before each write: one blocking-pool hop per MiB instead of per chunk.
-const WRITE_BUFFER: usize = 1024 * 1024;
-
 /// Streams the body to the end of the partial file. The bytes received before a cut are
 /// kept (the device resumes from there) unless a chunk checksum was given; a checksum
 /// mismatch or an overrun leaves the offset where it was. The offset is durable (data
@@ -277,49 +273,46 @@ async fn append(
     let checksum = expected_checksum(req)?;
     let path = state.files.partial(&a.id);
     let io = |e: std::io::Error| ApiError::Internal(format!("writing an upload: {e}"));
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .await
-        .map_err(io)?;
-    // Bytes past the recorded offset are from a request that died before it was recorded.
-    file.set_len(a.offset).await.map_err(io)?;
-    file.seek(SeekFrom::Start(a.offset)).await.map_err(io)?;
+    let offset = a.offset;
+    let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        // Bytes past the recorded offset are from a request that died before it was recorded.
+        file.set_len(offset)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("opening an upload: {e}")))?
+    .map_err(io)?;
+    let back_to_offset = move |f: &std::fs::File| {
+        f.set_len(offset)?;
+        f.sync_data()
+    };
     // From offset 0, the chunk's hash is also the whole file's: no second read at the end.
     let from_start = a.offset == 0;
-    let mut hasher = Sha256::new();
-    let mut written: u64 = 0;
+    let mut sink = Sink::new(file);
     let mut cut = false;
-    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
     while let Some(chunk) = payload.next().await {
         let Ok(chunk) = chunk else {
             cut = true;
             break;
         };
-        if a.offset + written + (buf.len() + chunk.len()) as u64 > a.size {
-            file.set_len(a.offset).await.map_err(io)?;
+        if a.offset + sink.received() + chunk.len() as u64 > a.size {
+            let file = sink.abandon().await.map_err(io)?;
+            sink::with_file(file, back_to_offset).await.map_err(io)?;
             return Err(err(
                 413,
                 "upload-too-large",
                 format!("the upload is {} bytes", a.size),
             ));
         }
-        hasher.update(&chunk);
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= WRITE_BUFFER {
-            file.write_all(&buf).await.map_err(io)?;
-            written += buf.len() as u64;
-            buf.clear();
-        }
+        sink.push(chunk).await.map_err(io)?;
     }
-    file.write_all(&buf).await.map_err(io)?;
-    written += buf.len() as u64;
-    drop(buf);
-    let digest = hasher.finalize();
+    let written = sink.received();
+    let (file, digest) = sink.finish().await.map_err(io)?;
     if let Some(want) = checksum {
         if cut || digest.as_slice() != want.as_slice() {
-            file.set_len(a.offset).await.map_err(io)?;
-            file.sync_data().await.map_err(io)?;
+            sink::with_file(file, back_to_offset).await.map_err(io)?;
             return Err(err(
                 460,
                 "checksum-mismatch",
@@ -327,8 +320,7 @@ async fn append(
             ));
         }
     }
-    file.sync_data().await.map_err(io)?;
-    drop(file);
+    drop(sink::with_file(file, |f| f.sync_data()).await.map_err(io)?);
     a.offset += written;
     uploads::put(state.store.as_ref(), &a)?;
     state.commit.flush().await?;

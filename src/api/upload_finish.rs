@@ -1,7 +1,7 @@
 //! After an upload's last byte. On the request path, only what is cheap: the whole-file hash
 //! against the grant and the inspection (magic bytes, end marker, header dimensions), which
 //! already refuses every bomb; then the upload is `processing`, durably, and the device is
-//! answered. In the background, behind the decode bound and a timeout: the full decode and
+//! answered. In the background, on the niced decode threads and behind a timeout: the full decode and
 //! the thumbnail, then the original kept content-addressed and the op that sends it to OFSC
 //! queued with the record in one transaction (or the upload refused, and the device told).
 
@@ -10,6 +10,7 @@ use super::ApiError;
 use crate::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
 use crate::startup::{AppState, RequestId};
 use crate::store::{Storage, TxExt};
+use crate::uploads::decoder::Decoder;
 use crate::uploads::image_check::{self, ImageRejection};
 use crate::uploads::{self, Attachment, Kind, UploadState};
 use actix_web::{web, HttpMessage, HttpRequest};
@@ -204,33 +205,25 @@ async fn process(state: &AppState, id: &str) -> Result<(), ApiError> {
     if a.state != UploadState::Processing {
         return Ok(());
     }
-    let permit = state
-        .files
-        .decodes
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(internal)?;
     let rules = *a.kind.rules();
     let source = source_of(state, &a);
     // `finish` inspected the bytes and matched their type to the grant's before recording
     // the upload `processing`: the granted type names the format.
     let format = image::ImageFormat::from_mime_type(&a.content_type)
         .ok_or_else(|| internal(format!("no image format for {}", a.content_type)))?;
-    let decoding = tokio::task::spawn_blocking(move || {
-        let r = image_check::thumbnail(&source, format, &rules);
-        // The permit goes with the decode, not with the wait: a timed-out decode still
-        // holds its memory until it ends.
-        drop(permit);
-        r
-    });
+    let decoding = state
+        .files
+        .decoder
+        .start_job(move || image_check::thumbnail(&source, format, &rules))
+        .await
+        .map_err(internal)?;
     let timeout = Duration::from_millis(state.uploads.decode_timeout_ms.max(1));
     let thumbnail = match tokio::time::timeout(timeout, decoding).await {
         Err(_) => {
             let e = err(422, "decode-timeout", "the image took too long to decode");
             return refuse(state, a, &e).await;
         }
-        Ok(joined) => match joined.map_err(internal)? {
+        Ok(received) => match Decoder::outcome(received).map_err(internal)? {
             Ok(t) => t,
             Err(ImageRejection::Io(e)) => return Err(ApiError::Internal(e)),
             Err(e) => return refuse(state, a, &rejection(e)).await,

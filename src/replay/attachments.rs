@@ -48,26 +48,19 @@ impl Replayer {
         let path = files.blob(&a.sha256);
         let rules = *a.kind.rules();
         let content_type = a.content_type.clone();
-        // A downscale decodes the image: it shares the uploads' bound on decodes at once.
-        let permit = files
-            .decodes
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(config)?;
-        let (bytes, content_type) = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let size = std::fs::metadata(&path).map_err(config)?.len() as usize;
-            if size <= OFSC_FILE_LIMIT {
-                Ok((std::fs::read(&path).map_err(config)?, content_type))
-            } else {
-                image_check::fit(&path, &rules, OFSC_FILE_LIMIT)
-                    .map(|b| (b, "image/jpeg".to_string()))
-                    .map_err(config)
-            }
-        })
-        .await
-        .map_err(config)??;
+        let size = tokio::fs::metadata(&path).await.map_err(config)?.len() as usize;
+        let (bytes, content_type) = if size <= OFSC_FILE_LIMIT {
+            (tokio::fs::read(&path).await.map_err(config)?, content_type)
+        } else {
+            // A downscale decodes the image: it runs on the uploads' decode threads.
+            let fitted = files
+                .decoder
+                .run(move || image_check::fit(&path, &rules, OFSC_FILE_LIMIT))
+                .await
+                .map_err(config)?
+                .map_err(config)?;
+            (fitted, "image/jpeg".to_string())
+        };
         Ok((
             activity,
             label.clone(),

@@ -1,9 +1,11 @@
 //! Photos and signatures: attachment records in sled, their files on disk (partial uploads,
 //! content-addressed originals, thumbnails), signing keys, and the purge of abandoned uploads.
 
+pub mod decoder;
 pub mod grant;
 pub mod image_check;
 pub mod samples;
+pub mod sink;
 
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::{Storage, StorageExt, StoreError, Tree};
@@ -136,19 +138,20 @@ pub fn of_activity(store: &dyn Storage, activity: i64) -> Result<Vec<Attachment>
 #[derive(Debug, Clone)]
 pub struct Files {
     root: PathBuf,
-    /// Image decodes at once, for uploads and replay alike: each may take a few hundred MB.
-    pub decodes: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Image decodes, for uploads and replay alike: a few at once (each may take a few
+    /// hundred MB), at a lowered priority.
+    pub decoder: std::sync::Arc<decoder::Decoder>,
 }
 
 impl Files {
-    pub fn new(data_dir: &Path, max_decodes: usize) -> std::io::Result<Files> {
+    pub fn new(data_dir: &Path, max_decodes: usize, decode_nice: i32) -> std::io::Result<Files> {
         let root = data_dir.join("files");
         for sub in ["partial", "blobs", "thumbs"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
         Ok(Files {
             root,
-            decodes: std::sync::Arc::new(tokio::sync::Semaphore::new(max_decodes.max(1))),
+            decoder: std::sync::Arc::new(decoder::Decoder::start(max_decodes, decode_nice)?),
         })
     }
 
