@@ -1,5 +1,6 @@
 //! Live op counts by resource and state (kept in the store's [`Tally`](crate::store::Tally)): every state change
-//! shifts them, so queue depth and metrics are lookups, not scans of every op ever written.
+//! shifts them, so queue depth, metrics and the dead-letter listing are lookups, not scans
+//! of every op ever written.
 
 use super::{all_ops, get_op, lanes::lane_heads, Op, OpState};
 use crate::store::{Storage, StoreError};
@@ -9,24 +10,45 @@ fn class(state: OpState) -> usize {
     OpState::ALL.iter().position(|s| *s == state).unwrap_or(0)
 }
 
+/// The states an operator lists (`GET /admin/ops`): few ops, kept by id in the tally.
+pub const ATTENTION: [OpState; 3] = [OpState::Dead, OpState::Rejected, OpState::Blocked];
+
+fn mark_of(state: OpState) -> Option<usize> {
+    ATTENTION.contains(&state).then(|| class(state))
+}
+
 /// Moves `op` (now in its current state) out of `from` in the live counts.
 pub(super) fn count(store: &dyn Storage, op: &Op, from: Option<OpState>) {
-    store
-        .tally()
-        .shift(&op.resource_id, from.map(class), Some(class(op.state)));
+    let tally = store.tally();
+    tally.shift(&op.resource_id, from.map(class), Some(class(op.state)));
+    let to = mark_of(op.state);
+    if to.is_some() || from.and_then(mark_of).is_some() {
+        tally.mark(op.seq, to);
+    }
+}
+
+/// The ids after `after`, in order, of the ops now in one of `states` (all in
+/// [`ATTENTION`]), without reading the op history.
+pub fn marked_ops(store: &dyn Storage, states: &[OpState], after: u64) -> Vec<u64> {
+    let classes: Vec<usize> = states.iter().map(|s| class(*s)).collect();
+    store.tally().marked(&classes, after)
 }
 
 /// Rebuilds the live op counts from every op (at start, and after a quarantine took an op
 /// whose state could not be read).
 pub fn recount(store: &dyn Storage) -> Result<(), StoreError> {
     let mut counts: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    let mut marks = std::collections::BTreeMap::new();
     for op in all_ops(store)? {
         let row = counts
             .entry(op.resource_id.clone())
             .or_insert_with(|| vec![0; OpState::ALL.len()]);
         row[class(op.state)] += 1;
+        if let Some(m) = mark_of(op.state) {
+            marks.insert(op.seq, m);
+        }
     }
-    store.tally().reset(counts);
+    store.tally().reset(counts, marks);
     Ok(())
 }
 

@@ -6,7 +6,7 @@ mod lanes;
 mod record;
 
 use counts::count;
-pub use counts::{counts_by_state, oldest_open, recount};
+pub use counts::{counts_by_state, marked_ops, oldest_open, recount, ATTENTION};
 pub use lanes::{active_lanes, lane_head, lane_ops, quarantine_op};
 pub use record::{Fix, Location, Op, OpKind, OpState};
 

@@ -1,14 +1,18 @@
 //! Live counts of records by group and class, kept in memory by the code that writes those
 //! records (the outbox counts ops by resource and state), so that queue depth and metrics
-//! are a lookup, not a scan of every record ever written. Rebuilt by a scan at start.
+//! are a lookup, not a scan of every record ever written. Rebuilt by a scan at start. It also
+//! keeps the ids of the few records in classes an operator lists (the outbox's dead, rejected
+//! and blocked ops), so those listings read them, not the whole history.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 #[derive(Debug, Default)]
 pub struct Tally {
     counts: Mutex<HashMap<String, Vec<u64>>>,
+    /// Record id → class, for records in a listed class only.
+    marks: Mutex<BTreeMap<u64, usize>>,
     resets: AtomicU64,
 }
 
@@ -46,8 +50,28 @@ impl Tally {
         out
     }
 
-    /// Replaces every count (after a full scan).
-    pub fn reset(&self, counts: HashMap<String, Vec<u64>>) {
+    /// Record `id` is now in listed class `class`, or (`None`) in none.
+    pub fn mark(&self, id: u64, class: Option<usize>) {
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        match class {
+            Some(c) => marks.insert(id, c),
+            None => marks.remove(&id),
+        };
+    }
+
+    /// The ids after `after`, in order, of the marked records in one of `classes`.
+    pub fn marked(&self, classes: &[usize], after: u64) -> Vec<u64> {
+        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        marks
+            .range(after.saturating_add(1)..)
+            .filter(|(_, c)| classes.contains(c))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Replaces every count and mark (after a full scan).
+    pub fn reset(&self, counts: HashMap<String, Vec<u64>>, marks: BTreeMap<u64, usize>) {
+        *self.marks.lock().unwrap_or_else(|p| p.into_inner()) = marks;
         *self.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
         self.resets.fetch_add(1, Ordering::AcqRel);
     }
@@ -76,8 +100,27 @@ mod tests {
         t.shift("b", Some(0), None);
         assert_eq!(t.totals(3, &|g| g == "b"), vec![0, 0, 0]);
         let resets = t.resets();
-        t.reset(HashMap::from([("c".to_string(), vec![0, 4])]));
+        t.reset(
+            HashMap::from([("c".to_string(), vec![0, 4])]),
+            BTreeMap::new(),
+        );
         assert_eq!(t.totals(3, &|_| true), vec![0, 4, 0]);
         assert_eq!(t.resets(), resets + 1);
+    }
+
+    #[test]
+    fn marks_list_records_of_the_asked_classes_in_id_order() {
+        let t = Tally::default();
+        for (id, class) in [(9, 1), (3, 2), (5, 1), (7, 3)] {
+            t.mark(id, Some(class));
+        }
+        assert_eq!(t.marked(&[1, 2], 0), vec![3, 5, 9]);
+        assert_eq!(t.marked(&[1], 5), vec![9]);
+        t.mark(5, Some(2));
+        t.mark(9, None);
+        assert_eq!(t.marked(&[1], 0), Vec::<u64>::new());
+        assert_eq!(t.marked(&[2, 3], 0), vec![3, 5, 7]);
+        t.reset(HashMap::new(), BTreeMap::from([(4, 1)]));
+        assert_eq!(t.marked(&[1, 2, 3], 0), vec![4]);
     }
 }

@@ -131,6 +131,43 @@ async fn dead_ops_are_listed_retried_or_discarded_with_audit() {
             .status(),
         403
     );
+    // The default listing (dead, rejected, blocked) in id order, a page at a time.
+    let page: Value = stack
+        .app
+        .call("get", "/admin/ops?limit=2", Some(&sup.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["hasMore"], true, "{page}");
+    let cursor = page["nextCursor"].as_str().unwrap();
+    let rest: Value = stack
+        .app
+        .call(
+            "get",
+            &format!("/admin/ops?limit=2&cursor={cursor}"),
+            Some(&sup.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let all: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["items"].as_array().unwrap())
+        .map(|o| o["opId"].as_str().unwrap())
+        .collect();
+    assert_eq!(all, [dead[0], dead[1], b.as_str()], "{page} {rest}");
+    assert_eq!(rest["hasMore"], false);
+    // The listing's index (kept by every state change) equals one rebuilt from the ops.
+    let store = stack.app.state.store.as_ref();
+    let attention = fieldsync::outbox::ATTENTION;
+    let live = fieldsync::outbox::marked_ops(store, &attention, 0);
+    assert_eq!(live.len(), 3);
+    fieldsync::outbox::recount(store).unwrap();
+    assert_eq!(live, fieldsync::outbox::marked_ops(store, &attention, 0));
 
     stack.sim.faults(json!({})).await;
     for op in &dead {
@@ -163,6 +200,14 @@ async fn dead_ops_are_listed_retried_or_discarded_with_audit() {
         .await;
     assert_eq!(done[0]["state"], "applied");
     assert_eq!(done[1]["state"], "discarded");
+    let listed: Value = stack
+        .app
+        .call("get", "/admin/ops", Some(&sup.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"], json!([]), "{listed}");
     let starts = stack
         .sim
         .ledger()
