@@ -87,11 +87,9 @@ pub async fn list(
         }
         found
     } else {
-        outbox::all_ops(state.store.as_ref())?
-            .into_iter()
-            .filter(|o| o.seq > after && wanted.contains(&o.state) && visible(&o.resource_id))
-            .take(limit + 1)
-            .collect()
+        outbox::ops_after(state.store.as_ref(), after, limit + 1, &|o| {
+            wanted.contains(&o.state) && visible(&o.resource_id)
+        })?
     };
     let has_more = matching.len() > limit;
     let items: Vec<_> = matching.iter().take(limit).map(op_json).collect();

@@ -2,7 +2,7 @@
 //! shifts them, so queue depth, metrics and the dead-letter listing are lookups, not scans
 //! of every op ever written.
 
-use super::{all_ops, get_op, lanes::lane_heads, Op, OpState};
+use super::{get_op, lanes::lane_heads, Op, OpState};
 use crate::store::{Storage, StoreError};
 use chrono::{DateTime, Utc};
 
@@ -34,18 +34,54 @@ pub fn marked_ops(store: &dyn Storage, states: &[OpState], after: u64) -> Vec<u6
     store.tally().marked(&classes, after)
 }
 
-/// Rebuilds the live op counts from every op (at start, and after a quarantine took an op
-/// whose state could not be read).
+const RECOUNT_PAGE: usize = 4096;
+
+/// The fields of an op record a recount reads; the rest is skipped, not decoded.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Brief {
+    seq: u64,
+    resource_id: String,
+    state: OpState,
+}
+
+/// Rebuilds the live op counts and the listed ops' ids from every op (at start, and after a
+/// quarantine took an op whose state could not be read).
 pub fn recount(store: &dyn Storage) -> Result<(), StoreError> {
+    recount_in_pages(store, RECOUNT_PAGE)
+}
+
+pub(super) fn recount_in_pages(store: &dyn Storage, page_size: usize) -> Result<(), StoreError> {
     let mut counts: std::collections::HashMap<String, Vec<u64>> = Default::default();
     let mut marks = std::collections::BTreeMap::new();
-    for op in all_ops(store)? {
-        let row = counts
-            .entry(op.resource_id.clone())
-            .or_insert_with(|| vec![0; OpState::ALL.len()]);
-        row[class(op.state)] += 1;
-        if let Some(m) = mark_of(op.state) {
-            marks.insert(op.seq, m);
+    // A page at a time: the history may be far larger than memory.
+    let mut from = Vec::new();
+    loop {
+        let page = store.scan_raw(super::OPS, b"", Some(&from), page_size)?;
+        for (k, v) in &page {
+            let op = match crate::store::record::open::<Brief>(super::OPS, k, v) {
+                Ok(op) => op,
+                Err(e) => {
+                    // The replayer or `GET /ops/{id}` quarantines it, and recounts.
+                    tracing::error!(error = %e, "a corrupt op is left out of the counts");
+                    continue;
+                }
+            };
+            let row = counts
+                .entry(op.resource_id)
+                .or_insert_with(|| vec![0; OpState::ALL.len()]);
+            row[class(op.state)] += 1;
+            if let Some(m) = mark_of(op.state) {
+                marks.insert(op.seq, m);
+            }
+        }
+        match page.last() {
+            Some((k, _)) if page.len() == page_size => {
+                // The smallest key after `k`.
+                from = k.clone();
+                from.push(0);
+            }
+            _ => break,
         }
     }
     store.tally().reset(counts, marks);

@@ -565,18 +565,41 @@ struct StateOnly {
     state: OpState,
 }
 
-/// Every op, in id order (for operators and metrics).
-pub fn all_ops(store: &dyn Storage) -> Result<Vec<Op>, StoreError> {
+/// Up to `limit` ops after `after` that `keep` accepts, in id order, read a page at a time
+/// (for operators investigating states that are not kept by id).
+pub fn ops_after(
+    store: &dyn Storage,
+    after: u64,
+    limit: usize,
+    keep: &dyn Fn(&Op) -> bool,
+) -> Result<Vec<Op>, StoreError> {
+    const PAGE: usize = 1024;
     let mut out = Vec::new();
-    for (k, v) in store.scan_raw(OPS, b"", None, usize::MAX)? {
-        match crate::store::record::open::<Op>(OPS, &k, &v) {
-            Ok(op) => out.push(op),
-            Err(e) => {
-                tracing::error!(error = %e, "skipping a corrupt op in a listing; the replayer quarantines it")
+    let mut from = op_key(after.saturating_add(1)).to_vec();
+    loop {
+        let page = store.scan_raw(OPS, b"", Some(&from), PAGE)?;
+        for (k, v) in &page {
+            match crate::store::record::open::<Op>(OPS, k, v) {
+                Ok(op) if keep(&op) => {
+                    out.push(op);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping a corrupt op in a listing; the replayer quarantines it")
+                }
             }
         }
+        match page.last() {
+            Some((k, _)) if page.len() == PAGE => {
+                from = k.clone();
+                from.push(0);
+            }
+            _ => return Ok(out),
+        }
     }
-    Ok(out)
 }
 
 /// Puts a dead, rejected or blocked op back at its place in its lane.

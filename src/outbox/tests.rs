@@ -106,3 +106,39 @@ fn lanes_are_fifo_and_enumerable() {
     save_op(&store, &done, true).unwrap();
     assert_eq!(lane_ops(&store, "tech1", "2026-05-04").unwrap().len(), 1);
 }
+
+#[test]
+fn a_recount_in_pages_rebuilds_the_live_counts_and_listed_ids_and_listings_page_too() {
+    let store = SledStore::temporary().unwrap();
+    for i in 0..7 {
+        let Enqueued::Accepted { ops, .. } = enqueue(
+            &store,
+            &who(&format!("k{i}"), &format!("h{i}")),
+            vec![status_op(if i % 2 == 0 { "tech1" } else { "tech2" }, i)],
+            |_| Value::Null,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        let mut op = ops[0].clone();
+        op.state = [OpState::Dead, OpState::Applied, OpState::Blocked][i as usize % 3];
+        save_op(&store, &op, false).unwrap();
+    }
+    let counts = counts_by_state(&store, &|_| true);
+    let listed = marked_ops(&store, &ATTENTION, 0);
+    let applied = ops_after(&store, 0, 10, &|o| o.state == OpState::Applied).unwrap();
+    assert_eq!(
+        applied.iter().map(|o| o.activity_id).collect::<Vec<_>>(),
+        [Some(1), Some(4)]
+    );
+    let dead = ops_after(&store, listed[0], 1, &|o| o.state == OpState::Dead).unwrap();
+    assert_eq!(
+        dead.iter().map(|o| o.activity_id).collect::<Vec<_>>(),
+        [Some(3)]
+    );
+    assert_eq!(listed.len(), 5);
+    store.tally().reset(Default::default(), Default::default());
+    counts::recount_in_pages(&store, 2).unwrap();
+    assert_eq!(counts_by_state(&store, &|_| true), counts);
+    assert_eq!(marked_ops(&store, &ATTENTION, 0), listed);
+}
