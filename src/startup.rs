@@ -388,19 +388,25 @@ impl Application {
     }
 }
 
-/// Deletes abandoned uploads once a minute.
+/// Deletes abandoned uploads once a minute, each pass from where the last one left open.
 async fn purge_uploads(store: Arc<dyn Storage>, files: Arc<crate::uploads::Files>) {
+    let mut from = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(60)).await;
         let (s, f) = (store.clone(), files.clone());
-        let purged = tokio::task::spawn_blocking(move || {
-            crate::uploads::purge_expired(s.as_ref(), &f, chrono::Utc::now())
+        let pass = tokio::task::spawn_blocking(move || {
+            crate::uploads::purge::purge_expired(s.as_ref(), &f, chrono::Utc::now(), from)
         })
         .await;
-        match purged {
-            Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "abandoned uploads purged"),
+        match pass {
+            Ok(Ok(pass)) => {
+                if pass.purged > 0 {
+                    tracing::info!(purged = pass.purged, "abandoned uploads purged");
+                }
+                from = pass.next_from;
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "purging uploads failed"),
-            _ => {}
+            Err(e) => tracing::error!(error = %e, "the upload purge stopped"),
         }
     }
 }

@@ -398,15 +398,15 @@ pub fn list(
 /// Forgets deliveries that succeeded before `before` (failed ones stay for operators).
 pub fn prune_delivered(store: &dyn Storage, before: DateTime<Utc>) -> Result<usize, StoreError> {
     let mut gone = 0;
-    for (k, v) in store.scan_raw(DELIVERIES, b"", None, usize::MAX)? {
-        let Ok(d) = crate::store::record::open::<Delivery>(DELIVERIES, &k, &v) else {
-            continue;
-        };
-        if d.state == DeliveryState::Delivered && d.delivered_at.is_some_and(|t| t < before) {
-            store.remove(DELIVERIES, &k)?;
-            gone += 1;
+    crate::store::scan_pages(store, DELIVERIES, b"", 1024, &mut |k, v| {
+        if let Ok(d) = crate::store::record::open::<Delivery>(DELIVERIES, k, v) {
+            if d.state == DeliveryState::Delivered && d.delivered_at.is_some_and(|t| t < before) {
+                store.remove(DELIVERIES, k)?;
+                gone += 1;
+            }
         }
-    }
+        Ok(true)
+    })?;
     Ok(gone)
 }
 

@@ -161,13 +161,14 @@ pub async fn process_uploads(
 
 fn processing(store: &dyn Storage) -> Result<Vec<String>, crate::store::StoreError> {
     let mut ids = Vec::new();
-    for (k, v) in store.scan_raw(uploads::ATTACHMENTS, b"", None, usize::MAX)? {
-        if let Ok(a) = crate::store::record::open::<Attachment>(uploads::ATTACHMENTS, &k, &v) {
+    crate::store::scan_pages(store, uploads::ATTACHMENTS, b"", 1024, &mut |k, v| {
+        if let Ok(a) = crate::store::record::open::<Attachment>(uploads::ATTACHMENTS, k, v) {
             if a.state == UploadState::Processing {
                 ids.push(a.id);
             }
         }
-    }
+        Ok(true)
+    })?;
     Ok(ids)
 }
 

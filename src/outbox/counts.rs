@@ -54,36 +54,22 @@ pub fn recount(store: &dyn Storage) -> Result<(), StoreError> {
 pub(super) fn recount_in_pages(store: &dyn Storage, page_size: usize) -> Result<(), StoreError> {
     let mut counts: std::collections::HashMap<String, Vec<u64>> = Default::default();
     let mut marks = std::collections::BTreeMap::new();
-    // A page at a time: the history may be far larger than memory.
-    let mut from = Vec::new();
-    loop {
-        let page = store.scan_raw(super::OPS, b"", Some(&from), page_size)?;
-        for (k, v) in &page {
-            let op = match crate::store::record::open::<Brief>(super::OPS, k, v) {
-                Ok(op) => op,
-                Err(e) => {
-                    // The replayer or `GET /ops/{id}` quarantines it, and recounts.
-                    tracing::error!(error = %e, "a corrupt op is left out of the counts");
-                    continue;
+    crate::store::scan_pages(store, super::OPS, b"", page_size, &mut |k, v| {
+        match crate::store::record::open::<Brief>(super::OPS, k, v) {
+            Ok(op) => {
+                let row = counts
+                    .entry(op.resource_id)
+                    .or_insert_with(|| vec![0; OpState::ALL.len()]);
+                row[class(op.state)] += 1;
+                if let Some(m) = mark_of(op.state) {
+                    marks.insert(op.seq, m);
                 }
-            };
-            let row = counts
-                .entry(op.resource_id)
-                .or_insert_with(|| vec![0; OpState::ALL.len()]);
-            row[class(op.state)] += 1;
-            if let Some(m) = mark_of(op.state) {
-                marks.insert(op.seq, m);
             }
+            // The replayer or `GET /ops/{id}` quarantines it, and recounts.
+            Err(e) => tracing::error!(error = %e, "a corrupt op is left out of the counts"),
         }
-        match page.last() {
-            Some((k, _)) if page.len() == page_size => {
-                // The smallest key after `k`.
-                from = k.clone();
-                from.push(0);
-            }
-            _ => break,
-        }
-    }
+        Ok(true)
+    })?;
     store.tally().reset(counts, marks);
     Ok(())
 }

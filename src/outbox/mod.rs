@@ -573,33 +573,19 @@ pub fn ops_after(
     limit: usize,
     keep: &dyn Fn(&Op) -> bool,
 ) -> Result<Vec<Op>, StoreError> {
-    const PAGE: usize = 1024;
     let mut out = Vec::new();
-    let mut from = op_key(after.saturating_add(1)).to_vec();
-    loop {
-        let page = store.scan_raw(OPS, b"", Some(&from), PAGE)?;
-        for (k, v) in &page {
-            match crate::store::record::open::<Op>(OPS, k, v) {
-                Ok(op) if keep(&op) => {
-                    out.push(op);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "skipping a corrupt op in a listing; the replayer quarantines it")
-                }
+    let start = op_key(after.saturating_add(1));
+    crate::store::scan_pages(store, OPS, &start, 1024, &mut |k, v| {
+        match crate::store::record::open::<Op>(OPS, k, v) {
+            Ok(op) if keep(&op) => out.push(op),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "skipping a corrupt op in a listing; the replayer quarantines it")
             }
         }
-        match page.last() {
-            Some((k, _)) if page.len() == PAGE => {
-                from = k.clone();
-                from.push(0);
-            }
-            _ => return Ok(out),
-        }
-    }
+        Ok(out.len() < limit)
+    })?;
+    Ok(out)
 }
 
 /// Puts a dead, rejected or blocked op back at its place in its lane.

@@ -56,6 +56,38 @@ impl StoreError {
 /// Raw key/value pairs as a scan returns them.
 pub type RawPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Sees one raw record (key, value); answers whether the scan goes on.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
+
+/// Visits a tree's records in key order from `start` (inclusive), reading `page` of them at
+/// a time, so a long history never sits in memory at once; `visit` answers whether to go on.
+pub fn scan_pages(
+    store: &dyn Storage,
+    tree: Tree,
+    start: &[u8],
+    page: usize,
+    visit: &mut Visit<'_>,
+) -> Result<(), StoreError> {
+    let page = page.max(1);
+    let mut from = start.to_vec();
+    loop {
+        let pairs = store.scan_raw(tree, b"", Some(&from), page)?;
+        for (k, v) in &pairs {
+            if !visit(k, v)? {
+                return Ok(());
+            }
+        }
+        match pairs.last() {
+            Some((k, _)) if pairs.len() == page => {
+                // The smallest key after `k`.
+                from = k.clone();
+                from.push(0);
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// One atomic unit of work over several trees. Values passed in are sealed by the caller
 /// through [`TxExt`]; raw access exists for the quarantine path and tests.
 pub trait Tx {

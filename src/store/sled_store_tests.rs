@@ -88,3 +88,34 @@ fn data_survives_reopen_after_flush() {
         Some("v")
     );
 }
+
+#[test]
+fn scan_pages_visits_every_record_once_in_order_and_stops_when_asked() {
+    let store = SledStore::temporary().unwrap();
+    let t = Tree::META;
+    // Keys where one is a prefix of the next: the page boundary must not skip or repeat.
+    let keys: Vec<Vec<u8>> = vec![
+        b"a".to_vec(),
+        b"a\0".to_vec(),
+        b"a\0\0".to_vec(),
+        b"b".to_vec(),
+        b"c".to_vec(),
+    ];
+    for k in &keys {
+        store.put(t, k, &1u8).unwrap();
+    }
+    let mut seen = Vec::new();
+    crate::store::scan_pages(&store, t, b"", 2, &mut |k, _| {
+        seen.push(k.to_vec());
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(seen, keys);
+    let mut first_three = Vec::new();
+    crate::store::scan_pages(&store, t, b"a\0", 1, &mut |k, _| {
+        first_three.push(k.to_vec());
+        Ok(first_three.len() < 3)
+    })
+    .unwrap();
+    assert_eq!(first_three, keys[1..4].to_vec());
+}

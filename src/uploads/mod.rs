@@ -4,6 +4,7 @@
 pub mod decoder;
 pub mod grant;
 pub mod image_check;
+pub mod purge;
 pub mod samples;
 pub mod sink;
 
@@ -171,27 +172,6 @@ impl Files {
     pub fn blob_dir(&self) -> PathBuf {
         self.root.join("blobs")
     }
-}
-
-/// Deletes abandoned uploads: granted or partial ones past their expiry. Returns how many.
-pub fn purge_expired(
-    store: &dyn Storage,
-    files: &Files,
-    now: DateTime<Utc>,
-) -> Result<usize, StoreError> {
-    let mut purged = 0;
-    for (k, v) in store.scan_raw(ATTACHMENTS, b"", None, usize::MAX)? {
-        let Ok(mut a) = crate::store::record::open::<Attachment>(ATTACHMENTS, &k, &v) else {
-            continue;
-        };
-        if is_expired(&a, now) {
-            let _ = std::fs::remove_file(files.partial(&a.id));
-            a.state = UploadState::Expired;
-            put(store, &a)?;
-            purged += 1;
-        }
-    }
-    Ok(purged)
 }
 
 /// Granted and never started past the grant's expiry, or started and not finished past the
