@@ -86,6 +86,8 @@ pub struct UploadSettings {
     pub signature_label: String,
     /// Images decoded at once (each may need a few hundred MB).
     pub max_decodes: usize,
+    /// CPU time one decode may use before the upload is refused (`decode-timeout`); CPU,
+    /// not wall time, so a niced decode on a busy machine is not refused for waiting.
     pub decode_timeout_ms: u64,
     /// Scheduling priority (Linux nice, 0–19) of the decode threads: decoding is background
     /// work and yields to receiving and syncing uploads. 0 keeps normal priority.

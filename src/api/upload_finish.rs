@@ -1,16 +1,17 @@
 //! After an upload's last byte. On the request path, only what is cheap: the whole-file hash
 //! against the grant and the inspection (magic bytes, end marker, header dimensions), which
 //! already refuses every bomb; then the upload is `processing`, durably, and the device is
-//! answered. In the background, on the niced decode threads and behind a timeout: the full decode and
-//! the thumbnail, then the original kept content-addressed and the op that sends it to OFSC
-//! queued with the record in one transaction (or the upload refused, and the device told).
+//! answered. In the background, on the niced decode threads and under a CPU-time limit: the
+//! full decode and the thumbnail, then the original kept content-addressed and the op that
+//! sends it to OFSC queued with the record in one transaction (or the upload refused, and
+//! the device told).
 
 use super::tus::err;
 use super::ApiError;
 use crate::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
 use crate::startup::{AppState, RequestId};
 use crate::store::{Storage, TxExt};
-use crate::uploads::decoder::Decoder;
+use crate::uploads::decoder::DecoderError;
 use crate::uploads::image_check::{self, ImageRejection};
 use crate::uploads::{self, Attachment, Kind, UploadState};
 use actix_web::{web, HttpMessage, HttpRequest};
@@ -212,23 +213,21 @@ async fn process(state: &AppState, id: &str) -> Result<(), ApiError> {
     // the upload `processing`: the granted type names the format.
     let format = image::ImageFormat::from_mime_type(&a.content_type)
         .ok_or_else(|| internal(format!("no image format for {}", a.content_type)))?;
-    let decoding = state
+    let cpu = Duration::from_millis(state.uploads.decode_timeout_ms.max(1));
+    let decoded = state
         .files
         .decoder
-        .start_job(move || image_check::thumbnail(&source, format, &rules))
-        .await
-        .map_err(internal)?;
-    let timeout = Duration::from_millis(state.uploads.decode_timeout_ms.max(1));
-    let thumbnail = match tokio::time::timeout(timeout, decoding).await {
-        Err(_) => {
+        .run_limited(move || image_check::thumbnail(&source, format, &rules), cpu)
+        .await;
+    let thumbnail = match decoded {
+        Err(DecoderError::OverTime) => {
             let e = err(422, "decode-timeout", "the image took too long to decode");
             return refuse(state, a, &e).await;
         }
-        Ok(received) => match Decoder::outcome(received).map_err(internal)? {
-            Ok(t) => t,
-            Err(ImageRejection::Io(e)) => return Err(ApiError::Internal(e)),
-            Err(e) => return refuse(state, a, &rejection(e)).await,
-        },
+        Err(e) => return Err(internal(e)),
+        Ok(Ok(t)) => t,
+        Ok(Err(ImageRejection::Io(e))) => return Err(ApiError::Internal(e)),
+        Ok(Err(e)) => return refuse(state, a, &rejection(e)).await,
     };
     keep(state, &a, thumbnail).await?;
     queue(state, a).await

@@ -17,6 +17,62 @@ pub enum DecoderError {
     Stopped,
     #[error("an image decode panicked")]
     Panicked,
+    #[error("an image decode used more than its CPU time")]
+    OverTime,
+}
+
+/// How much CPU time the decode thread running a job has used since the job started.
+#[cfg(target_os = "linux")]
+struct Meter {
+    clock: libc::clockid_t,
+    start: std::time::Duration,
+}
+
+#[cfg(target_os = "linux")]
+impl Meter {
+    fn read(clock: libc::clockid_t) -> Option<std::time::Duration> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out pointer; the clock is a decode thread's, and decode
+        // threads live as long as the decoder a caller borrows while reading it.
+        (unsafe { libc::clock_gettime(clock, &mut ts) } == 0).then(|| {
+            std::time::Duration::new(
+                ts.tv_sec.max(0) as u64,
+                ts.tv_nsec.clamp(0, 999_999_999) as u32,
+            )
+        })
+    }
+
+    /// On the thread that runs the job.
+    fn start() -> Option<Meter> {
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: `pthread_self` is the calling thread; `clock` is a valid out pointer.
+        if unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) } != 0 {
+            return None;
+        }
+        Self::read(clock).map(|start| Meter { clock, start })
+    }
+
+    fn used(&self) -> Option<std::time::Duration> {
+        Self::read(self.clock).map(|now| now.saturating_sub(self.start))
+    }
+}
+
+/// Elsewhere, wall-clock time since the job started stands in for CPU time.
+#[cfg(not(target_os = "linux"))]
+struct Meter(std::time::Instant);
+
+#[cfg(not(target_os = "linux"))]
+impl Meter {
+    fn start() -> Option<Meter> {
+        Some(Meter(std::time::Instant::now()))
+    }
+
+    fn used(&self) -> Option<std::time::Duration> {
+        Some(self.0.elapsed())
+    }
 }
 
 #[derive(Debug)]
@@ -105,6 +161,49 @@ impl Decoder {
         Self::outcome(self.start_job(work).await?.await)
     }
 
+    /// Runs `work` on a decoder and waits for it, giving up (`OverTime`) once the decode has
+    /// used `cpu` of CPU time. CPU time, not wall time: a niced decode on a busy machine may
+    /// take long to finish without costing more, and must not be refused for it. A decode
+    /// given up on still runs to its end, holding its permit (image decodes cannot be
+    /// interrupted); its limits bound how long that is.
+    pub async fn run_limited<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+        cpu: std::time::Duration,
+    ) -> Result<T, DecoderError> {
+        let meter: Arc<std::sync::OnceLock<Meter>> = Arc::default();
+        let on_thread = meter.clone();
+        let mut answer = self
+            .start_job(move || {
+                if let Some(m) = Meter::start() {
+                    let _ = on_thread.set(m);
+                }
+                work()
+            })
+            .await?;
+        let tick = (cpu / 4).clamp(
+            std::time::Duration::from_millis(1),
+            std::time::Duration::from_millis(250),
+        );
+        loop {
+            if let Ok(received) = tokio::time::timeout(tick, &mut answer).await {
+                return Self::outcome(received);
+            }
+            let over = meter
+                .get()
+                .and_then(Meter::used)
+                .is_some_and(|used| used > cpu);
+            if over {
+                // The thread sends the answer before it takes another job, so an answer
+                // not here yet means the time read was this job's.
+                return match answer.try_recv() {
+                    Ok(r) => Self::outcome(Ok(r)),
+                    Err(_) => Err(DecoderError::OverTime),
+                };
+            }
+        }
+    }
+
     pub fn outcome<T>(
         received: Result<std::thread::Result<T>, oneshot::error::RecvError>,
     ) -> Result<T, DecoderError> {
@@ -157,6 +256,34 @@ mod tests {
         let r: Result<(), _> = decoder.run(|| panic!("bad image")).await;
         assert!(matches!(r, Err(DecoderError::Panicked)));
         assert!(matches!(decoder.run(|| 41 + 1).await, Ok(42)));
+    }
+
+    #[tokio::test]
+    async fn a_decode_is_given_up_on_past_its_cpu_time_not_its_wall_time() {
+        let Ok(decoder) = Decoder::start(1, 0) else {
+            panic!("decoder threads");
+        };
+        let limit = Duration::from_millis(30);
+        // Sleeping costs no CPU: well past the limit in wall time, and still answered.
+        let slept = decoder
+            .run_limited(|| std::thread::sleep(Duration::from_millis(120)), limit)
+            .await;
+        assert!(slept.is_ok(), "{slept:?}");
+        // Spinning does.
+        let spun = decoder
+            .run_limited(
+                || {
+                    let end = std::time::Instant::now() + Duration::from_millis(400);
+                    let mut n = 0u64;
+                    while std::time::Instant::now() < end {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                    n
+                },
+                limit,
+            )
+            .await;
+        assert!(matches!(spun, Err(DecoderError::OverTime)), "{spun:?}");
     }
 
     #[cfg(target_os = "linux")]
