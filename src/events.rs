@@ -182,18 +182,29 @@ impl EventsPoller {
     }
 
     async fn refresh_cached_routes(&self) {
-        let Ok(entries) = self
-            .store
-            .scan_raw(crate::cache::ROUTES, b"", None, usize::MAX)
-        else {
-            return;
-        };
-        for (k, _) in entries {
-            let mut r = crate::store::keys::KeyReader::new(&k);
-            if let (Ok(resource), Ok(date)) = (r.str(), r.str()) {
-                if let Err(e) = self.cache.fetch_route(&resource, &date).await {
-                    tracing::warn!(%resource, %date, error = %e, "route refresh after resubscribe failed");
+        let today = Utc::now().date_naive();
+        let mut recent = Vec::new();
+        let scanned = crate::store::scan_pages(
+            self.store.as_ref(),
+            crate::cache::ROUTES,
+            b"",
+            1024,
+            &mut |k, _| {
+                let mut r = crate::store::keys::KeyReader::new(k);
+                if let (Ok(resource), Ok(date)) = (r.str(), r.str()) {
+                    if worth_refreshing(&date, today) {
+                        recent.push((resource, date));
+                    }
                 }
+                Ok(true)
+            },
+        );
+        if let Err(e) = scanned {
+            tracing::warn!(error = %e, "listing cached routes to refresh failed");
+        }
+        for (resource, date) in recent {
+            if let Err(e) = self.cache.fetch_route(&resource, &date).await {
+                tracing::warn!(%resource, %date, error = %e, "route refresh after resubscribe failed");
             }
         }
     }
@@ -278,6 +289,35 @@ impl EventsPoller {
         }
         if let Err(e) = self.commit.flush().await {
             tracing::error!(error = %e, "flush after events failed");
+        }
+    }
+}
+
+/// Whether a cached route is re-read after events were lost: devices work today's and the
+/// coming days' routes; past days (UTC today less two, so every time zone's yesterday stays
+/// in) are history, and re-reading months of them would flood OFSC.
+fn worth_refreshing(date: &str, today_utc: chrono::NaiveDate) -> bool {
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .is_ok_and(|d| d >= today_utc - chrono::Days::new(2))
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::worth_refreshing;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn only_recent_and_coming_routes_are_refreshed() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap_or_default();
+        for (date, want) in [
+            ("2026-11-28", true),
+            ("2026-11-26", true),
+            ("2026-12-03", true),
+            ("2026-11-25", false),
+            ("2025-11-28", false),
+            ("not-a-date", false),
+        ] {
+            assert_eq!(worth_refreshing(date, today), want, "{date}");
         }
     }
 }
