@@ -235,7 +235,7 @@ mod tests {
                 d.run(move || {
                     let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                     peak.fetch_max(n, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(50));
                     now.fetch_sub(1, Ordering::SeqCst);
                     n
                 })
