@@ -110,17 +110,20 @@ pub fn list(
 ) -> Result<(Vec<Approval>, bool), StoreError> {
     let start = key(after.saturating_add(1));
     let mut out = Vec::new();
-    for (k, v) in store.scan_raw(APPROVALS, b"", Some(&start), usize::MAX)? {
-        let a: Approval = crate::store::record::open(APPROVALS, &k, &v)?;
+    let mut more = false;
+    crate::store::scan_pages(store, APPROVALS, &start, 256, &mut |k, v| {
+        let a: Approval = crate::store::record::open(APPROVALS, k, v)?;
         if !keep(&a) {
-            continue;
+            return Ok(true);
         }
         if out.len() == limit {
-            return Ok((out, true));
+            more = true;
+            return Ok(false);
         }
         out.push(a);
-    }
-    Ok((out, false))
+        Ok(true)
+    })?;
+    Ok((out, more))
 }
 
 /// The evidence of an approval, from the activity's timeline: status moves with their times,
