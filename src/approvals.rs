@@ -7,6 +7,7 @@ use crate::store::{Storage, StorageExt, StoreError, Tree, Tx, TxExt};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const APPROVALS: Tree = Tree("approvals");
 
@@ -101,18 +102,39 @@ pub fn summary(a: &Approval) -> Value {
     })
 }
 
-/// Approvals after `after` (a seq cursor) that `keep` accepts, oldest first.
+/// The highest approval id up to which every approval is decided (0: none known).
+/// Approvals are born pending and only ever decided, and new ones get higher ids, so a
+/// listing of pending ones starts after it rather than at the first approval ever made.
+#[derive(Debug, Default)]
+pub struct PendingFloor(AtomicU64);
+
+/// An id is taken just before its approval is written: approvals this young may still have
+/// an older neighbour on its way, so the floor stays at or below them.
+const SETTLING: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Approvals after `after` (a seq cursor) that `keep` accepts, oldest first. With `pending`
+/// (whose caller's `keep` accepts only pending approvals), the scan starts at the floor and
+/// moves it up past what it found decided.
 pub fn list(
     store: &dyn Storage,
     after: u64,
     limit: usize,
     keep: &dyn Fn(&Approval) -> bool,
+    pending: Option<&PendingFloor>,
 ) -> Result<(Vec<Approval>, bool), StoreError> {
-    let start = key(after.saturating_add(1));
-    let mut out = Vec::new();
-    let mut more = false;
-    crate::store::scan_pages(store, APPROVALS, &start, 256, &mut |k, v| {
+    let settled = pending.map_or(0, |f| f.0.load(Ordering::Acquire));
+    // The floor moves only after a scan that started right after it.
+    let from_floor = pending.is_some() && after <= settled;
+    let first = after.max(settled).saturating_add(1);
+    let young = Utc::now() - SETTLING;
+    let (mut out, mut more) = (Vec::new(), false);
+    let (mut first_open, mut last_seen) = (None, None);
+    crate::store::scan_pages(store, APPROVALS, &key(first), 256, &mut |k, v| {
         let a: Approval = crate::store::record::open(APPROVALS, k, v)?;
+        last_seen = Some(a.seq);
+        if a.status == ApprovalStatus::Pending || a.requested_at > young {
+            first_open.get_or_insert(a.seq);
+        }
         if !keep(&a) {
             return Ok(true);
         }
@@ -123,6 +145,16 @@ pub fn list(
         out.push(a);
         Ok(true)
     })?;
+    if let (true, Some(f)) = (from_floor, pending) {
+        // Stopping early means a pending approval was kept, so `first_open` is set.
+        let now_settled = match first_open {
+            Some(open) => Some(open.saturating_sub(1)),
+            None => last_seen,
+        };
+        if let Some(n) = now_settled {
+            f.0.fetch_max(n, Ordering::AcqRel);
+        }
+    }
     Ok((out, more))
 }
 
@@ -206,5 +238,72 @@ mod tests {
             Some(ApprovalStatus::Approved)
         );
         assert_eq!(ApprovalStatus::parse("maybe"), None);
+    }
+
+    fn approval(seq: u64, status: ApprovalStatus, requested_at: DateTime<Utc>) -> Approval {
+        Approval {
+            id: approval_id(seq),
+            seq,
+            activity_id: seq as i64,
+            resource_id: "tech1".into(),
+            date: "2026-11-28".into(),
+            activity_type: None,
+            technician: "tech1".into(),
+            technician_user_id: "u1".into(),
+            completion_op_id: "op".into(),
+            status,
+            requested_at,
+            decision: None,
+        }
+    }
+
+    fn ids(found: &(Vec<Approval>, bool)) -> Vec<u64> {
+        found.0.iter().map(|a| a.seq).collect()
+    }
+
+    #[test]
+    fn pending_listings_start_past_what_is_decided_and_never_skip_a_pending_one(
+    ) -> Result<(), StoreError> {
+        use ApprovalStatus::{Approved, Pending, Rejected};
+        let store = crate::store::SledStore::temporary()?;
+        let old = Utc::now() - chrono::Duration::days(1);
+        let put = |a: &Approval| store.put(APPROVALS, &key(a.seq), a);
+        for (seq, status) in [
+            (1, Approved),
+            (2, Rejected),
+            (3, Pending),
+            (4, Approved),
+            (5, Pending),
+        ] {
+            put(&approval(seq, status, old))?;
+        }
+        let floor = PendingFloor::default();
+        let pending = |a: &Approval| a.status == Pending;
+        let page = list(&store, 0, 1, &pending, Some(&floor))?;
+        assert_eq!((ids(&page), page.1), (vec![3], true));
+        assert_eq!(floor.0.load(Ordering::Acquire), 2);
+        // A page from a cursor past the floor leaves it alone.
+        assert_eq!(ids(&list(&store, 3, 10, &pending, Some(&floor))?), vec![5]);
+        assert_eq!(floor.0.load(Ordering::Acquire), 2);
+        // Deciding 3 lets the next full listing move the floor to just before 5.
+        put(&approval(3, Approved, old))?;
+        assert_eq!(ids(&list(&store, 0, 10, &pending, Some(&floor))?), vec![5]);
+        assert_eq!(floor.0.load(Ordering::Acquire), 4);
+        put(&approval(5, Rejected, old))?;
+        assert_eq!(
+            ids(&list(&store, 0, 10, &pending, Some(&floor))?),
+            Vec::<u64>::new()
+        );
+        assert_eq!(floor.0.load(Ordering::Acquire), 5);
+        // A young approval holds the floor even once decided: an older id may still land.
+        put(&approval(6, Approved, Utc::now()))?;
+        list(&store, 0, 10, &pending, Some(&floor))?;
+        assert_eq!(floor.0.load(Ordering::Acquire), 5);
+        put(&approval(7, Pending, old))?;
+        assert_eq!(ids(&list(&store, 0, 10, &pending, Some(&floor))?), vec![7]);
+        // Without a floor (any status), everything from the cursor.
+        let all = list(&store, 0, 10, &|_| true, None)?;
+        assert_eq!(ids(&all), vec![1, 2, 3, 4, 5, 6, 7]);
+        Ok(())
     }
 }

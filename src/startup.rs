@@ -92,6 +92,8 @@ pub struct AppState {
     pub upload_keys: Vec<crate::uploads::grant::SigningKey>,
     /// Uploads whose last byte arrived, for the background decode (`api::upload_finish`).
     pub processing: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Where listings of pending approvals start.
+    pub pending_approvals: crate::approvals::PendingFloor,
 }
 
 /// Serializes validate-then-write per route, so two writes cannot both pass the lifecycle
@@ -300,6 +302,7 @@ impl Application {
             files,
             upload_keys,
             processing,
+            pending_approvals: Default::default(),
         });
         let process_task = tokio::spawn(api::upload_finish::process_uploads(
             state.clone(),

@@ -56,7 +56,8 @@ pub async fn list(
             && q.resource_id.as_deref().is_none_or(|r| a.resource_id == r)
             && policy::oversees(&who, &a.resource_id, dir)
     };
-    let (items, more) = approvals::list(state.store.as_ref(), after, limit, &keep)?;
+    let floor = (status == Some(ApprovalStatus::Pending)).then_some(&state.pending_approvals);
+    let (items, more) = approvals::list(state.store.as_ref(), after, limit, &keep, floor)?;
     let next = if more {
         items.last().map(|a| a.id.clone())
     } else {

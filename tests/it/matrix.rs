@@ -499,11 +499,14 @@ async fn objects(app: &TestApp) -> HashMap<&'static str, Objects> {
                         .unwrap();
                     assert_eq!(resp.status(), 202, "setup {status} for {r}");
                 }
-                let (found, _) =
-                    fieldsync::approvals::list(app.state.store.as_ref(), 0, 10, &|a| {
-                        a.activity_id == worked
-                    })
-                    .unwrap();
+                let (found, _) = fieldsync::approvals::list(
+                    app.state.store.as_ref(),
+                    0,
+                    10,
+                    &|a| a.activity_id == worked,
+                    None,
+                )
+                .unwrap();
                 (
                     first["activityId"].as_i64().unwrap(),
                     body["opId"].as_str().unwrap().to_string(),
