@@ -5,7 +5,7 @@
 
 use super::ApiError;
 use crate::startup::AppState;
-use crate::uploads::sink::{self, Sink};
+use crate::uploads::sink::{self, Held, Sink};
 use crate::uploads::{self, grant, Attachment, UploadState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
@@ -154,13 +154,13 @@ pub async fn create(
             format!("the grant is for {} bytes", a.size),
         ));
     }
-    let (_guard, mut a) = claim(&state, &a.id)?;
+    let (guard, mut a) = claim(&state, &a.id)?;
     if a.state == UploadState::Granted {
         start(&state, &mut a).await?;
     }
     let with_body = header(&req, "content-type") == Some(OFFSET_OCTET_STREAM);
     if with_body && a.offset == 0 && a.state == UploadState::Uploading {
-        a = append(&state, &req, a, payload).await?;
+        a = append(&state, &req, a, payload, guard).await?;
     }
     let mut b = HttpResponse::Created();
     tus_headers(&mut b, &a);
@@ -201,7 +201,7 @@ pub async fn patch(
     let offset: u64 = header(&req, "upload-offset")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| err(400, "upload-offset-required", "Upload-Offset is required"))?;
-    let (_guard, mut a) = claim(&state, &a.id)?;
+    let (guard, mut a) = claim(&state, &a.id)?;
     if offset != a.offset {
         return Err(err(
             409,
@@ -212,7 +212,7 @@ pub async fn patch(
     if a.state == UploadState::Granted {
         start(&state, &mut a).await?;
     }
-    let a = append(&state, &req, a, payload).await?;
+    let a = append(&state, &req, a, payload, guard).await?;
     let mut b = HttpResponse::NoContent();
     tus_headers(&mut b, &a);
     Ok(b.finish())
@@ -269,17 +269,19 @@ async fn append(
     req: &HttpRequest,
     mut a: Attachment,
     mut payload: web::Payload,
+    lock: tokio::sync::OwnedMutexGuard<()>,
 ) -> Result<Attachment, ApiError> {
     let checksum = expected_checksum(req)?;
     let path = state.files.partial(&a.id);
     let io = |e: std::io::Error| ApiError::Internal(format!("writing an upload: {e}"));
     let offset = a.offset;
-    let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+    // The upload's lock goes with the file into every blocking step (see `sink::Held`).
+    let held = tokio::task::spawn_blocking(move || -> std::io::Result<Held> {
         let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
         // Bytes past the recorded offset are from a request that died before it was recorded.
         file.set_len(offset)?;
         file.seek(SeekFrom::Start(offset))?;
-        Ok(file)
+        Ok(Held::new(file, lock))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("opening an upload: {e}")))?
@@ -290,7 +292,7 @@ async fn append(
     };
     // From offset 0, the chunk's hash is also the whole file's: no second read at the end.
     let from_start = a.offset == 0;
-    let mut sink = Sink::new(file);
+    let mut sink = Sink::new(held);
     let mut cut = false;
     while let Some(chunk) = payload.next().await {
         let Ok(chunk) = chunk else {
@@ -298,8 +300,8 @@ async fn append(
             break;
         };
         if a.offset + sink.received() + chunk.len() as u64 > a.size {
-            let file = sink.abandon().await.map_err(io)?;
-            sink::with_file(file, back_to_offset).await.map_err(io)?;
+            let held = sink.abandon().await.map_err(io)?;
+            sink::with_file(held, back_to_offset).await.map_err(io)?;
             return Err(err(
                 413,
                 "upload-too-large",
@@ -309,10 +311,10 @@ async fn append(
         sink.push(chunk).await.map_err(io)?;
     }
     let written = sink.received();
-    let (file, digest) = sink.finish().await.map_err(io)?;
+    let (held, digest) = sink.finish().await.map_err(io)?;
     if let Some(want) = checksum {
         if cut || digest.as_slice() != want.as_slice() {
-            sink::with_file(file, back_to_offset).await.map_err(io)?;
+            sink::with_file(held, back_to_offset).await.map_err(io)?;
             return Err(err(
                 460,
                 "checksum-mismatch",
@@ -320,7 +322,8 @@ async fn append(
             ));
         }
     }
-    drop(sink::with_file(file, |f| f.sync_data()).await.map_err(io)?);
+    // Held to the end: the record and the checks after the last byte are under the lock too.
+    let _held = sink::with_file(held, |f| f.sync_data()).await.map_err(io)?;
     a.offset += written;
     uploads::put(state.store.as_ref(), &a)?;
     state.commit.flush().await?;

@@ -11,10 +11,27 @@ use tokio::task::JoinHandle;
 /// Bytes gathered before each hand-over: one blocking-pool hop per MiB, not per chunk.
 const BLOCK: usize = 1024 * 1024;
 
-type Written = io::Result<(File, Sha256)>;
+/// The partial file, with what keeps other writers of the upload out (its lock). The lock
+/// travels with the file into every blocking operation, so one left running by a request
+/// that went away (its future dropped) still holds the next request off until it ends.
+pub struct Held {
+    pub file: File,
+    _lock: Box<dyn Send>,
+}
+
+impl Held {
+    pub fn new(file: File, lock: impl Send + 'static) -> Held {
+        Held {
+            file,
+            _lock: Box::new(lock),
+        }
+    }
+}
+
+type Written = io::Result<(Held, Sha256)>;
 
 enum Slot {
-    Idle(File, Sha256),
+    Idle(Held, Sha256),
     Busy(JoinHandle<Written>),
     /// A write failed; the error was returned once already.
     Broken,
@@ -34,9 +51,9 @@ fn joined(r: Result<Written, tokio::task::JoinError>) -> Written {
 
 impl Sink {
     /// The file must be positioned where the body goes.
-    pub fn new(file: File) -> Sink {
+    pub fn new(held: Held) -> Sink {
         Sink {
-            slot: Slot::Idle(file, Sha256::new()),
+            slot: Slot::Idle(held, Sha256::new()),
             gathered: Vec::new(),
             gathered_len: 0,
             received: 0,
@@ -60,36 +77,36 @@ impl Sink {
     /// Waits for the write in flight and gets the file and hash back.
     async fn settle(&mut self) -> Written {
         match std::mem::replace(&mut self.slot, Slot::Broken) {
-            Slot::Idle(file, hasher) => Ok((file, hasher)),
+            Slot::Idle(held, hasher) => Ok((held, hasher)),
             Slot::Busy(handle) => joined(handle.await),
             Slot::Broken => Err(io::Error::other("an earlier upload write failed")),
         }
     }
 
     async fn hand_over(&mut self) -> io::Result<()> {
-        let (mut file, mut hasher) = self.settle().await?;
+        let (mut held, mut hasher) = self.settle().await?;
         let chunks = std::mem::take(&mut self.gathered);
         self.gathered_len = 0;
         self.slot = Slot::Busy(tokio::task::spawn_blocking(move || {
             for chunk in &chunks {
                 hasher.update(chunk);
             }
-            write_all_vectored(&mut file, &chunks)?;
-            Ok((file, hasher))
+            write_all_vectored(&mut held.file, &chunks)?;
+            Ok((held, hasher))
         }));
         Ok(())
     }
 
     /// Writes what is gathered; answers the file and the SHA-256 of everything received.
-    pub async fn finish(mut self) -> io::Result<(File, [u8; 32])> {
+    pub async fn finish(mut self) -> io::Result<(Held, [u8; 32])> {
         self.hand_over().await?;
-        let (file, hasher) = self.settle().await?;
-        Ok((file, hasher.finalize().into()))
+        let (held, hasher) = self.settle().await?;
+        Ok((held, hasher.finalize().into()))
     }
 
     /// Drops what is gathered and answers the file once no write is in flight.
-    pub async fn abandon(mut self) -> io::Result<File> {
-        self.settle().await.map(|(file, _)| file)
+    pub async fn abandon(mut self) -> io::Result<Held> {
+        self.settle().await.map(|(held, _)| held)
     }
 }
 
@@ -111,10 +128,10 @@ fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
 
 /// Runs a file operation off the async workers and hands the file back.
 pub async fn with_file(
-    file: File,
+    held: Held,
     op: impl FnOnce(&File) -> io::Result<()> + Send + 'static,
-) -> io::Result<File> {
-    tokio::task::spawn_blocking(move || op(&file).map(|()| file))
+) -> io::Result<Held> {
+    tokio::task::spawn_blocking(move || op(&held.file).map(|()| held))
         .await
         .map_err(|e| io::Error::other(format!("an upload file operation stopped: {e}")))?
 }
@@ -128,7 +145,7 @@ mod tests {
     async fn writes_and_hashes_every_chunk_in_order() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("body");
-        let mut sink = Sink::new(File::create(&path)?);
+        let mut sink = Sink::new(Held::new(File::create(&path)?, ()));
         let mut all = Vec::new();
         // Uneven chunks that cross several hand-overs.
         for i in 0..300u32 {
@@ -149,11 +166,43 @@ mod tests {
     async fn abandon_leaves_only_what_was_handed_over() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("body");
-        let mut sink = Sink::new(File::create(&path)?);
+        let mut sink = Sink::new(Held::new(File::create(&path)?, ()));
         sink.push(Bytes::from(vec![1u8; BLOCK])).await?;
         sink.push(Bytes::from(vec![2u8; 10])).await?;
-        let file = sink.abandon().await?;
-        assert_eq!(file.metadata()?.len(), BLOCK as u64);
+        let held = sink.abandon().await?;
+        assert_eq!(held.file.metadata()?.len(), BLOCK as u64);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_write_left_running_by_a_dropped_request_keeps_the_lock_until_it_ends(
+    ) -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let Ok(guard) = lock.clone().try_lock_owned() else {
+            panic!("a fresh lock");
+        };
+        let mut sink = Sink::new(Held::new(File::create(dir.path().join("body"))?, guard));
+        // 64 MiB in flight, then the request's future is gone.
+        sink.push(Bytes::from(vec![7u8; 64 * BLOCK])).await?;
+        drop(sink);
+        assert!(
+            lock.try_lock().is_err(),
+            "the orphaned write still holds the upload"
+        );
+        // The write ends, and with it the hold.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while lock.try_lock().is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lock was never released"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            std::fs::metadata(dir.path().join("body"))?.len(),
+            64 * BLOCK as u64
+        );
         Ok(())
     }
 }
