@@ -375,24 +375,27 @@ pub fn list(
     before: Option<u64>,
     limit: usize,
 ) -> Result<(Vec<Delivery>, bool), StoreError> {
+    const PAGE: usize = 256;
     let mut out = Vec::new();
-    let mut more = false;
-    for (k, v) in store
-        .scan_raw(DELIVERIES, b"", None, usize::MAX)?
-        .into_iter()
-        .rev()
-    {
-        let d: Delivery = crate::store::record::open(DELIVERIES, &k, &v)?;
-        if before.is_some_and(|b| d.seq >= b) || state.is_some_and(|s| d.state != s) {
-            continue;
+    // Newest first, a page at a time, from just below the cursor.
+    let mut below: Option<Vec<u8>> = before.map(|b| seq_key(b).to_vec());
+    loop {
+        let page = store.scan_raw_rev(DELIVERIES, below.as_deref(), PAGE)?;
+        for (k, v) in &page {
+            let d: Delivery = crate::store::record::open(DELIVERIES, k, v)?;
+            if state.is_some_and(|s| d.state != s) {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(d);
         }
-        if out.len() == limit {
-            more = true;
-            break;
+        match page.last() {
+            Some((k, _)) if page.len() == PAGE => below = Some(k.clone()),
+            _ => return Ok((out, false)),
         }
-        out.push(d);
     }
-    Ok((out, more))
 }
 
 /// Forgets deliveries that succeeded before `before` (failed ones stay for operators).
@@ -482,5 +485,46 @@ mod tests {
     fn delivery_ids_round_trip() {
         assert_eq!(delivery_seq(&delivery_id(77)), Some(77));
         assert_eq!(delivery_seq("dlv_zz"), None);
+    }
+
+    #[test]
+    fn deliveries_list_newest_first_across_pages_from_the_cursor() -> Result<(), StoreError> {
+        let store = crate::store::SledStore::temporary()?;
+        let now = Utc::now();
+        // More than a page, every third one failed.
+        for seq in 1..=600u64 {
+            let state = if seq % 3 == 0 {
+                DeliveryState::Failed
+            } else {
+                DeliveryState::Delivered
+            };
+            let d = Delivery {
+                id: format!("d{seq}"),
+                seq,
+                event_id: format!("e{seq}"),
+                event_type: "op.applied".into(),
+                url: "http://receiver.test/hook".into(),
+                body: "{}".into(),
+                state,
+                attempts: 1,
+                next_at: now,
+                last_status: None,
+                last_error: None,
+                created_at: now,
+                delivered_at: None,
+            };
+            store.put(DELIVERIES, &seq_key(seq), &d)?;
+        }
+        let seqs = |l: &(Vec<Delivery>, bool)| l.0.iter().map(|d| d.seq).collect::<Vec<_>>();
+        let newest = list(&store, None, None, 3)?;
+        assert_eq!((seqs(&newest), newest.1), (vec![600, 599, 598], true));
+        let failed = list(&store, Some(DeliveryState::Failed), Some(10), 5)?;
+        assert_eq!((seqs(&failed), failed.1), (vec![9, 6, 3], false));
+        // Past a page boundary of the reverse scan (256 records).
+        let deep = list(&store, Some(DeliveryState::Failed), None, 150)?;
+        assert_eq!(deep.0.len(), 150);
+        assert_eq!(deep.0.last().map(|d| d.seq), Some(153));
+        assert!(deep.1);
+        Ok(())
     }
 }

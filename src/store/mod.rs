@@ -124,6 +124,14 @@ pub trait Storage: Send + Sync + 'static {
         start: Option<&[u8]>,
         limit: usize,
     ) -> Result<RawPairs, StoreError>;
+    /// Raw key/value pairs in descending key order, from just below `before` (the last key
+    /// when `None`), at most `limit` of them.
+    fn scan_raw_rev(
+        &self,
+        tree: Tree,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<RawPairs, StoreError>;
     /// Runs `f` atomically over `trees`. `f` may run more than once on conflict, so it must
     /// not have side effects outside the transaction.
     fn transact(

@@ -147,6 +147,25 @@ impl Storage for SledStore {
         Ok(out)
     }
 
+    fn scan_raw_rev(
+        &self,
+        tree: Tree,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<super::RawPairs, StoreError> {
+        let t = self.tree(tree)?;
+        let iter = match before {
+            Some(b) => t.range(..b.to_vec()).rev(),
+            None => t.iter().rev(),
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn transact(
         &self,
         trees: &[Tree],

@@ -119,3 +119,23 @@ fn scan_pages_visits_every_record_once_in_order_and_stops_when_asked() {
     .unwrap();
     assert_eq!(first_three, keys[1..4].to_vec());
 }
+
+#[test]
+fn reverse_scan_reads_down_from_below_the_cursor() {
+    let store = SledStore::temporary().unwrap();
+    let t = Tree::META;
+    for k in [b"a", b"b", b"c", b"d"] {
+        store.put(t, k, &1u8).unwrap();
+    }
+    let keys =
+        |pairs: crate::store::RawPairs| pairs.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.scan_raw_rev(t, None, 3).unwrap()),
+        [b"d".to_vec(), b"c".to_vec(), b"b".to_vec()]
+    );
+    assert_eq!(
+        keys(store.scan_raw_rev(t, Some(b"c"), 10).unwrap()),
+        [b"b".to_vec(), b"a".to_vec()]
+    );
+    assert!(store.scan_raw_rev(t, Some(b"a"), 10).unwrap().is_empty());
+}
