@@ -16,8 +16,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         });
         metrics::gauge!("fieldsync_oldest_queued_age_seconds").set(age);
     }
-    if let Ok(q) = crate::store::StorageExt::quarantined(state.store.as_ref(), usize::MAX) {
-        metrics::gauge!("fieldsync_quarantined_records").set(q.len() as f64);
+    if let Ok(n) = crate::store::StorageExt::quarantined_count(state.store.as_ref()) {
+        metrics::gauge!("fieldsync_quarantined_records").set(n as f64);
     }
     metrics::gauge!("fieldsync_ofsc_up").set(if state.ofsc_health.snapshot().ok {
         1.0

@@ -239,5 +239,17 @@ pub trait StorageExt: Storage {
             .map(|(k, v)| record::open(Tree::QUARANTINE, &k, &v))
             .collect()
     }
+    /// How many records are in quarantine, counted a page at a time without decoding them.
+    fn quarantined_count(&self) -> Result<u64, StoreError>
+    where
+        Self: Sized,
+    {
+        let mut n = 0;
+        scan_pages(self, Tree::QUARANTINE, b"", 1024, &mut |_, _| {
+            n += 1;
+            Ok(true)
+        })?;
+        Ok(n)
+    }
 }
 impl<S: Storage + ?Sized> StorageExt for S {}
