@@ -131,7 +131,7 @@ impl Decoder {
 
     /// Waits for a free decoder, then starts `work` on it. The answer arrives on the
     /// receiver, so a caller's timeout counts from the start of the decode, not the wait.
-    pub async fn start_job<T: Send + 'static>(
+    async fn start_job<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<oneshot::Receiver<std::thread::Result<T>>, DecoderError> {
@@ -204,7 +204,7 @@ impl Decoder {
         }
     }
 
-    pub fn outcome<T>(
+    fn outcome<T>(
         received: Result<std::thread::Result<T>, oneshot::error::RecvError>,
     ) -> Result<T, DecoderError> {
         match received {

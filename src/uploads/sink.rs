@@ -175,6 +175,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_write_is_an_error_and_the_sink_stays_failed() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("body");
+        File::create(&path)?;
+        // Opened read-only: every write fails, as on a full or failing disk.
+        let mut sink = Sink::new(Held::new(File::open(&path)?, ()));
+        sink.push(Bytes::from(vec![1u8; BLOCK])).await?;
+        // The failure surfaces at the next hand-over or at the end, never silently.
+        let next = sink.push(Bytes::from(vec![2u8; BLOCK])).await;
+        assert!(next.is_err(), "the failed write was not reported");
+        assert!(sink.finish().await.is_err(), "a broken sink finished");
+        assert_eq!(std::fs::metadata(&path)?.len(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn a_write_left_running_by_a_dropped_request_keeps_the_lock_until_it_ends(
     ) -> io::Result<()> {
         let dir = tempfile::tempdir()?;
