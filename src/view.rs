@@ -222,6 +222,26 @@ impl Views {
         kept.insert((resource.to_string(), date.to_string()), dev);
     }
 
+    /// After a sync batch's staged ops on a route were committed (or lost): the route's
+    /// version moves on, since a body rendered while they were staged lacks them. The kept
+    /// view shows them already; if nothing else moved the route since it was kept, it stays
+    /// valid under the new version (a lost commit drops it).
+    pub fn settle(&self, cache: &Cache, resource: &str, date: &str, committed: bool) {
+        let seen = cache.renders.version(resource, date);
+        let Some(now) = cache.renders.touch_from(resource, date, seen) else {
+            return;
+        };
+        if !committed {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dev) = kept.get_mut(&(resource.to_string(), date.to_string())) {
+            if dev.tag.version == seen {
+                dev.tag.version = now;
+            }
+        }
+    }
+
     /// After a write on the route (under its lane lock) queued `ops` on top of `before`:
     /// announces the change (bumps the route's version) and keeps the resulting view, unless
     /// something else changed the route since `before` was read.

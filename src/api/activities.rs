@@ -89,6 +89,22 @@ pub async fn device_route_of(
     Ok(dev)
 }
 
+/// [`device_route_of`] for a staged write: a view rebuilt from sled would miss the batch's
+/// staged ops, so they are committed first.
+async fn staged_route_of(
+    state: &AppState,
+    stage: &outbox::Stage,
+    resource: &str,
+    date: &str,
+) -> Result<DeviceRoute, ApiError> {
+    let views = &state.cache.views;
+    let tag = views.tag(state.store.as_ref(), &state.cache, resource, date);
+    if views.get(resource, date, tag).is_none() {
+        stage.commit(state.store.as_ref())?;
+    }
+    device_route_of(state, resource, date).await
+}
+
 /// After an accepted write: the route changed (new version), and the view the write produced
 /// is kept for the next one. The write is already in sled: a failure here only costs the
 /// kept view.
@@ -360,11 +376,21 @@ pub async fn submit_status(
     } = locate(state, who, activity).await?;
 
     let lane_lock = state.lanes.lock(&resource, &date);
-    let guard = lane_lock.lock().await;
+    let guard = match &submitter.stage {
+        Some(stage) => {
+            stage
+                .lane(state.store.as_ref(), lane_lock, &resource, &date)
+                .await?
+        }
+        None => outbox::LaneGuard::Own(lane_lock.lock_owned().await),
+    };
     if let Some(answer) = outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
         return Ok(answer);
     }
-    let dev = device_route_of(state, &resource, &date).await?;
+    let dev = match &submitter.stage {
+        Some(stage) => staged_route_of(state, stage, &resource, &date).await?,
+        None => device_route_of(state, &resource, &date).await?,
+    };
     let time = write_time(from_sync, body.time, now, dev.view.last_time);
     let plan =
         lifecycle::plan(&dev.view, id, status, time).map_err(|r| ApiError::InvalidTransition {
@@ -447,7 +473,11 @@ pub async fn submit_status(
         extra,
     )?;
     advance_view(state, &resource, &date, &dev, &result);
-    drop(guard);
+    match &submitter.stage {
+        // Staged ops of this route are not in sled yet: nobody else may queue behind them.
+        Some(stage) if !stage.is_empty() => stage.hold(&resource, &date, guard),
+        _ => drop(guard),
+    }
     Ok(result)
 }
 

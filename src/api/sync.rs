@@ -9,7 +9,7 @@ use super::parts::{self, PartsBody, PartsWrite};
 use super::{present, ApiError};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
-use crate::outbox::{self, Change, Enqueued, Submitter, CHANGES};
+use crate::outbox::{self, Change, Enqueued, Stage, Submitter, CHANGES};
 use crate::startup::AppState;
 use crate::store::keys::KeyBuf;
 use crate::store::Storage;
@@ -18,6 +18,7 @@ use base64::Engine;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// At most this many ops per batch (the byte limit is the JSON body limit, 5 MiB).
 pub const MAX_OPS: usize = 500;
@@ -60,6 +61,7 @@ async fn apply_op(
     req: &HttpRequest,
     op: &PushOp,
     offset: chrono::Duration,
+    stage: &Arc<Stage>,
 ) -> Result<Value, ApiError> {
     let valid_id = !op.client_op_id.is_empty()
         && op.client_op_id.len() <= 128
@@ -92,13 +94,19 @@ async fn apply_op(
         "location" => "location",
         _ => "sync",
     };
-    let submitter = Submitter::of(
+    let mut submitter = Submitter::of(
         who,
         action,
         format!("sync:{}:{}", who.device_id, op.client_op_id),
         hex::encode(crate::store::record::sha256(fingerprint.as_bytes())),
         Some(op.seq),
     );
+    if op.kind == "status" {
+        submitter.stage = Some(stage.clone());
+    } else {
+        // The other kinds read and write outside the stage's view of things.
+        stage.commit_and_release(state.store.as_ref())?;
+    }
     let from_sync = Some(SyncTime {
         captured_at: op.captured_at,
         corrected: op.captured_at + offset,
@@ -214,6 +222,8 @@ async fn apply_op(
             "this clientOpId was used with another payload",
         ),
         Err(ApiError::InvalidTransition { detail, allowed }) => {
+            // The current activity is read from sled: the batch's earlier ops first.
+            stage.commit(state.store.as_ref())?;
             let current = match op.activity_id {
                 Some(id) => current_activity(state, id).await,
                 None => Value::Null,
@@ -268,21 +278,33 @@ pub async fn push(
     let mut expected = outbox::device_seq(store, &who.user_id, &who.device_id)? + 1;
     let mut gaps = Vec::new();
     let mut results = Vec::with_capacity(body.ops.len());
-    for op in &body.ops {
-        if op.seq > expected {
-            gaps.push(json!({"from": expected, "to": op.seq - 1}));
-            tracing::warn!(device = %who.device_id, from = expected, to = op.seq - 1, "sync seq gap");
+    let cache = state.cache.clone();
+    let stage = Stage::new(Box::new(move |resource, date, committed| {
+        cache.views.settle(&cache, resource, date, committed)
+    }));
+    let applied = async {
+        for op in &body.ops {
+            if op.seq > expected {
+                gaps.push(json!({"from": expected, "to": op.seq - 1}));
+                tracing::warn!(device = %who.device_id, from = expected, to = op.seq - 1, "sync seq gap");
+            }
+            expected = expected.max(op.seq + 1);
+            let result = apply_op(&state, &who, &req, op, offset, &stage).await?;
+            // A grant is not an op: its seq is noted here, like a refused op's.
+            if (result["result"] != "accepted" && result["result"] != "duplicate")
+                || op.kind == "attachment"
+            {
+                outbox::note_device_seq(store, &who.user_id, &who.device_id, op.seq)?;
+            }
+            results.push(result);
         }
-        expected = expected.max(op.seq + 1);
-        let result = apply_op(&state, &who, &req, op, offset).await?;
-        // A grant is not an op: its seq is noted here, like a refused op's.
-        if (result["result"] != "accepted" && result["result"] != "duplicate")
-            || op.kind == "attachment"
-        {
-            outbox::note_device_seq(store, &who.user_id, &who.device_id, op.seq)?;
-        }
-        results.push(result);
+        Ok::<_, ApiError>(())
     }
+    .await;
+    // What was accepted is written even when the batch fails: its resend gets duplicates.
+    let committed = stage.commit_and_release(store);
+    applied?;
+    committed?;
     state.commit.flush().await?;
     state.replayer.wake();
     Ok(HttpResponse::Ok().json(json!({

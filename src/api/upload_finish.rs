@@ -288,6 +288,7 @@ async fn queue(state: &AppState, mut a: Attachment) -> Result<(), ApiError> {
         idempotency_key: format!("upload:{}", a.id),
         request_sha256: a.sha256.clone(),
         device_seq: None,
+        stage: None,
     };
     // Photos are numbered in the order they complete: one at a time per route.
     let lane_lock = state.lanes.lock(&a.resource_id, &a.date);

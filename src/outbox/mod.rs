@@ -4,11 +4,13 @@
 mod counts;
 mod lanes;
 mod record;
+mod stage;
 
 use counts::count;
 pub use counts::{counts_by_state, marked_ops, oldest_open, recount, ATTENTION};
 pub use lanes::{active_lanes, lane_head, lane_ops, quarantine_op};
 pub use record::{Fix, Location, Op, OpKind, OpState};
+pub use stage::{LaneGuard, Stage};
 
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::record::seal;
@@ -231,6 +233,9 @@ pub struct Submitter {
     /// A sync batch's per-device sequence number, kept as the device's high-water mark in
     /// the same transaction as the op.
     pub device_seq: Option<u64>,
+    /// A sync batch's stage: an op without extra writes is staged there and committed with
+    /// the batch's other ops in one transaction (see [`Stage`]).
+    pub stage: Option<std::sync::Arc<Stage>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -253,8 +258,12 @@ pub fn idempotent_answer(
     store: &dyn Storage,
     who: &Submitter,
 ) -> Result<Option<Enqueued>, StoreError> {
-    let rec: Option<IdemRecord> =
-        store.get(IDEMPOTENCY, &idem_key(&who.user_id, &who.idempotency_key))?;
+    let key = idem_key(&who.user_id, &who.idempotency_key);
+    let staged = who.stage.as_ref().and_then(|s| s.staged_answer(&key));
+    let rec: Option<IdemRecord> = match staged {
+        Some(rec) => Some(rec),
+        None => store.get(IDEMPOTENCY, &key)?,
+    };
     Ok(rec.map(|r| {
         if r.request_sha256 == who.request_sha256 {
             Enqueued::Replayed {
@@ -285,6 +294,7 @@ impl Submitter {
             idempotency_key,
             request_sha256,
             device_seq,
+            stage: None,
         }
     }
 }
@@ -319,6 +329,92 @@ pub fn enqueue_with(
     respond: impl Fn(&[Op]) -> Value,
     extra: Option<Extra<'_>>,
 ) -> Result<Enqueued, StoreError> {
+    let mut prepared = prepare(store, who, new_ops, respond)?;
+    if let Some(stage) = &who.stage {
+        match extra {
+            None => {
+                let accepted = Enqueued::Accepted {
+                    ops: prepared.ops.clone(),
+                    response: prepared.idem.response.clone(),
+                };
+                stage.push(prepared);
+                return Ok(accepted);
+            }
+            // Not stageable: the batch's earlier ops go first, so the lane stays in order.
+            Some(_) => stage.commit(store)?,
+        }
+    }
+    if let Some(x) = &extra {
+        for t in x.trees {
+            if !prepared.trees.contains(t) {
+                prepared.trees.push(*t);
+            }
+        }
+    }
+    // The earlier record under this key, when there is one (then nothing was written).
+    let earlier = RefCell::new(None);
+    store.transact(&prepared.trees, &|tx| {
+        *earlier.borrow_mut() = apply_in(tx, &prepared)?;
+        if earlier.borrow().is_some() {
+            return Ok(());
+        }
+        if let Some(x) = &extra {
+            (x.write)(tx, &prepared.ops)?;
+        }
+        Ok(())
+    })?;
+    Ok(match earlier.into_inner() {
+        Some(rec) if rec.request_sha256 == who.request_sha256 => Enqueued::Replayed {
+            status: rec.status,
+            response: rec.response,
+        },
+        Some(_) => Enqueued::KeyReused,
+        None => {
+            for op in &prepared.ops {
+                count(store, op, None);
+            }
+            Enqueued::Accepted {
+                ops: prepared.ops,
+                response: prepared.idem.response,
+            }
+        }
+    })
+}
+
+/// An accepted write, encoded and checksummed, ready to go into a transaction.
+pub(crate) struct Prepared {
+    trees: Vec<Tree>,
+    writes: Vec<(Tree, Vec<u8>, Vec<u8>)>,
+    /// Route clocks to move forward: (key, time, sealed time).
+    clocks: Vec<(Vec<u8>, DateTime<FixedOffset>, Vec<u8>)>,
+    /// (user, device, seq) of a synced op.
+    device_seq: Option<(String, String, u64)>,
+    ikey: Vec<u8>,
+    idem: IdemRecord,
+    ops: Vec<Op>,
+    /// Pulls stop below these change ids until the write lands (or is abandoned).
+    _tickets: Vec<crate::store::Ticket>,
+}
+
+impl Prepared {
+    /// The route (resource, date) the write queues on.
+    fn route(&self) -> (String, String) {
+        self.ops
+            .last()
+            .map(|o| (o.resource_id.clone(), o.date.clone()))
+            .unwrap_or_default()
+    }
+}
+
+/// Builds the ops and every record of the write. Everything is encoded and checksummed here,
+/// before any transaction: sled 0.34 runs a transaction's closure under its global lock, so
+/// only lookups and inserts belong there.
+fn prepare(
+    store: &dyn Storage,
+    who: &Submitter,
+    new_ops: Vec<NewOp>,
+    respond: impl Fn(&[Op]) -> Value,
+) -> Result<Prepared, StoreError> {
     let now = Utc::now();
     let mut ops = Vec::with_capacity(new_ops.len());
     for n in new_ops {
@@ -352,20 +448,20 @@ pub fn enqueue_with(
         .iter()
         .map(|_| store.ticket())
         .collect::<Result<Vec<_>, _>>()?;
-    let change_seqs: Vec<u64> = tickets.iter().map(|t| t.id).collect();
     let response = respond(&ops);
-    let ikey = idem_key(&who.user_id, &who.idempotency_key);
     let audit_entry = audit_of(who, &ops, store.next_id()?, now);
-    // Everything is encoded and checksummed before the transaction: sled 0.34 runs the
-    // closure under its global transaction lock, so only lookups and inserts belong there.
     let mut writes: Vec<(Tree, Vec<u8>, Vec<u8>)> = Vec::with_capacity(ops.len() * 4 + 2);
-    let mut clocks: Vec<(Vec<u8>, DateTime<FixedOffset>, Vec<u8>)> = Vec::new();
-    for (op, cseq) in ops.iter().zip(&change_seqs) {
+    let mut clocks = Vec::new();
+    for (op, ticket) in ops.iter().zip(&tickets) {
         writes.push((OPS, op_key(op.seq).to_vec(), seal(op)?));
         let lane = lane_key(&op.resource_id, &op.date, op.seq);
         writes.push((LANES, lane, seal(&op.seq)?));
-        let change = op_change(op, *cseq);
-        writes.push((CHANGES, change_key(&op.resource_id, *cseq), seal(&change)?));
+        let change = op_change(op, ticket.id);
+        writes.push((
+            CHANGES,
+            change_key(&op.resource_id, ticket.id),
+            seal(&change)?,
+        ));
         if let Some(a) = op.activity_id {
             writes.push((ACTIVITY_OPS, activity_ops_key(a, op.seq), seal(&op.seq)?));
         }
@@ -382,65 +478,50 @@ pub fn enqueue_with(
         response,
         created_at: now,
     };
+    let ikey = idem_key(&who.user_id, &who.idempotency_key);
     writes.push((IDEMPOTENCY, ikey.clone(), seal(&idem)?));
-    let mut trees = vec![
-        OPS,
-        LANES,
-        IDEMPOTENCY,
-        CHANGES,
-        ACTIVITY_OPS,
-        ROUTE_CLOCK,
-        DEVICE_SEQ,
-        crate::audit::AUDIT,
-    ];
-    if let Some(x) = &extra {
-        for t in x.trees {
-            if !trees.contains(t) {
-                trees.push(*t);
-            }
+    Ok(Prepared {
+        trees: vec![
+            OPS,
+            LANES,
+            IDEMPOTENCY,
+            CHANGES,
+            ACTIVITY_OPS,
+            ROUTE_CLOCK,
+            DEVICE_SEQ,
+            crate::audit::AUDIT,
+        ],
+        writes,
+        clocks,
+        device_seq: who
+            .device_seq
+            .map(|s| (who.user_id.clone(), who.device_id.clone(), s)),
+        ikey,
+        idem,
+        ops,
+        _tickets: tickets,
+    })
+}
+
+/// Writes a prepared write inside a transaction, unless its idempotency key is taken: then
+/// nothing is written and the earlier record is returned.
+fn apply_in(tx: &dyn crate::store::Tx, p: &Prepared) -> Result<Option<IdemRecord>, StoreError> {
+    if let Some(rec) = tx.get::<IdemRecord>(IDEMPOTENCY, &p.ikey)? {
+        return Ok(Some(rec));
+    }
+    for (tree, key, value) in &p.writes {
+        tx.insert_raw(*tree, key, value.clone())?;
+    }
+    for (key, time, sealed) in &p.clocks {
+        let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, key)?;
+        if clock.is_none_or(|c| *time > c) {
+            tx.insert_raw(ROUTE_CLOCK, key, sealed.clone())?;
         }
     }
-    // The earlier record under this key, when there is one (then nothing was written).
-    let earlier = RefCell::new(None);
-    store.transact(&trees, &|tx| {
-        *earlier.borrow_mut() = None;
-        if let Some(rec) = tx.get::<IdemRecord>(IDEMPOTENCY, &ikey)? {
-            *earlier.borrow_mut() = Some(rec);
-            return Ok(());
-        }
-        for (tree, key, value) in &writes {
-            tx.insert_raw(*tree, key, value.clone())?;
-        }
-        for (key, time, sealed) in &clocks {
-            let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, key)?;
-            if clock.is_none_or(|c| *time > c) {
-                tx.insert_raw(ROUTE_CLOCK, key, sealed.clone())?;
-            }
-        }
-        if let Some(seq) = who.device_seq {
-            bump_device_seq(tx, &who.user_id, &who.device_id, seq)?;
-        }
-        if let Some(x) = &extra {
-            (x.write)(tx, &ops)?;
-        }
-        Ok(())
-    })?;
-    Ok(match earlier.into_inner() {
-        Some(rec) if rec.request_sha256 == who.request_sha256 => Enqueued::Replayed {
-            status: rec.status,
-            response: rec.response,
-        },
-        Some(_) => Enqueued::KeyReused,
-        None => {
-            for op in &ops {
-                count(store, op, None);
-            }
-            Enqueued::Accepted {
-                ops,
-                response: idem.response,
-            }
-        }
-    })
+    if let Some((user, device, seq)) = &p.device_seq {
+        bump_device_seq(tx, user, device, *seq)?;
+    }
+    Ok(None)
 }
 
 /// Records that the replayer is sending `op` (informational: `GET /ops` shows it; recovery

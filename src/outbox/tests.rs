@@ -15,10 +15,11 @@ pub(crate) fn who(key: &str, hash: &str) -> Submitter {
         idempotency_key: key.into(),
         request_sha256: hash.into(),
         device_seq: Some(7),
+        stage: None,
     }
 }
 
-fn status_op(resource: &str, id: i64) -> NewOp {
+pub(crate) fn status_op(resource: &str, id: i64) -> NewOp {
     NewOp {
         resource_id: resource.into(),
         date: "2026-05-04".into(),
