@@ -478,3 +478,110 @@ async fn an_op_that_cannot_be_checked_while_ofsc_is_down_makes_the_batch_a_503()
     assert_eq!(code, 200, "{body}");
     assert_eq!(results(&body), ["duplicate", "accepted"], "{body}");
 }
+
+/// A batch's status ops are written together at its end; until then they hold their
+/// route's lane. Here the batch's last op names an activity fieldsync has not cached (another
+/// technician's), so the batch waits on a slow OFSC with "started" staged. Meanwhile another
+/// device of the same technician keeps trying to complete that job: it may only get in after
+/// the batch's ops are stored, so the replayer never sees the completion before the start
+/// (OFSC would refuse it and the op would end rejected).
+#[tokio::test]
+async fn a_write_racing_a_batch_on_its_route_queues_after_the_batch() {
+    let stack = Stack::start().await;
+    let a = stack.app.login("tech1").await;
+    let b_login = stack
+        .app
+        .try_login("tech1", "demo", "tech1-tablet", None)
+        .await;
+    assert_eq!(b_login.status(), 201);
+    let b = crate::helpers::Session {
+        access: b_login.json::<Value>().await.unwrap()["accessToken"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        refresh: String::new(),
+        device: "tech1-tablet".into(),
+        body: Value::Null,
+    };
+    let ids = stops(&stack, &a, "tech1").await;
+    let foreign = stack.sim.today_route("tech3").await.1[0]
+        .activity_id
+        .unwrap();
+    stack.sim.faults(json!({"latencyMs": 300})).await;
+    let t = now() - chrono::Duration::hours(2);
+    let batch = vec![
+        status_op(1, ids[0], "enroute", t),
+        status_op(2, ids[0], "started", t + chrono::Duration::minutes(5)),
+        status_op(3, foreign, "enroute", t + chrono::Duration::minutes(6)),
+    ];
+    let pushing = async {
+        let answer = push(&stack, &a, now(), batch).await;
+        (answer, std::time::Instant::now())
+    };
+    let racer = async {
+        // By now the batch has staged "started" and waits on OFSC for its third op.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first_try = std::time::Instant::now();
+        let deadline = first_try + Duration::from_secs(20);
+        loop {
+            let (code, body) = stack.status(&b, ids[0], "completed", "race").await;
+            if code == 202 {
+                return (body["opId"].as_str().unwrap().to_string(), first_try);
+            }
+            assert_eq!(code, 409, "{body}");
+            assert!(std::time::Instant::now() < deadline, "never accepted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let (((code, pushed), pushed_at), (completion, first_try)) = tokio::join!(pushing, racer);
+    assert_eq!(code, 200, "{pushed}");
+    assert_eq!(results(&pushed)[..2], ["accepted", "accepted"]);
+    assert_eq!(pushed["results"][2]["result"], "rejected", "{pushed}");
+    assert!(
+        first_try < pushed_at,
+        "the completion was tried while the batch was in flight"
+    );
+    let mut op_ids: Vec<String> = pushed["results"].as_array().unwrap()[..2]
+        .iter()
+        .map(|r| r["opId"].as_str().unwrap().to_string())
+        .collect();
+    op_ids.push(completion);
+    let done = stack.settle(&a, &op_ids, Duration::from_secs(20)).await;
+    assert!(
+        done.iter().all(|o| o["state"] == "applied"),
+        "every op applied in order: {done:?}"
+    );
+    let ledger = stack.sim.ledger().await;
+    let actions: Vec<&str> = ledger
+        .iter()
+        .filter(|e| e["activityId"] == ids[0])
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["enroute", "start", "complete"]);
+}
+
+#[tokio::test]
+async fn an_op_repeated_inside_one_batch_is_a_duplicate_of_the_first() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech2").await;
+    let ids = stops(&stack, &s, "tech2").await;
+    let t = now() - chrono::Duration::minutes(30);
+    let enroute = status_op(1, ids[0], "enroute", t);
+    let mut again = enroute.clone();
+    again["seq"] = json!(2);
+    let (code, body) = push(&stack, &s, now(), vec![enroute, again]).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(results(&body), ["accepted", "duplicate"]);
+    assert_eq!(body["results"][1]["opId"], body["results"][0]["opId"]);
+    let op = body["results"][0]["opId"].as_str().unwrap().to_string();
+    let done = stack.settle(&s, &[op], Duration::from_secs(15)).await;
+    assert_eq!(done[0]["state"], "applied");
+    let enroutes = stack
+        .sim
+        .ledger()
+        .await
+        .iter()
+        .filter(|e| e["activityId"] == ids[0] && e["action"] == "enroute")
+        .count();
+    assert_eq!(enroutes, 1);
+}
