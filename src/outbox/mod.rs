@@ -2,18 +2,22 @@
 //! change log, always written together in one sled transaction.
 
 mod counts;
+mod enqueue;
 mod lanes;
 mod record;
 mod stage;
 
 use counts::count;
 pub use counts::{counts_by_state, marked_ops, oldest_open, recount, ATTENTION};
+pub use enqueue::{
+    enqueue, enqueue_with, idempotent_answer, Enqueued, Extra, ExtraWrite, IdemRecord, NewOp,
+    Submitter,
+};
 pub use lanes::{active_lanes, lane_head, lane_ops, quarantine_op};
 pub use record::{Fix, Location, Op, OpKind, OpState};
 pub use stage::{LaneGuard, Stage};
 
 use crate::store::keys::{KeyBuf, KeyReader};
-use crate::store::record::seal;
 use crate::store::{Storage, StorageExt, StoreError, Tree, TxExt};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
@@ -180,16 +184,6 @@ pub fn idem_key(user: &str, key: &str) -> Vec<u8> {
     KeyBuf::new().str(user).str(key).finish()
 }
 
-/// The first answer to an idempotent request.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct IdemRecord {
-    pub request_sha256: String,
-    pub status: u16,
-    pub response: Value,
-    pub created_at: DateTime<Utc>,
-}
-
 /// One entry of the per-resource change log that devices pull.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -205,356 +199,12 @@ pub struct Change {
     pub at: DateTime<Utc>,
 }
 
-/// An op to create, before it has an id.
-#[derive(Debug, Clone)]
-pub struct NewOp {
-    pub resource_id: String,
-    pub date: String,
-    pub activity_id: Option<i64>,
-    pub kind: OpKind,
-    pub time: DateTime<FixedOffset>,
-    pub zone: Option<String>,
-    /// The device's raw clock reading, for synced ops (`time` is the corrected one).
-    pub captured_at: Option<DateTime<FixedOffset>>,
-}
-
-/// Who submits, with which idempotency key and request fingerprint.
-#[derive(Debug, Clone)]
-pub struct Submitter {
-    pub user_id: String,
-    pub username: String,
-    pub role: crate::auth::Role,
-    pub device_id: String,
-    pub request_id: String,
-    /// What the write is, for the audit trail (`status`, `parts`, `approval.decide`...).
-    pub action: &'static str,
-    pub idempotency_key: String,
-    pub request_sha256: String,
-    /// A sync batch's per-device sequence number, kept as the device's high-water mark in
-    /// the same transaction as the op.
-    pub device_seq: Option<u64>,
-    /// A sync batch's stage: an op without extra writes is staged there and committed with
-    /// the batch's other ops in one transaction (see [`Stage`]).
-    pub stage: Option<std::sync::Arc<Stage>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Enqueued {
-    Accepted {
-        ops: Vec<Op>,
-        response: Value,
-    },
-    /// Same key, same request: the first answer.
-    Replayed {
-        status: u16,
-        response: Value,
-    },
-    /// Same key, different request.
-    KeyReused,
-}
-
-/// Looks up an idempotency record without writing.
-pub fn idempotent_answer(
-    store: &dyn Storage,
-    who: &Submitter,
-) -> Result<Option<Enqueued>, StoreError> {
-    let key = idem_key(&who.user_id, &who.idempotency_key);
-    let staged = who.stage.as_ref().and_then(|s| s.staged_answer(&key));
-    let rec: Option<IdemRecord> = match staged {
-        Some(rec) => Some(rec),
-        None => store.get(IDEMPOTENCY, &key)?,
-    };
-    Ok(rec.map(|r| {
-        if r.request_sha256 == who.request_sha256 {
-            Enqueued::Replayed {
-                status: r.status,
-                response: r.response,
-            }
-        } else {
-            Enqueued::KeyReused
-        }
-    }))
-}
-
-impl Submitter {
-    pub fn of(
-        who: &crate::auth::Principal,
-        action: &'static str,
-        idempotency_key: String,
-        request_sha256: String,
-        device_seq: Option<u64>,
-    ) -> Submitter {
-        Submitter {
-            user_id: who.user_id.clone(),
-            username: who.username.clone(),
-            role: who.role,
-            device_id: who.device_id.clone(),
-            request_id: who.request_id.clone(),
-            action,
-            idempotency_key,
-            request_sha256,
-            device_seq,
-            stage: None,
-        }
-    }
-}
-
-/// Writes more records inside an enqueue transaction, given the new ops.
-pub type ExtraWrite<'a> = &'a dyn Fn(&dyn crate::store::Tx, &[Op]) -> Result<(), StoreError>;
-
-/// Writes that must land in the same transaction as the ops (an approval opened by a
-/// completion, a decision's record), with the trees they touch.
-pub struct Extra<'a> {
-    pub trees: &'a [Tree],
-    pub write: ExtraWrite<'a>,
-}
-
-/// Writes the ops, their lane entries, the idempotency record, the change-log entries and the
-/// audit entry in one transaction. `respond` builds the answer from the new ops; it is stored
-/// for replays. The caller flushes (group commit) before acknowledging.
-pub fn enqueue(
-    store: &dyn Storage,
-    who: &Submitter,
-    new_ops: Vec<NewOp>,
-    respond: impl Fn(&[Op]) -> Value,
-) -> Result<Enqueued, StoreError> {
-    enqueue_with(store, who, new_ops, respond, None)
-}
-
-/// [`enqueue`] with extra writes in the same transaction.
-pub fn enqueue_with(
-    store: &dyn Storage,
-    who: &Submitter,
-    new_ops: Vec<NewOp>,
-    respond: impl Fn(&[Op]) -> Value,
-    extra: Option<Extra<'_>>,
-) -> Result<Enqueued, StoreError> {
-    let mut prepared = prepare(store, who, new_ops, respond)?;
-    if let Some(stage) = &who.stage {
-        match extra {
-            None => {
-                let accepted = Enqueued::Accepted {
-                    ops: prepared.ops.clone(),
-                    response: prepared.idem.response.clone(),
-                };
-                stage.push(prepared);
-                return Ok(accepted);
-            }
-            // Not stageable: the batch's earlier ops go first, so the lane stays in order.
-            Some(_) => stage.commit(store)?,
-        }
-    }
-    if let Some(x) = &extra {
-        for t in x.trees {
-            if !prepared.trees.contains(t) {
-                prepared.trees.push(*t);
-            }
-        }
-    }
-    // The earlier record under this key, when there is one (then nothing was written).
-    let earlier = RefCell::new(None);
-    store.transact(&prepared.trees, &|tx| {
-        *earlier.borrow_mut() = apply_in(tx, &prepared)?;
-        if earlier.borrow().is_some() {
-            return Ok(());
-        }
-        if let Some(x) = &extra {
-            (x.write)(tx, &prepared.ops)?;
-        }
-        Ok(())
-    })?;
-    Ok(match earlier.into_inner() {
-        Some(rec) if rec.request_sha256 == who.request_sha256 => Enqueued::Replayed {
-            status: rec.status,
-            response: rec.response,
-        },
-        Some(_) => Enqueued::KeyReused,
-        None => {
-            for op in &prepared.ops {
-                count(store, op, None);
-            }
-            Enqueued::Accepted {
-                ops: prepared.ops,
-                response: prepared.idem.response,
-            }
-        }
-    })
-}
-
-/// An accepted write, encoded and checksummed, ready to go into a transaction.
-pub(crate) struct Prepared {
-    trees: Vec<Tree>,
-    writes: Vec<(Tree, Vec<u8>, Vec<u8>)>,
-    /// Route clocks to move forward: (key, time, sealed time).
-    clocks: Vec<(Vec<u8>, DateTime<FixedOffset>, Vec<u8>)>,
-    /// (user, device, seq) of a synced op.
-    device_seq: Option<(String, String, u64)>,
-    ikey: Vec<u8>,
-    idem: IdemRecord,
-    ops: Vec<Op>,
-    /// Pulls stop below these change ids until the write lands (or is abandoned).
-    _tickets: Vec<crate::store::Ticket>,
-}
-
-impl Prepared {
-    /// The route (resource, date) the write queues on.
-    fn route(&self) -> (String, String) {
-        self.ops
-            .last()
-            .map(|o| (o.resource_id.clone(), o.date.clone()))
-            .unwrap_or_default()
-    }
-}
-
-/// Builds the ops and every record of the write. Everything is encoded and checksummed here,
-/// before any transaction: sled 0.34 runs a transaction's closure under its global lock, so
-/// only lookups and inserts belong there.
-fn prepare(
-    store: &dyn Storage,
-    who: &Submitter,
-    new_ops: Vec<NewOp>,
-    respond: impl Fn(&[Op]) -> Value,
-) -> Result<Prepared, StoreError> {
-    let now = Utc::now();
-    let mut ops = Vec::with_capacity(new_ops.len());
-    for n in new_ops {
-        let seq = store.next_id()?;
-        ops.push(Op {
-            id: Op::id_of(seq),
-            seq,
-            resource_id: n.resource_id,
-            date: n.date,
-            activity_id: n.activity_id,
-            kind: n.kind,
-            time: n.time,
-            zone: n.zone,
-            captured_at: n.captured_at,
-            state: OpState::Queued,
-            attempts: 0,
-            last_error: None,
-            ofsc_detail: None,
-            user_id: who.user_id.clone(),
-            device_id: who.device_id.clone(),
-            created_at: now,
-            updated_at: now,
-            applied_at: None,
-            created_activity_id: None,
-            baseline: None,
-            result_inventory_id: None,
-        });
-    }
-    // Tickets, not plain ids: pulls stop below any change id whose write is still in flight.
-    let tickets = ops
-        .iter()
-        .map(|_| store.ticket())
-        .collect::<Result<Vec<_>, _>>()?;
-    let response = respond(&ops);
-    let audit_entry = audit_of(who, &ops, store.next_id()?, now);
-    let mut writes: Vec<(Tree, Vec<u8>, Vec<u8>)> = Vec::with_capacity(ops.len() * 4 + 2);
-    let mut clocks = Vec::new();
-    for (op, ticket) in ops.iter().zip(&tickets) {
-        writes.push((OPS, op_key(op.seq).to_vec(), seal(op)?));
-        let lane = lane_key(&op.resource_id, &op.date, op.seq);
-        writes.push((LANES, lane, seal(&op.seq)?));
-        let change = op_change(op, ticket.id);
-        writes.push((
-            CHANGES,
-            change_key(&op.resource_id, ticket.id),
-            seal(&change)?,
-        ));
-        if let Some(a) = op.activity_id {
-            writes.push((ACTIVITY_OPS, activity_ops_key(a, op.seq), seal(&op.seq)?));
-        }
-        if op.kind.keeps_route_clock() {
-            let key = lane_prefix(&op.resource_id, &op.date);
-            clocks.push((key, op.time, seal(&op.time)?));
-        }
-    }
-    let audit_key = crate::audit::audit_key(audit_entry.seq);
-    writes.push((crate::audit::AUDIT, audit_key, seal(&audit_entry)?));
-    let idem = IdemRecord {
-        request_sha256: who.request_sha256.clone(),
-        status: 202,
-        response,
-        created_at: now,
-    };
-    let ikey = idem_key(&who.user_id, &who.idempotency_key);
-    writes.push((IDEMPOTENCY, ikey.clone(), seal(&idem)?));
-    Ok(Prepared {
-        trees: vec![
-            OPS,
-            LANES,
-            IDEMPOTENCY,
-            CHANGES,
-            ACTIVITY_OPS,
-            ROUTE_CLOCK,
-            DEVICE_SEQ,
-            crate::audit::AUDIT,
-        ],
-        writes,
-        clocks,
-        device_seq: who
-            .device_seq
-            .map(|s| (who.user_id.clone(), who.device_id.clone(), s)),
-        ikey,
-        idem,
-        ops,
-        _tickets: tickets,
-    })
-}
-
-/// Writes a prepared write inside a transaction, unless its idempotency key is taken: then
-/// nothing is written and the earlier record is returned.
-fn apply_in(tx: &dyn crate::store::Tx, p: &Prepared) -> Result<Option<IdemRecord>, StoreError> {
-    if let Some(rec) = tx.get::<IdemRecord>(IDEMPOTENCY, &p.ikey)? {
-        return Ok(Some(rec));
-    }
-    for (tree, key, value) in &p.writes {
-        tx.insert_raw(*tree, key, value.clone())?;
-    }
-    for (key, time, sealed) in &p.clocks {
-        let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, key)?;
-        if clock.is_none_or(|c| *time > c) {
-            tx.insert_raw(ROUTE_CLOCK, key, sealed.clone())?;
-        }
-    }
-    if let Some((user, device, seq)) = &p.device_seq {
-        bump_device_seq(tx, user, device, *seq)?;
-    }
-    Ok(None)
-}
-
 /// Records that the replayer is sending `op` (informational: `GET /ops` shows it; recovery
 /// reads every lane head back anyway, so this needs neither a transaction nor a flush).
 pub fn mark_sending(store: &dyn Storage, op: &Op, from: OpState) -> Result<(), StoreError> {
     store.put(OPS, &op_key(op.seq), op)?;
     count(store, op, Some(from));
     Ok(())
-}
-
-/// The audit entry of an accepted write.
-fn audit_of(who: &Submitter, ops: &[Op], seq: u64, at: DateTime<Utc>) -> crate::audit::AuditEntry {
-    let last = ops.last();
-    crate::audit::AuditEntry {
-        seq,
-        at,
-        user: who.username.clone(),
-        role: who.role,
-        device: who.device_id.clone(),
-        action: who.action.to_string(),
-        object: ops
-            .iter()
-            .map(|o| o.id.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-        resource_id: last.map(|o| o.resource_id.clone()),
-        activity_id: last.and_then(|o| o.activity_id),
-        request_id: who.request_id.clone(),
-        detail: serde_json::json!({
-            "opIds": ops.iter().map(|o| o.id.clone()).collect::<Vec<_>>(),
-            "idempotencyKey": who.idempotency_key,
-        }),
-    }
 }
 
 pub fn change_key(resource: &str, seq: u64) -> Vec<u8> {

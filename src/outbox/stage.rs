@@ -20,7 +20,7 @@
 //! fails, the views go too, and the next write rebuilds them from what sled holds.
 
 use super::counts::count;
-use super::{apply_in, IdemRecord, Prepared};
+use super::enqueue::{apply_in, IdemRecord, Prepared};
 use crate::store::{Storage, StoreError, Tree};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
