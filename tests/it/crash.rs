@@ -1,6 +1,6 @@
 //! Crash safety: the built binary is killed with SIGKILL at random moments while devices
-//! write and the replayer sends; after restarts every acknowledged write reaches OFSC
-//! exactly once, in order.
+//! write (one status change at a time, or sync batches) and the replayer sends; after
+//! restarts every acknowledged write reaches OFSC exactly once, in order.
 
 use crate::helpers::{free_port, spawn, wait_up};
 use rand::{Rng, SeedableRng};
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// One technician's planned day: (activity, device status, expected OFSC action).
-fn plan(stops: &[i64]) -> Vec<(i64, &'static str, &'static str)> {
+fn plan(stops: &[i64]) -> Moves {
     stops
         .iter()
         .flat_map(|id| {
@@ -32,12 +32,24 @@ async fn login(http: &reqwest::Client, base: &str, user: &str) -> Option<String>
     body["accessToken"].as_str().map(str::to_string)
 }
 
+/// One technician's planned moves: (activity, device status, expected OFSC action).
+type Moves = Vec<(i64, &'static str, &'static str)>;
+
+/// How a device sends its moves from `next` on; resolves to how many were acknowledged.
+type Driver = fn(
+    reqwest::Client,
+    String,
+    &'static str,
+    Moves,
+    usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>>;
+
 /// Sends the technician's next moves until the server goes away; returns how many were acked.
 async fn drive(
     http: reqwest::Client,
     base: String,
     user: &'static str,
-    moves: Vec<(i64, &'static str, &'static str)>,
+    moves: Moves,
     mut next: usize,
 ) -> usize {
     let Some(token) = login(&http, &base, user).await else {
@@ -68,8 +80,103 @@ async fn drive(
     next
 }
 
+/// Sends the technician's next moves as sync batches of up to 5 ops (seq = move index + 1)
+/// until the server goes away; returns how many were acknowledged. A batch whose answer was
+/// lost is sent again from the same move, so its ops come back as duplicates.
+async fn drive_push(
+    http: reqwest::Client,
+    base: String,
+    user: &'static str,
+    moves: Moves,
+    mut next: usize,
+) -> usize {
+    let Some(token) = login(&http, &base, user).await else {
+        return next;
+    };
+    // The device's clock readings are part of each op: a resend carries the same ones.
+    static DAY_START: std::sync::OnceLock<chrono::DateTime<chrono::FixedOffset>> =
+        std::sync::OnceLock::new();
+    let start =
+        *DAY_START.get_or_init(|| chrono::Utc::now().fixed_offset() - chrono::Duration::hours(3));
+    while next < moves.len() {
+        let end = (next + 5).min(moves.len());
+        let ops: Vec<Value> = (next..end)
+            .map(|i| {
+                let (id, status, _) = moves[i];
+                let payload = json!({ "status": status });
+                let sha = {
+                    use sha2::Digest;
+                    hex::encode(sha2::Sha256::digest(
+                        serde_json_canonicalizer::to_vec(&payload).unwrap(),
+                    ))
+                };
+                json!({"clientOpId": format!("{user}-{i}"), "seq": i + 1, "kind": "status",
+                       "activityId": id, "payload": payload, "sha256": sha,
+                       "capturedAt": (start + chrono::Duration::minutes(i as i64)).to_rfc3339()})
+            })
+            .collect();
+        let resp = http
+            .post(format!("{base}/sync/push"))
+            .bearer_auth(&token)
+            .json(&json!({"deviceId": format!("{user}-phone"),
+                          "deviceTime": chrono::Utc::now().to_rfc3339(), "ops": ops}))
+            .send()
+            .await;
+        let body: Value = match resp {
+            Ok(r) if r.status() == 200 => match r.json().await {
+                Ok(b) => b,
+                Err(_) => break,
+            },
+            Ok(r) if r.status() == 503 => break,
+            Ok(r) => panic!(
+                "{user} batch from {next} got {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ),
+            Err(_) => break,
+        };
+        for r in body["results"].as_array().unwrap() {
+            assert!(
+                matches!(r["result"].as_str(), Some("accepted" | "duplicate")),
+                "{user}: {r}"
+            );
+        }
+        next = end;
+    }
+    next
+}
+
+fn boxed_drive(
+    http: reqwest::Client,
+    base: String,
+    user: &'static str,
+    moves: Moves,
+    next: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>> {
+    Box::pin(drive(http, base, user, moves, next))
+}
+
+fn boxed_push(
+    http: reqwest::Client,
+    base: String,
+    user: &'static str,
+    moves: Moves,
+    next: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>> {
+    Box::pin(drive_push(http, base, user, moves, next))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_writes_and_replay_loses_nothing_and_applies_once() {
+    kill_9_cycles(boxed_drive, 2026).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_sync_pushes_and_replay_loses_nothing_and_applies_once() {
+    kill_9_cycles(boxed_push, 2027).await;
+}
+
+async fn kill_9_cycles(driver: Driver, seed: u64) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -151,7 +258,7 @@ async fn kill_9_during_writes_and_replay_loses_nothing_and_applies_once() {
         .send()
         .await
         .unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut progress = vec![0usize; techs.len()];
     let mut cycles = 0;
     while cycles < 20 || progress.iter().zip(&days).any(|(p, d)| p < &d.len()) {
@@ -163,7 +270,7 @@ async fn kill_9_during_writes_and_replay_loses_nothing_and_applies_once() {
             .iter()
             .zip(&days)
             .zip(&progress)
-            .map(|((t, d), p)| tokio::spawn(drive(http.clone(), base.clone(), t, d.clone(), *p)))
+            .map(|((t, d), p)| tokio::spawn(driver(http.clone(), base.clone(), t, d.clone(), *p)))
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.gen_range(30..400))).await;
         // SIGKILL: no shutdown hooks, no final flush.
