@@ -287,7 +287,9 @@ pub struct ServerSettings {
     pub workers: usize,
     /// How often readiness probes OFSC.
     pub ofsc_probe_secs: u64,
-    /// sled's page cache, in MiB (small: the OS page cache backs it; see bench/README.md).
+    /// sled's page cache, in MiB. Kept small (the OS page cache backs sled's file, and the
+    /// route-read RSS target counts it), but big enough that a sync batch's transaction
+    /// finds the pages it writes cached; see bench/README.md.
     pub sled_cache_mb: u64,
 }
 
@@ -298,7 +300,7 @@ impl Default for ServerSettings {
             data_dir: PathBuf::from("./data"),
             workers: 0,
             ofsc_probe_secs: 15,
-            sled_cache_mb: 4,
+            sled_cache_mb: 16,
         }
     }
 }

@@ -215,6 +215,11 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// The keys the write inserts.
+    pub(super) fn keys(&self) -> impl Iterator<Item = (Tree, &[u8])> {
+        self.writes.iter().map(|(t, k, _)| (*t, k.as_slice()))
+    }
+
     /// The route (resource, date) the write queues on.
     pub(super) fn route(&self) -> (String, String) {
         self.ops

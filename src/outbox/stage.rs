@@ -134,17 +134,21 @@ impl Stage {
                 trees.push(*t);
             }
         }
-        let result = store.transact(&trees, &|tx| {
-            for p in &staged {
-                // Same-key writes queue on the same lane, which the stage holds: an earlier
-                // record here means something went around the lock. Nothing is written.
-                if apply_in(tx, p)?.is_some() {
-                    return Err(StoreError::Aborted(
-                        "an idempotency key staged in this batch was taken meanwhile".into(),
-                    ));
+        // Outside sled's lock, so that the transaction below finds its pages cached.
+        let warmed = store.warm(&mut staged.iter().flat_map(Prepared::keys));
+        let result = warmed.and_then(|()| {
+            store.transact(&trees, &|tx| {
+                for p in &staged {
+                    // Same-key writes queue on the same lane, which the stage holds: an earlier
+                    // record here means something went around the lock. Nothing is written.
+                    if apply_in(tx, p)?.is_some() {
+                        return Err(StoreError::Aborted(
+                            "an idempotency key staged in this batch was taken meanwhile".into(),
+                        ));
+                    }
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         });
         let mut routes: Vec<(String, String)> = staged.iter().map(Prepared::route).collect();
         routes.dedup();

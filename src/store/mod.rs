@@ -132,6 +132,12 @@ pub trait Storage: Send + Sync + 'static {
         before: Option<&[u8]>,
         limit: usize,
     ) -> Result<RawPairs, StoreError>;
+    /// Reads these keys and throws the values away, so that their pages are in the page
+    /// cache when a transaction that writes them runs. sled 0.34 holds a process-wide lock
+    /// for a whole transaction (every other read and write waits on it) and reads the old
+    /// value of each key the transaction writes while holding it: a page pulled from disk
+    /// here is one not pulled under the lock.
+    fn warm(&self, keys: &mut dyn Iterator<Item = (Tree, &[u8])>) -> Result<(), StoreError>;
     /// Runs `f` atomically over `trees`. `f` may run more than once on conflict, so it must
     /// not have side effects outside the transaction.
     fn transact(

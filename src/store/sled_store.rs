@@ -124,6 +124,13 @@ impl Storage for SledStore {
         Ok(())
     }
 
+    fn warm(&self, keys: &mut dyn Iterator<Item = (Tree, &[u8])>) -> Result<(), StoreError> {
+        for (tree, key) in keys {
+            self.tree(tree)?.get(key)?;
+        }
+        Ok(())
+    }
+
     fn scan_raw(
         &self,
         tree: Tree,
