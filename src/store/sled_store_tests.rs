@@ -139,3 +139,15 @@ fn reverse_scan_reads_down_from_below_the_cursor() {
     );
     assert!(store.scan_raw_rev(t, Some(b"a"), 10).unwrap().is_empty());
 }
+
+#[test]
+fn warming_reads_present_and_absent_keys_and_changes_nothing() {
+    let store = SledStore::temporary().unwrap();
+    let (a, b) = (Tree("warm-a"), Tree("warm-b"));
+    store.insert_raw(a, b"k1", b"v1".to_vec()).unwrap();
+    let keys: [(Tree, &[u8]); 3] = [(a, b"k1"), (a, b"missing"), (b, b"k1")];
+    store.warm(&mut keys.into_iter()).unwrap();
+    assert_eq!(store.get_raw(a, b"k1").unwrap(), Some(b"v1".to_vec()));
+    assert_eq!(store.get_raw(a, b"missing").unwrap(), None);
+    assert_eq!(store.get_raw(b, b"k1").unwrap(), None);
+}
