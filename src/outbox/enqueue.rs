@@ -200,13 +200,13 @@ pub fn enqueue_with(
 }
 
 /// An accepted write, encoded and checksummed, ready to go into a transaction.
-pub(crate) struct Prepared {
+pub(super) struct Prepared {
     pub(super) trees: Vec<Tree>,
-    pub(super) writes: Vec<(Tree, Vec<u8>, Vec<u8>)>,
+    writes: Vec<(Tree, Vec<u8>, Vec<u8>)>,
     /// Route clocks to move forward: (key, time, sealed time).
-    pub(super) clocks: Vec<(Vec<u8>, DateTime<FixedOffset>, Vec<u8>)>,
+    clocks: Vec<(Vec<u8>, DateTime<FixedOffset>, Vec<u8>)>,
     /// (user, device, seq) of a synced op.
-    pub(super) device_seq: Option<(String, String, u64)>,
+    device_seq: Option<(String, String, u64)>,
     pub(super) ikey: Vec<u8>,
     pub(super) idem: IdemRecord,
     pub(super) ops: Vec<Op>,
