@@ -188,6 +188,17 @@ fn a_quarantined_op_invalidates_the_kept_view() {
         .is_none());
 }
 
+/// Builds the route's view, then advances and keeps it with one queued en route.
+fn keep_view_after_one_write(store: &SledStore, cache: &Cache) {
+    let mut before = built(store, cache);
+    before.tag = cache.views.tag(store, cache, R, D);
+    let ops = enqueue(store, "k", status(11, DeviceStatus::Enroute, 1));
+    cache
+        .views
+        .advance(store, cache, R, D, &before, &ops)
+        .unwrap();
+}
+
 /// A sync batch's staged ops advance the kept view before they are in sled. Once they are
 /// committed the route's version moves (a body rendered meanwhile lacks them) and the view,
 /// which shows them, moves with it; if they were lost, the view goes.
@@ -195,13 +206,7 @@ fn a_quarantined_op_invalidates_the_kept_view() {
 fn settling_a_staged_route_keeps_the_view_only_when_its_ops_were_committed() {
     for committed in [true, false] {
         let (store, cache) = fixture();
-        let mut before = built(&store, &cache);
-        before.tag = cache.views.tag(&*store, &cache, R, D);
-        let ops = enqueue(&store, "k", status(11, DeviceStatus::Enroute, 1));
-        cache
-            .views
-            .advance(&*store, &cache, R, D, &before, &ops)
-            .unwrap();
+        keep_view_after_one_write(&store, &cache);
         let advanced = cache.renders.version(R, D);
         cache.views.settle(&cache, R, D, committed);
         assert!(cache.renders.version(R, D) > advanced, "the route moved on");
@@ -220,13 +225,7 @@ fn settling_a_staged_route_keeps_the_view_only_when_its_ops_were_committed() {
 #[test]
 fn settling_does_not_revive_a_view_something_else_moved() {
     let (store, cache) = fixture();
-    let mut before = built(&store, &cache);
-    before.tag = cache.views.tag(&*store, &cache, R, D);
-    let ops = enqueue(&store, "k", status(11, DeviceStatus::Enroute, 1));
-    cache
-        .views
-        .advance(&*store, &cache, R, D, &before, &ops)
-        .unwrap();
+    keep_view_after_one_write(&store, &cache);
     // The replayer applied something on the route between the stage and its commit.
     cache.renders.touch(R, D);
     cache.views.settle(&cache, R, D, true);

@@ -24,6 +24,18 @@ fn staged_who(key: &str, stage: &Arc<Stage>) -> crate::outbox::Submitter {
     w
 }
 
+/// Stages one status op on tech1's route under idempotency key `k1`.
+fn stage_one(store: &dyn crate::store::Storage, stage: &Arc<Stage>) {
+    let r = enqueue(
+        store,
+        &staged_who("k1", stage),
+        vec![status_op("tech1", 1)],
+        |_| json!({}),
+    )
+    .unwrap();
+    assert!(matches!(r, Enqueued::Accepted { .. }), "{r:?}");
+}
+
 #[test]
 fn staged_writes_land_together_at_commit_in_order() {
     let store = SledStore::temporary().unwrap();
@@ -112,13 +124,7 @@ fn a_key_staged_in_the_batch_answers_as_a_duplicate() {
 fn a_key_taken_meanwhile_aborts_the_commit_and_drops_the_views() {
     let store = SledStore::temporary().unwrap();
     let (stage, log) = stage();
-    enqueue(
-        &store,
-        &staged_who("k1", &stage),
-        vec![status_op("tech1", 1)],
-        |_| json!({}),
-    )
-    .unwrap();
+    stage_one(&store, &stage);
     // The same key written around the stage (something that did not take the lane lock).
     enqueue(
         &store,
@@ -140,13 +146,7 @@ fn a_key_taken_meanwhile_aborts_the_commit_and_drops_the_views() {
 fn an_abandoned_stage_writes_nothing_and_drops_the_views() {
     let store = SledStore::temporary().unwrap();
     let (stage, log) = stage();
-    enqueue(
-        &store,
-        &staged_who("k1", &stage),
-        vec![status_op("tech1", 1)],
-        |_| json!({}),
-    )
-    .unwrap();
+    stage_one(&store, &stage);
     drop(stage);
     assert!(lane_ops(&store, "tech1", "2026-05-04").unwrap().is_empty());
     let rec: Option<serde_json::Value> = store
@@ -167,13 +167,7 @@ async fn a_contended_lane_is_waited_for_only_after_committing_and_letting_go() {
         .await
         .unwrap();
     assert!(matches!(g, LaneGuard::Own(_)));
-    enqueue(
-        store.as_ref(),
-        &staged_who("k1", &stage),
-        vec![status_op("tech1", 1)],
-        |_| json!({}),
-    )
-    .unwrap();
+    stage_one(store.as_ref(), &stage);
     stage.hold("tech1", "d", g);
     assert!(matches!(
         stage

@@ -104,12 +104,7 @@ async fn drive_push(
             .map(|i| {
                 let (id, status, _) = moves[i];
                 let payload = json!({ "status": status });
-                let sha = {
-                    use sha2::Digest;
-                    hex::encode(sha2::Sha256::digest(
-                        serde_json_canonicalizer::to_vec(&payload).unwrap(),
-                    ))
-                };
+                let sha = crate::helpers::payload_sha(&payload);
                 json!({"clientOpId": format!("{user}-{i}"), "seq": i + 1, "kind": "status",
                        "activityId": id, "payload": payload, "sha256": sha,
                        "capturedAt": (start + chrono::Duration::minutes(i as i64)).to_rfc3339()})

@@ -8,6 +8,15 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Lowercase hex SHA-256 of a payload's RFC 8785 canonical bytes, as a device computes it
+/// for a sync op (computed here independently of the server's own function).
+pub fn payload_sha(payload: &Value) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        serde_json_canonicalizer::to_vec(payload).unwrap(),
+    ))
+}
+
 pub struct TestSim {
     pub server: SimServer,
     pub client: OfscClient,
@@ -79,6 +88,16 @@ impl TestSim {
     }
 
     /// The route of `resource` for today in its zone, as the simulator has it.
+    /// The OFSC actions the ledger shows for one activity, in the order they were applied.
+    pub async fn ledger_actions(&self, activity: i64) -> Vec<String> {
+        self.ledger()
+            .await
+            .iter()
+            .filter(|e| e["activityId"] == activity)
+            .map(|e| e["action"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     pub async fn today_route(&self, resource: &str) -> (String, Vec<Activity>) {
         let tz = self
             .client

@@ -1,5 +1,6 @@
 //! Parts consumption: van stock, the rules, and replay through OFSC inventory actions.
 
+use crate::helpers::payload_sha as sha;
 use crate::helpers::{Session, Stack};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -23,13 +24,6 @@ async fn get(stack: &Stack, s: &Session, path: &str) -> Value {
     let resp = stack.app.call("get", path, Some(&s.access)).await;
     assert_eq!(resp.status(), 200, "{path}");
     resp.json().await.unwrap()
-}
-
-fn sha(payload: &Value) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(
-        serde_json_canonicalizer::to_vec(payload).unwrap(),
-    ))
 }
 
 fn bulk(van: &Value, kind: &str) -> f64 {

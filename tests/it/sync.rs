@@ -1,17 +1,11 @@
 //! The offline sync protocol over real HTTP: batch push (dedupe, gaps, checksums, conflicts,
 //! clock skew, limits) and cursor pull (never skips or repeats, only the caller's changes).
 
+use crate::helpers::payload_sha as sha;
 use crate::helpers::{Session, Stack};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-fn sha(payload: &Value) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(
-        serde_json_canonicalizer::to_vec(payload).unwrap(),
-    ))
-}
 
 fn status_op(
     seq: u64,
@@ -115,13 +109,10 @@ async fn full_and_partial_resends_are_duplicates_never_double_applied() {
         .collect();
     let done = stack.settle(&s, &ops, Duration::from_secs(15)).await;
     assert!(done.iter().all(|o| o["state"] == "applied"), "{done:?}");
-    let ledger = stack.sim.ledger().await;
-    let actions: Vec<&str> = ledger
-        .iter()
-        .filter(|e| e["activityId"] == ids[0])
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    assert_eq!(actions, ["enroute", "start", "complete"]);
+    assert_eq!(
+        stack.sim.ledger_actions(ids[0]).await,
+        ["enroute", "start", "complete"]
+    );
 }
 
 #[tokio::test]
@@ -551,13 +542,10 @@ async fn a_write_racing_a_batch_on_its_route_queues_after_the_batch() {
         done.iter().all(|o| o["state"] == "applied"),
         "every op applied in order: {done:?}"
     );
-    let ledger = stack.sim.ledger().await;
-    let actions: Vec<&str> = ledger
-        .iter()
-        .filter(|e| e["activityId"] == ids[0])
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    assert_eq!(actions, ["enroute", "start", "complete"]);
+    assert_eq!(
+        stack.sim.ledger_actions(ids[0]).await,
+        ["enroute", "start", "complete"]
+    );
 }
 
 #[tokio::test]
@@ -576,12 +564,5 @@ async fn an_op_repeated_inside_one_batch_is_a_duplicate_of_the_first() {
     let op = body["results"][0]["opId"].as_str().unwrap().to_string();
     let done = stack.settle(&s, &[op], Duration::from_secs(15)).await;
     assert_eq!(done[0]["state"], "applied");
-    let enroutes = stack
-        .sim
-        .ledger()
-        .await
-        .iter()
-        .filter(|e| e["activityId"] == ids[0] && e["action"] == "enroute")
-        .count();
-    assert_eq!(enroutes, 1);
+    assert_eq!(stack.sim.ledger_actions(ids[0]).await, ["enroute"]);
 }
