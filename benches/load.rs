@@ -129,6 +129,37 @@ impl Client {
     }
 }
 
+/// Lines up the clients' timed phase: each sets itself up (session, routes), then all start
+/// together, and rates are over the wall time of the whole phase. Timing each client from
+/// the end of its own setup staggered them by seconds, so fewer ran at once than the run
+/// said and count / secs overstated the rate (by about 2x for `push`).
+struct StartLine {
+    barrier: tokio::sync::Barrier,
+    at: std::sync::OnceLock<Instant>,
+}
+
+impl StartLine {
+    fn new(clients: usize) -> Arc<Self> {
+        Arc::new(StartLine {
+            barrier: tokio::sync::Barrier::new(clients),
+            at: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Waits for every client, then returns the common start.
+    async fn wait(&self) -> Instant {
+        self.barrier.wait().await;
+        *self.at.get_or_init(Instant::now)
+    }
+
+    /// Seconds since the start, once the clients are done: the divisor of every rate.
+    fn elapsed(&self) -> f64 {
+        self.at
+            .get()
+            .map_or(f64::NAN, |t| t.elapsed().as_secs_f64())
+    }
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -185,14 +216,16 @@ async fn ingest(m: &HashMap<String, String>) {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut tasks = Vec::new();
     let errors = Arc::new(AtomicU64::new(0));
+    let line = StartLine::new(clients);
     for i in 0..clients {
         let (c, date, run, errors) = (c.clone(), date.clone(), run.clone(), errors.clone());
+        let line = line.clone();
         tasks.push(tokio::spawn(async move {
             // Each client (a device) works through its own routes in turn, toggling the first
             // stop between en route and stop travel: always legal, never another client's route.
             let mut stops = client_stops(&c, &date, i, clients, resources).await;
             let mut lat = Vec::new();
-            let end = Instant::now() + Duration::from_secs(secs);
+            let end = line.wait().await + Duration::from_secs(secs);
             let mut k = 0usize;
             while Instant::now() < end {
                 let slot = k % stops.len();
@@ -214,7 +247,7 @@ async fn ingest(m: &HashMap<String, String>) {
     let all = sorted_latencies(tasks).await;
     println!(
         "RESULT fieldsync_ingest clients={clients} secs={secs}: writes/s={:.0} p50_ms={:.2} p99_ms={:.2} errors={}",
-        all.len() as f64 / secs as f64,
+        all.len() as f64 / line.elapsed(),
         pct(&all, 0.5),
         pct(&all, 0.99),
         errors.load(Ordering::Relaxed)
@@ -237,6 +270,7 @@ async fn push(m: &HashMap<String, String>) {
         .unwrap_or_else(|| "bench-pass".into());
     let run = uuid::Uuid::new_v4().simple().to_string();
     let accepted = Arc::new(AtomicU64::new(0));
+    let line = StartLine::new(clients);
     let mut tasks = Vec::new();
     for i in 0..clients {
         let device = format!("push-{run}-{i}");
@@ -255,12 +289,12 @@ async fn push(m: &HashMap<String, String>) {
             url: base.url.clone(),
             token: login["accessToken"].as_str().unwrap().to_string(),
         });
-        let (date, accepted) = (date.clone(), accepted.clone());
+        let (date, accepted, line) = (date.clone(), accepted.clone(), line.clone());
         tasks.push(tokio::spawn(async move {
             let mut stops = client_stops(&c, &date, i, clients, resources).await;
             let mut lat = Vec::new();
             let (mut seq, mut k) = (0u64, 0usize);
-            let end = Instant::now() + Duration::from_secs(secs);
+            let end = line.wait().await + Duration::from_secs(secs);
             while Instant::now() < end {
                 let mut ops = Vec::with_capacity(batch);
                 for _ in 0..batch {
@@ -298,7 +332,7 @@ async fn push(m: &HashMap<String, String>) {
     let all = sorted_latencies(tasks).await;
     println!(
         "RESULT fieldsync_sync_push clients={clients} batch={batch} secs={secs}: ops/s={:.0} batches={} p50_batch_ms={:.1} p99_batch_ms={:.1}",
-        accepted.load(Ordering::Relaxed) as f64 / secs as f64,
+        accepted.load(Ordering::Relaxed) as f64 / line.elapsed(),
         all.len(),
         pct(&all, 0.5),
         pct(&all, 0.99)
@@ -524,7 +558,9 @@ async fn upload(m: &HashMap<String, String>) {
     let bytes_done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
+    let line = StartLine::new(devices);
     for i in 0..devices {
+        let line = line.clone();
         let (c, pool, run, target, date) = (
             c.clone(),
             pool.clone(),
@@ -537,7 +573,7 @@ async fn upload(m: &HashMap<String, String>) {
             let (body, sha) = pool[i].clone();
             let activity = if target == "fieldsync" { c.first_stop(&date, &resource(i)).await } else { 0 };
             let mut lat = Vec::new();
-            let end = Instant::now() + Duration::from_secs(secs);
+            let end = line.wait().await + Duration::from_secs(secs);
             let mut k = 0;
             while Instant::now() < end {
                 k += 1;
@@ -585,8 +621,8 @@ async fn upload(m: &HashMap<String, String>) {
     let all = sorted_latencies(tasks).await;
     println!(
         "RESULT upload_{target} devices={devices} body={mib}MiB secs={secs}: MB/s={:.1} uploads/s={:.1} p50_ms={:.1} p99_ms={:.1} errors={}",
-        bytes_done.load(Ordering::Relaxed) as f64 / 1e6 / secs as f64,
-        all.len() as f64 / secs as f64,
+        bytes_done.load(Ordering::Relaxed) as f64 / 1e6 / line.elapsed(),
+        all.len() as f64 / line.elapsed(),
         pct(&all, 0.5),
         pct(&all, 0.99),
         errors.load(Ordering::Relaxed)
