@@ -8,6 +8,7 @@ mod http;
 mod inventory;
 mod model;
 mod query;
+mod routes;
 pub mod rules;
 pub mod seed;
 

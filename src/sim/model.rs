@@ -4,7 +4,7 @@ use super::events::EventLog;
 use super::rules::{self, Action, RouteFacts};
 use super::seed::Expanded;
 use crate::ofsc::time::{self, LOCAL_FORMAT};
-use crate::ofsc::wire::{Activity, Event, Inventory, Position, Resource, Route};
+use crate::ofsc::wire::{Activity, Event, Inventory, Position, Resource};
 use chrono::{Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -189,7 +189,7 @@ impl Tenant {
             .ok_or_else(|| SimError::not_found(format!("Activity {id} not found")))
     }
 
-    fn now_local(&self, resource_id: &str) -> NaiveDateTime {
+    pub(super) fn now_local(&self, resource_id: &str) -> NaiveDateTime {
         Utc::now()
             .with_timezone(&self.zone_of(resource_id))
             .naive_local()
@@ -410,7 +410,7 @@ impl Tenant {
         self.activity(result_id).cloned()
     }
 
-    fn position_for(&self, resource_id: &str, date: &str, spec: &Value) -> Option<i64> {
+    pub(super) fn position_for(&self, resource_id: &str, date: &str, spec: &Value) -> Option<i64> {
         let max = self
             .route_items(resource_id, date)
             .iter()
@@ -555,190 +555,5 @@ impl Tenant {
             None,
         );
         Ok(())
-    }
-
-    pub fn route(
-        &self,
-        resource_id: &str,
-        date: &str,
-        offset: usize,
-        limit: usize,
-    ) -> SimResult<Route> {
-        self.resource(resource_id)?;
-        NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|_| SimError::bad_request(format!("Invalid date '{date}'")))?;
-        let items = self.route_items(resource_id, date);
-        let state = self
-            .routes
-            .get(&(resource_id.to_string(), date.to_string()));
-        let fmt = |t: Option<NaiveDateTime>| t.map(|t| t.format(LOCAL_FORMAT).to_string());
-        Ok(Route {
-            resource_id: resource_id.to_string(),
-            date: date.to_string(),
-            route_start_time: fmt(state.and_then(|s| s.activated_at)),
-            route_end_time: fmt(state.and_then(|s| s.deactivated_at)),
-            route_reactivation_time: None,
-            total_results: items.len() as i64,
-            offset: offset as i64,
-            limit: limit as i64,
-            items: items
-                .into_iter()
-                .skip(offset)
-                .take(limit)
-                .cloned()
-                .collect(),
-        })
-    }
-
-    /// `activate` / `deactivate` a route.
-    pub fn route_action(
-        &mut self,
-        call: &Call,
-        resource_id: &str,
-        date: &str,
-        action: &str,
-        body: &Value,
-    ) -> SimResult<()> {
-        self.resource(resource_id)?;
-        let day = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|_| SimError::bad_request(format!("Invalid date '{date}'")))?;
-        let time = match body.get("time").and_then(Value::as_str) {
-            Some(s) => time::parse_naive(s).map_err(|e| SimError::bad_request(e.to_string()))?,
-            None => self.now_local(resource_id),
-        };
-        let today = time::today_in(self.zone_of(resource_id));
-        let key = (resource_id.to_string(), date.to_string());
-        let state = self.routes.get(&key).cloned().unwrap_or_default();
-        if let Some(last) = state.last_action {
-            if time < last {
-                return Err(SimError::bad_request(
-                    "Time is earlier than the previous action in the route",
-                ));
-            }
-        }
-        match action {
-            "activate" => {
-                if day < today {
-                    return Err(SimError::bad_request("Cannot activate a route in the past"));
-                }
-                if state.activated_at.is_some() && state.deactivated_at.is_none() {
-                    return Err(SimError::bad_request("Route is already activated"));
-                }
-                let st = self.routes.entry(key).or_default();
-                st.activated_at = Some(time);
-                st.deactivated_at = None;
-                st.last_action = Some(time);
-            }
-            "deactivate" => {
-                if day != today {
-                    return Err(SimError::bad_request(
-                        "Only the route of the current date can be deactivated",
-                    ));
-                }
-                if state.activated_at.is_none() || state.deactivated_at.is_some() {
-                    return Err(SimError::bad_request("Route is not activated"));
-                }
-                if self
-                    .route_items(resource_id, date)
-                    .iter()
-                    .any(|a| matches!(a.status.as_deref(), Some("started" | "enroute")))
-                {
-                    return Err(SimError::bad_request("Route has a started activity"));
-                }
-                let st = self.routes.entry(key).or_default();
-                st.deactivated_at = Some(time);
-                st.last_action = Some(time);
-            }
-            other => {
-                return Err(SimError::not_found(format!(
-                    "Unknown route action '{other}'"
-                )))
-            }
-        }
-        let ts = time.format(LOCAL_FORMAT).to_string();
-        self.log_full(
-            call,
-            None,
-            Some(action),
-            Some(ts),
-            Some(resource_id.to_string()),
-            None,
-        );
-        let (event, change) = if action == "activate" {
-            ("routeActivated", json!({"activated": true}))
-        } else {
-            ("routeDeactivated", json!({"deactivated": true}))
-        };
-        self.emit_route(event, resource_id, date, change);
-        Ok(())
-    }
-
-    /// Dispatcher: moves a pending activity to another resource and/or date.
-    pub fn move_activity(
-        &mut self,
-        call: &Call,
-        id: i64,
-        resource_id: &str,
-        date: &str,
-    ) -> SimResult<()> {
-        let a = self.activity(id)?.clone();
-        self.resource(resource_id)?;
-        NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|_| SimError::bad_request(format!("Invalid date '{date}'")))?;
-        if a.status.as_deref() != Some("pending") {
-            return Err(SimError::bad_request(
-                "Only a pending activity can be moved",
-            ));
-        }
-        let position = self.position_for(resource_id, date, &Value::Null);
-        let tz = self
-            .resources
-            .get(resource_id)
-            .and_then(|r| r.time_zone_iana.clone());
-        let mut moved = a.clone();
-        moved.resource_id = Some(resource_id.to_string());
-        moved.date = Some(date.to_string());
-        moved.position_in_route = position;
-        moved.resource_time_zone = tz.clone();
-        moved.resource_time_zone_iana = tz;
-        self.activities.insert(id, moved);
-        self.log_full(
-            call,
-            Some(id),
-            Some("move"),
-            None,
-            Some(resource_id.to_string()),
-            None,
-        );
-        let details = json!({"fromResourceId": a.resource_id, "fromDate": a.date, "toResourceId": resource_id, "toDate": date});
-        self.emit_activity(
-            "activityMoved",
-            id,
-            json!({"resourceId": resource_id, "date": date}),
-        );
-        if let Some(last) = self.events.last_mut() {
-            last.move_details = Some(details);
-        }
-        Ok(())
-    }
-
-    pub fn set_positions(&mut self, call: &Call, items: Vec<Position>) -> SimResult<Value> {
-        if items.len() > 300 {
-            return Err(SimError::bad_request("At most 300 positions per request"));
-        }
-        let mut errors = Vec::new();
-        let mut processed = 0;
-        for p in items {
-            if self.resources.contains_key(&p.resource_id) {
-                processed += 1;
-                self.positions.push(p);
-            } else {
-                errors.push(
-                    json!({"resourceId": p.resource_id, "errorMessage": "Resource not found"}),
-                );
-            }
-        }
-        self.log_full(call, None, Some("setPositions"), None, None, None);
-        Ok(json!({"itemsProcessed": processed, "itemsFailed": errors.len(), "errors": errors}))
     }
 }

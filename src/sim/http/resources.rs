@@ -1,0 +1,149 @@
+//! The simulator's resource endpoints: resources, van and customer inventories, inventory
+//! actions, and technician positions.
+
+use super::{activity_id, body_json, num_id, ofsc_call, ok, Data, Reply};
+use crate::ofsc::wire::{Inventory, InventoryAction, Position};
+use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
+use serde_json::json;
+use std::collections::HashMap;
+
+pub(super) async fn list_resources(
+    sim: Data,
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    ofsc_call(&sim, &req, |t, _| {
+        let offset = q.get("offset").and_then(|s| s.parse().ok()).unwrap_or(0usize);
+        let limit = q.get("limit").and_then(|s| s.parse::<usize>().ok()).unwrap_or(100).clamp(1, 100);
+        let items: Vec<_> = t.resources.values().skip(offset).take(limit).cloned().collect();
+        ok(json!({"items": items, "totalResults": t.resources.len(), "offset": offset, "limit": limit}))
+    })
+    .await
+}
+
+pub(super) async fn get_resource(
+    sim: Data,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    ofsc_call(&sim, &req, |t, _| ok(t.resource(&path)?)).await
+}
+
+pub(super) async fn resource_inventories(
+    sim: Data,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    ofsc_call(&sim, &req, |t, _| {
+        ok(json!({"items": t.resource_inventories(&path)?}))
+    })
+    .await
+}
+
+pub(super) async fn create_resource_inventory(
+    sim: Data,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    ofsc_call(&sim, &req, |t, call| {
+        t.resource(&path)?;
+        let mut inv: Inventory = body_json(&body)?;
+        inv.status = "resource".into();
+        inv.resource_id = Some(path.to_string());
+        inv.activity_id = None;
+        let created = t.create_inventory(call, inv)?;
+        Ok(Reply::Json(
+            StatusCode::CREATED,
+            serde_json::to_value(created).unwrap_or_default(),
+        ))
+    })
+    .await
+}
+
+pub(super) async fn install_from_van(
+    sim: Data,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (rid, iid) = path.into_inner();
+    ofsc_call(&sim, &req, |t, call| {
+        let b: InventoryAction = body_json(&body)?;
+        ok(t.install_from_van(call, &rid, num_id(&iid)?, &b)?)
+    })
+    .await
+}
+
+pub(super) async fn inventory_action(
+    sim: Data,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (iid, action) = path.into_inner();
+    ofsc_call(&sim, &req, |t, call| {
+        let b: InventoryAction = body_json(&body)?;
+        ok(t.inventory_action(call, num_id(&iid)?, &action, &b)?)
+    })
+    .await
+}
+
+pub(super) async fn get_inventory(
+    sim: Data,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    ofsc_call(&sim, &req, |t, _| ok(t.inventory(num_id(&path)?)?)).await
+}
+
+pub(super) async fn activity_inventories(
+    sim: Data,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let which = req.path().rsplit('/').next().unwrap_or("").to_string();
+    let status = match which.as_str() {
+        "customerInventories" => "customer",
+        "installedInventories" => "installed",
+        _ => "deinstalled",
+    };
+    ofsc_call(&sim, &req, |t, _| {
+        ok(json!({"items": t.activity_inventories(activity_id(&path)?, status)?}))
+    })
+    .await
+}
+
+pub(super) async fn create_customer_inventory(
+    sim: Data,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    ofsc_call(&sim, &req, |t, call| {
+        let id = activity_id(&path)?;
+        t.activity(id)?;
+        let mut inv: Inventory = body_json(&body)?;
+        inv.status = "customer".into();
+        inv.activity_id = Some(id);
+        inv.resource_id = None;
+        let created = t.create_inventory(call, inv)?;
+        Ok(Reply::Json(
+            StatusCode::CREATED,
+            serde_json::to_value(created).unwrap_or_default(),
+        ))
+    })
+    .await
+}
+
+pub(super) async fn set_positions(sim: Data, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    ofsc_call(&sim, &req, |t, call| {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            items: Vec<Position>,
+        }
+        let b: Body = body_json(&body)?;
+        ok(t.set_positions(call, b.items)?)
+    })
+    .await
+}
