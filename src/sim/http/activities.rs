@@ -1,7 +1,7 @@
 //! The simulator's activity and route endpoints: listing (with OFSC's concurrency limit),
 //! CRUD, status actions, moves, and the route of a resource's day.
 
-use super::{activity_id, body_json, error, ofsc_call, ok, Data, Reply};
+use super::{activity_id, body_json, created, error, ofsc_call, ok, Data, Reply};
 use crate::sim::model::SimError;
 use crate::sim::query;
 use crate::sim::rules::Action;
@@ -130,10 +130,7 @@ pub(super) async fn list_activities(
 pub(super) async fn create_activity(sim: Data, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     ofsc_call(&sim, &req, |t, call| {
         let a = t.create_activity(call, body_json(&body)?)?;
-        Ok(Reply::Json(
-            StatusCode::CREATED,
-            serde_json::to_value(a).unwrap_or_default(),
-        ))
+        created(a)
     })
     .await
 }

@@ -128,8 +128,16 @@ pub(super) enum Reply {
 }
 
 fn ok<T: serde::Serialize>(v: T) -> SimResult<Reply> {
+    json_reply(StatusCode::OK, v)
+}
+
+fn created<T: serde::Serialize>(v: T) -> SimResult<Reply> {
+    json_reply(StatusCode::CREATED, v)
+}
+
+fn json_reply<T: serde::Serialize>(status: StatusCode, v: T) -> SimResult<Reply> {
     serde_json::to_value(v)
-        .map(|v| Reply::Json(StatusCode::OK, v))
+        .map(|v| Reply::Json(status, v))
         .map_err(|e| SimError {
             status: 500,
             detail: e.to_string(),

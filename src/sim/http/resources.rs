@@ -1,9 +1,9 @@
 //! The simulator's resource endpoints: resources, van and customer inventories, inventory
 //! actions, and technician positions.
 
-use super::{activity_id, body_json, num_id, ofsc_call, ok, Data, Reply};
+use super::{activity_id, body_json, created, num_id, ofsc_call, ok, Data};
 use crate::ofsc::wire::{Inventory, InventoryAction, Position};
-use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -52,11 +52,7 @@ pub(super) async fn create_resource_inventory(
         inv.status = "resource".into();
         inv.resource_id = Some(path.to_string());
         inv.activity_id = None;
-        let created = t.create_inventory(call, inv)?;
-        Ok(Reply::Json(
-            StatusCode::CREATED,
-            serde_json::to_value(created).unwrap_or_default(),
-        ))
+        created(t.create_inventory(call, inv)?)
     })
     .await
 }
@@ -127,11 +123,7 @@ pub(super) async fn create_customer_inventory(
         inv.status = "customer".into();
         inv.activity_id = Some(id);
         inv.resource_id = None;
-        let created = t.create_inventory(call, inv)?;
-        Ok(Reply::Json(
-            StatusCode::CREATED,
-            serde_json::to_value(created).unwrap_or_default(),
-        ))
+        created(t.create_inventory(call, inv)?)
     })
     .await
 }
