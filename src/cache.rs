@@ -4,7 +4,7 @@
 use crate::ofsc::wire::Activity;
 use crate::ofsc::{OfscClient, OfscError};
 use crate::store::keys::KeyBuf;
-use crate::store::{Storage, StorageExt, StoreError, Tree, TxExt};
+use crate::store::{Storage, StorageExt, StoreError, Tree};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -111,7 +111,7 @@ impl Cache {
         Ok(Some((route, activities)))
     }
 
-    /// Fetches the route from OFSC and replaces the cached copy in one transaction.
+    /// Fetches the route from OFSC and replaces the cached copy.
     ///
     /// An activity cached after this fetch began (the replayer storing OFSC's answer to an
     /// action) is newer than what the fetch saw and is kept, so a refresh never undoes a
@@ -132,31 +132,31 @@ impl Cache {
             fetched_at: now,
         };
         let key = route_key(resource, date);
-        self.store.transact(&[ROUTES, ACTIVITIES], &|tx| {
-            for a in &route.items {
-                let Some(id) = a.activity_id else { continue };
-                let newer = tx
-                    .get::<CachedActivity>(ACTIVITIES, &activity_key(id))?
-                    .is_some_and(|c| c.fetched_at > started);
-                if !newer {
-                    tx.put(
-                        ACTIVITIES,
-                        &activity_key(id),
-                        &CachedActivity {
+        // Activities first, the route that lists them last: a reader that finds the new
+        // route finds its activities. Each is a compare-and-swap, so an activity the
+        // replayer stores meanwhile is never overwritten with the older copy.
+        for a in &route.items {
+            let Some(id) = a.activity_id else { continue };
+            self.store
+                .update::<CachedActivity>(ACTIVITIES, &activity_key(id), &mut |current| {
+                    Ok(match current {
+                        Some(c) if c.fetched_at > started => None,
+                        _ => Some(CachedActivity {
                             activity: a.clone(),
                             fetched_at: now,
-                        },
-                    )?;
+                        }),
+                    })
+                })?;
+        }
+        self.store
+            .update::<CachedRoute>(ROUTES, &key, &mut |previous| {
+                let mut fresh = cached.clone();
+                if fresh.route_start_time.is_none() {
+                    fresh.route_start_time = previous
+                        .and_then(|p| p.route_start_time.filter(|_| p.fetched_at > started));
                 }
-            }
-            let previous: Option<CachedRoute> = tx.get(ROUTES, &key)?;
-            let mut fresh = cached.clone();
-            if fresh.route_start_time.is_none() {
-                fresh.route_start_time =
-                    previous.and_then(|p| p.route_start_time.filter(|_| p.fetched_at > started));
-            }
-            tx.put(ROUTES, &key, &fresh)
-        })?;
+                Ok(Some(fresh))
+            })?;
         self.renders.touch(resource, date);
         let activities = self
             .cached_route(resource, date)?
@@ -194,15 +194,13 @@ impl Cache {
         local_time: &str,
     ) -> Result<(), StoreError> {
         let key = route_key(resource, date);
-        self.store.transact(&[ROUTES], &|tx| {
-            if let Some(mut r) = tx.get::<CachedRoute>(ROUTES, &key)? {
-                if r.route_start_time.is_none() {
+        self.store
+            .update::<CachedRoute>(ROUTES, &key, &mut |current| {
+                Ok(current.filter(|r| r.route_start_time.is_none()).map(|mut r| {
                     r.route_start_time = Some(local_time.to_string());
-                    tx.put(ROUTES, &key, &r)?;
-                }
-            }
-            Ok(())
-        })?;
+                    r
+                }))
+            })?;
         self.renders.touch(resource, date);
         Ok(())
     }
@@ -210,15 +208,13 @@ impl Cache {
     /// Adds a newly created activity to its cached route.
     pub fn add_to_route(&self, resource: &str, date: &str, id: i64) -> Result<(), StoreError> {
         let key = route_key(resource, date);
-        self.store.transact(&[ROUTES], &|tx| {
-            if let Some(mut r) = tx.get::<CachedRoute>(ROUTES, &key)? {
-                if !r.activity_ids.contains(&id) {
+        self.store
+            .update::<CachedRoute>(ROUTES, &key, &mut |current| {
+                Ok(current.filter(|r| !r.activity_ids.contains(&id)).map(|mut r| {
                     r.activity_ids.push(id);
-                    tx.put(ROUTES, &key, &r)?;
-                }
-            }
-            Ok(())
-        })?;
+                    r
+                }))
+            })?;
         self.renders.touch(resource, date);
         Ok(())
     }

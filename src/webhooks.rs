@@ -1,9 +1,10 @@
-//! Outbound webhooks: events are recorded in the same transaction as what they announce,
+//! Outbound webhooks: events are recorded in the same journal record as what they announce,
 //! fanned out into one delivery per subscribed endpoint, and delivered from a durable sled
 //! queue with HMAC signatures and backoff. At least once; receivers de-duplicate by event id.
 //! A slow or failing receiver never holds back replay: this runs on its own task.
 
 use crate::config::{WebhookEndpoint, WebhookSettings};
+use crate::store::journal::Publish;
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::{GroupCommit, Storage, StorageExt, StoreError, Tree, Tx, TxExt};
 use chrono::{DateTime, Utc};
@@ -87,7 +88,7 @@ pub fn delivery_seq(id: &str) -> Option<u64> {
     u64::from_str_radix(id.strip_prefix("dlv_")?, 16).ok()
 }
 
-/// Records an event inside the caller's transaction; `seq` comes from `Storage::next_id`
+/// Records an event in the caller's journal record; `seq` comes from `Storage::next_id`
 /// taken before it.
 pub fn emit_in(tx: &dyn Tx, seq: u64, event_type: &str, data: Value) -> Result<(), StoreError> {
     let event = WebhookEvent {
@@ -252,13 +253,14 @@ impl Webhooks {
                     delivered_at: None,
                 });
             }
-            self.store.transact(&[EVENTS, DELIVERIES, DUE], &|tx| {
-                for d in &deliveries {
-                    tx.put(DELIVERIES, &seq_key(d.seq), d)?;
-                    tx.put(DUE, &due_key(d.next_at, d.seq), &d.seq)?;
-                }
-                tx.remove(EVENTS, &k)
-            })?;
+            // Deliveries first, then the event goes (a journal record, as it came): a crash
+            // in between fans the event out again, one more delivery (at least once).
+            for d in &deliveries {
+                self.store.put(DELIVERIES, &seq_key(d.seq), d)?;
+                self.store.put(DUE, &due_key(d.next_at, d.seq), &d.seq)?;
+            }
+            self.store
+                .append("webhook.fanout", Publish::default(), &|tx| tx.remove(EVENTS, &k))?;
         }
         self.commit
             .flush()
@@ -281,10 +283,15 @@ impl Webhooks {
                 next = Duration::from_millis((at_ms - now.timestamp_millis()) as u64);
                 break;
             }
-            if let Some(d) = self.store.get::<Delivery>(DELIVERIES, &seq_key(seq))? {
-                due.push((k, d));
-            } else {
-                self.store.remove(DUE, &k)?;
+            match self.store.get::<Delivery>(DELIVERIES, &seq_key(seq))? {
+                // Only the entry the delivery itself points at (see `reschedule`).
+                Some(d)
+                    if d.state == DeliveryState::Pending
+                        && due_key(d.next_at, d.seq) == k.as_slice() =>
+                {
+                    due.push((k, d))
+                }
+                _ => self.store.remove(DUE, &k)?,
             }
         }
         if due.is_empty() {
@@ -327,13 +334,7 @@ impl Webhooks {
                 }
             }
             metrics::counter!("fieldsync_webhook_attempts_total", "outcome" => if d.state == DeliveryState::Delivered { "delivered" } else { "failed" }).increment(1);
-            self.store.transact(&[DELIVERIES, DUE], &|tx| {
-                tx.remove(DUE, &k)?;
-                if d.state == DeliveryState::Pending {
-                    tx.put(DUE, &due_key(d.next_at, d.seq), &d.seq)?;
-                }
-                tx.put(DELIVERIES, &seq_key(d.seq), &d)
-            })?;
+            reschedule(self.store.as_ref(), &k, &d)?;
         }
         // Outcomes are durable once a pass ends; one lost in a crash only means one more
         // delivery of the same event (at least once).
@@ -422,12 +423,23 @@ pub fn redeliver(store: &dyn Storage, seq: u64) -> Result<Option<Delivery>, Stor
     d.state = DeliveryState::Pending;
     d.attempts = 0;
     d.next_at = Utc::now();
-    store.transact(&[DELIVERIES, DUE], &|tx| {
-        tx.remove(DUE, &old_due)?;
-        tx.put(DUE, &due_key(d.next_at, d.seq), &d.seq)?;
-        tx.put(DELIVERIES, &seq_key(d.seq), &d)
-    })?;
+    reschedule(store, &old_due, &d)?;
     Ok(Some(d))
+}
+
+/// Stores a delivery's new state and moves its place in the due-queue. The record goes
+/// first: a due entry whose delivery says otherwise is dropped when it comes up, and one
+/// left behind by a crash only means one more attempt (at least once).
+fn reschedule(store: &dyn Storage, old_due: &[u8], d: &Delivery) -> Result<(), StoreError> {
+    store.put(DELIVERIES, &seq_key(d.seq), d)?;
+    if d.state == DeliveryState::Pending {
+        store.put(DUE, &due_key(d.next_at, d.seq), &d.seq)?;
+    }
+    let new_due = due_key(d.next_at, d.seq);
+    if old_due != new_due.as_slice() || d.state != DeliveryState::Pending {
+        store.remove(DUE, old_due)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -459,7 +459,6 @@ pub async fn submit_status(
         approvals::put_in(tx, &approval, event_seq)
     };
     let extra = needs_approval.then_some(outbox::Extra {
-        trees: &[approvals::APPROVALS, crate::webhooks::EVENTS],
         write: &open,
     });
     let result = outbox::enqueue_with(

@@ -235,7 +235,6 @@ async fn submit_decision(
             })
         },
         Some(outbox::Extra {
-            trees: &[approvals::APPROVALS, crate::webhooks::EVENTS, CHANGES],
             write: &write,
         }),
     )?;

@@ -204,13 +204,17 @@ pub async fn submit_grant(
     });
     let audit_seq = store.next_id()?;
     let ikey = outbox::idem_key(&submitter.user_id, &submitter.idempotency_key);
-    store.transact(
-        &[
-            uploads::ATTACHMENTS,
-            uploads::BY_ACTIVITY,
-            IDEMPOTENCY,
-            crate::audit::AUDIT,
-        ],
+    let _claim = store
+        .journal()
+        .claims()
+        .claim(vec![ikey.clone()], std::time::Duration::from_secs(2))?;
+    // A request that raced this one under the same key: its answer stands.
+    if let Some(earlier) = outbox::idempotent_answer(store, &submitter)? {
+        return Ok(earlier);
+    }
+    store.append(
+        "write.attachment.grant",
+        crate::store::journal::Publish::default(),
         &|tx| {
             tx.put(uploads::ATTACHMENTS, &uploads::key(a.seq), &a)?;
             tx.put(

@@ -77,7 +77,17 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            // Another request under the same idempotency key is being written: resending
+            // shortly gets its answer.
+            crate::store::StoreError::Busy => ApiError::Conflict {
+                code: "request-in-progress",
+                detail: "a request with this idempotency key is being processed; retry shortly"
+                    .into(),
+                extra: serde_json::Value::Null,
+            },
+            e => ApiError::Internal(e.to_string()),
+        }
     }
 }
 

@@ -57,11 +57,15 @@ async fn refuse(state: &AppState, mut a: Attachment, e: &ApiError) -> Result<(),
         data: json!({"attachmentId": a.id, "state": a.state, "error": a.error, "errorCode": a.error_code}),
         at: chrono::Utc::now(),
     };
-    store.transact(&[uploads::ATTACHMENTS, CHANGES], &|tx| {
+    let cseq = ticket.id;
+    let publish = crate::store::journal::Publish {
+        tickets: vec![ticket],
+        ops: Vec::new(),
+    };
+    store.append("upload.refused", publish, &|tx| {
         tx.put(uploads::ATTACHMENTS, &uploads::key(a.seq), &a)?;
-        tx.put(CHANGES, &change_key(&a.resource_id, ticket.id), &change)
+        tx.put(CHANGES, &change_key(&a.resource_id, cseq), &change)
     })?;
-    drop(ticket);
     state.commit.flush().await?;
     Ok(())
 }
@@ -331,7 +335,6 @@ async fn queue(state: &AppState, mut a: Attachment) -> Result<(), ApiError> {
         vec![op],
         |ops| json!({"opId": ops.last().map(|o| o.id.clone())}),
         Some(outbox::Extra {
-            trees: &[uploads::ATTACHMENTS, crate::webhooks::EVENTS],
             write: &write,
         }),
     )?;

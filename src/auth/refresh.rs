@@ -8,12 +8,11 @@
 use super::tokens::{AccessClaims, TokenKeys};
 use super::users::User;
 use super::AuthError;
-use crate::store::{Storage, StorageExt, Tree, TxExt};
+use crate::store::{Storage, StorageExt, Tree};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 
 pub const FAMILIES: Tree = Tree("session_families");
 pub const REFRESH_TOKENS: Tree = Tree("refresh_tokens");
@@ -101,10 +100,9 @@ pub fn start(
         generation: 0,
     };
     let tk = token_key(&p.refresh_token);
-    store.transact(&[FAMILIES, REFRESH_TOKENS], &|tx| {
-        tx.put(FAMILIES, family.id.as_bytes(), &family)?;
-        tx.put(REFRESH_TOKENS, &tk, &record)
-    })?;
+    // The family first: a token record always finds its family.
+    store.put(FAMILIES, family.id.as_bytes(), &family)?;
+    store.put(REFRESH_TOKENS, &tk, &record)?;
     Ok(p)
 }
 
@@ -131,30 +129,41 @@ pub fn rotate(
         .ok_or_else(invalid)?;
     let epoch = user_epoch(&family_now.username)?;
     let now = Utc::now();
-    let outcome = RefCell::new(None);
-    store.transact(&[FAMILIES, REFRESH_TOKENS], &|tx| {
-        let mut f: Family = tx
-            .get(FAMILIES, record.family.as_bytes())?
-            .ok_or_else(|| crate::store::StoreError::Aborted("family vanished".into()))?;
-        let result = if f.revoked.is_some() || epoch != Some(f.epoch) {
-            Outcome::Refused(AuthError::unauthorized(
-                "session-revoked",
-                "the session was revoked",
-            ))
+    // The family record is the one key two refreshes race on: it moves by compare-and-swap,
+    // so of two uses of one token exactly one rotates. The next token's record goes in
+    // before the family points at it (derived from family and generation, so a racing
+    // writer of the same generation writes the same record).
+    let mut outcome = None;
+    store.update::<Family>(FAMILIES, record.family.as_bytes(), &mut |current| {
+        let Some(mut f) = current else {
+            outcome = Some(Outcome::Refused(invalid()));
+            return Ok(None);
+        };
+        let (result, write) = if f.revoked.is_some() || epoch != Some(f.epoch) {
+            (
+                Outcome::Refused(AuthError::unauthorized(
+                    "session-revoked",
+                    "the session was revoked",
+                )),
+                false,
+            )
         } else if f.device_id != device {
-            Outcome::Refused(invalid())
+            (Outcome::Refused(invalid()), false)
         } else if now > f.expires_at {
-            Outcome::Refused(AuthError::unauthorized(
-                "session-expired",
-                "the session has expired; sign in again",
-            ))
+            (
+                Outcome::Refused(AuthError::unauthorized(
+                    "session-expired",
+                    "the session has expired; sign in again",
+                )),
+                false,
+            )
         } else if record.generation == f.generation {
             f.generation += 1;
             f.rotated_at = Some(now);
             f.access_iat = now.timestamp();
             let next = derive(keys, &f.id, f.generation)
                 .map_err(|e| crate::store::StoreError::Aborted(e.to_string()))?;
-            tx.put(
+            store.put(
                 REFRESH_TOKENS,
                 &token_key(&next),
                 &TokenRecord {
@@ -162,29 +171,30 @@ pub fn rotate(
                     generation: f.generation,
                 },
             )?;
-            tx.put(FAMILIES, f.id.as_bytes(), &f)?;
-            Outcome::Issued(f)
+            (Outcome::Issued(f.clone()), true)
         } else if record.generation + 1 == f.generation
             && f.rotated_at
                 .is_some_and(|t| now - t <= Duration::seconds(GRACE_SECS))
         {
-            Outcome::Issued(f)
+            (Outcome::Issued(f.clone()), false)
         } else {
             f.revoked = Some("refresh token reused".into());
-            tx.put(FAMILIES, f.id.as_bytes(), &f)?;
-            Outcome::Refused(AuthError::unauthorized(
-                "refresh-token-reused",
-                "the refresh token was already used; the session is revoked",
-            ))
+            (
+                Outcome::Refused(AuthError::unauthorized(
+                    "refresh-token-reused",
+                    "the refresh token was already used; the session is revoked",
+                )),
+                true,
+            )
         };
-        *outcome.borrow_mut() = Some(result);
-        Ok(())
+        outcome = Some(result);
+        Ok(write.then_some(f))
     })?;
-    match outcome.into_inner() {
+    match outcome {
         Some(Outcome::Issued(f)) => pair(keys, &f),
         Some(Outcome::Refused(e)) => Err(e),
         None => Err(AuthError::Internal(
-            "refresh transaction produced no outcome".into(),
+            "refresh produced no outcome".into(),
         )),
     }
 }
@@ -195,12 +205,11 @@ pub fn family(store: &dyn Storage, id: &str) -> Result<Option<Family>, AuthError
 
 /// Revokes one family (logout).
 pub fn revoke(store: &dyn Storage, id: &str, reason: &str) -> Result<(), AuthError> {
-    store.transact(&[FAMILIES], &|tx| {
-        if let Some(mut f) = tx.get::<Family>(FAMILIES, id.as_bytes())? {
+    store.update::<Family>(FAMILIES, id.as_bytes(), &mut |current| {
+        Ok(current.map(|mut f| {
             f.revoked = Some(reason.to_string());
-            tx.put(FAMILIES, id.as_bytes(), &f)?;
-        }
-        Ok(())
+            f
+        }))
     })?;
     Ok(())
 }

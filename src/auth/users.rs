@@ -176,21 +176,19 @@ pub fn enroll_totp(store: &dyn Storage, username: &str) -> Result<String, AuthEr
 
 /// Stores the TOTP step just accepted; a concurrent use of the same code loses.
 pub fn record_totp_step(store: &dyn Storage, username: &str, step: u64) -> Result<(), AuthError> {
-    let replayed = std::cell::Cell::new(false);
-    store.transact(&[USERS], &|tx| {
-        use crate::store::TxExt;
-        let Some(mut u) = tx.get::<User>(USERS, &key(username))? else {
-            return Ok(());
+    let mut replayed = false;
+    store.update::<User>(USERS, &key(username), &mut |current| {
+        let Some(mut u) = current else {
+            return Ok(None);
         };
-        if step <= u.totp_last_step {
-            replayed.set(true);
-            return Ok(());
+        replayed = step <= u.totp_last_step;
+        if replayed {
+            return Ok(None);
         }
-        replayed.set(false);
         u.totp_last_step = step;
-        tx.put(USERS, &key(username), &u)
+        Ok(Some(u))
     })?;
-    if replayed.get() {
+    if replayed {
         return Err(AuthError::unauthorized(
             "totp-replayed",
             "this TOTP code was already used",

@@ -29,6 +29,10 @@ pub enum OfscError {
     },
     #[error("invalid OFSC configuration: {0}")]
     Config(String),
+    /// fieldsync's own storage failed on the way (not OFSC's answer): retried, never a
+    /// rejection of the op.
+    #[error("local storage error: {0}")]
+    Local(String),
 }
 
 /// How the replayer must treat an error.
@@ -45,9 +49,10 @@ pub enum Disposition {
 impl OfscError {
     pub fn disposition(&self) -> Disposition {
         match self {
-            OfscError::Connect(_) | OfscError::Ambiguous(_) | OfscError::Server { .. } => {
-                Disposition::Retry { after: None }
-            }
+            OfscError::Connect(_)
+            | OfscError::Ambiguous(_)
+            | OfscError::Server { .. }
+            | OfscError::Local(_) => Disposition::Retry { after: None },
             OfscError::Throttled { retry_after, .. } => Disposition::Retry {
                 after: *retry_after,
             },

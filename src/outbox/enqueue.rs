@@ -1,11 +1,12 @@
 //! Accepting a write into the outbox: its ops and every record that goes with them (lane
 //! entries, change-log entries, timeline, route clock, device seq, audit entry, idempotency
-//! record), prepared outside the transaction and written in one, now or with a batch's stage.
+//! record), prepared first and appended as ONE journal record, now or with a batch's stage.
 
 use super::counts::count;
 use super::record::{Op, OpKind, OpState};
 use super::stage::Stage;
 use super::*;
+use crate::store::journal::Publish;
 use crate::store::record::seal;
 use crate::store::{Storage, StorageExt, StoreError, Tree, TxExt};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -117,18 +118,21 @@ impl Submitter {
     }
 }
 
-/// Writes more records inside an enqueue transaction, given the new ops.
+/// Writes more records into an enqueue's journal record, given the new ops.
 pub type ExtraWrite<'a> = &'a dyn Fn(&dyn crate::store::Tx, &[Op]) -> Result<(), StoreError>;
 
-/// Writes that must land in the same transaction as the ops (an approval opened by a
-/// completion, a decision's record), with the trees they touch.
+/// Writes that must land in the same journal record as the ops (an approval opened by a
+/// completion, a decision's record).
 pub struct Extra<'a> {
-    pub trees: &'a [Tree],
     pub write: ExtraWrite<'a>,
 }
 
+/// How long a write waits for another request writing under the same idempotency key (a
+/// claim lasts one append; a batch's, one batch append).
+pub(super) const CLAIM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Writes the ops, their lane entries, the idempotency record, the change-log entries and the
-/// audit entry in one transaction. `respond` builds the answer from the new ops; it is stored
+/// audit entry as one journal record. `respond` builds the answer from the new ops; it is stored
 /// for replays. The caller flushes (group commit) before acknowledging.
 pub fn enqueue(
     store: &dyn Storage,
@@ -139,7 +143,7 @@ pub fn enqueue(
     enqueue_with(store, who, new_ops, respond, None)
 }
 
-/// [`enqueue`] with extra writes in the same transaction.
+/// [`enqueue`] with extra writes in the same journal record.
 pub fn enqueue_with(
     store: &dyn Storage,
     who: &Submitter,
@@ -162,16 +166,15 @@ pub fn enqueue_with(
             Some(_) => stage.commit(store)?,
         }
     }
-    if let Some(x) = &extra {
-        for t in x.trees {
-            if !prepared.trees.contains(t) {
-                prepared.trees.push(*t);
-            }
-        }
-    }
+    // Two requests under one key never both pass the "is it taken?" check.
+    let _claim = store
+        .journal()
+        .claims()
+        .claim(vec![prepared.ikey.clone()], CLAIM_PATIENCE)?;
     // The earlier record under this key, when there is one (then nothing was written).
     let earlier = RefCell::new(None);
-    store.transact(&prepared.trees, &|tx| {
+    let what = format!("write.{}", who.action);
+    store.append(&what, prepared.take_publish(), &|tx| {
         *earlier.borrow_mut() = apply_in(tx, &prepared)?;
         if earlier.borrow().is_some() {
             return Ok(());
@@ -199,25 +202,28 @@ pub fn enqueue_with(
     })
 }
 
-/// An accepted write, encoded and checksummed, ready to go into a transaction.
+/// An accepted write, encoded and checksummed, ready to be appended.
 pub(super) struct Prepared {
-    pub(super) trees: Vec<Tree>,
     writes: Vec<(Tree, Vec<u8>, Vec<u8>)>,
-    /// Route clocks to move forward: (key, time, sealed time).
-    clocks: Vec<(Vec<u8>, DateTime<FixedOffset>, Vec<u8>)>,
+    /// Route clocks to move forward: (key, sealed time).
+    clocks: Vec<(Vec<u8>, Vec<u8>)>,
     /// (user, device, seq) of a synced op.
     device_seq: Option<(String, String, u64)>,
     pub(super) ikey: Vec<u8>,
     pub(super) idem: IdemRecord,
     pub(super) ops: Vec<Op>,
-    /// Pulls stop below these change ids until the write lands (or is abandoned).
-    _tickets: Vec<crate::store::Ticket>,
+    /// Pulls stop below these change ids until the write is published (or abandoned).
+    tickets: Vec<crate::store::Ticket>,
 }
 
 impl Prepared {
-    /// The keys the write inserts.
-    pub(super) fn keys(&self) -> impl Iterator<Item = (Tree, &[u8])> {
-        self.writes.iter().map(|(t, k, _)| (*t, k.as_slice()))
+    /// What the journal publishes once this write is durable: its change ids, and its ops
+    /// for the replayer.
+    pub(super) fn take_publish(&mut self) -> Publish {
+        Publish {
+            tickets: std::mem::take(&mut self.tickets),
+            ops: self.ops.iter().map(|o| o.seq).collect(),
+        }
     }
 
     /// The route (resource, date) the write queues on.
@@ -229,9 +235,7 @@ impl Prepared {
     }
 }
 
-/// Builds the ops and every record of the write. Everything is encoded and checksummed here,
-/// before any transaction: sled 0.34 runs a transaction's closure under its global lock, so
-/// only lookups and inserts belong there.
+/// Builds the ops and every record of the write, encoded and checksummed, before the append.
 fn prepare(
     store: &dyn Storage,
     who: &Submitter,
@@ -290,7 +294,7 @@ fn prepare(
         }
         if op.kind.keeps_route_clock() {
             let key = lane_prefix(&op.resource_id, &op.date);
-            clocks.push((key, op.time, seal(&op.time)?));
+            clocks.push((key, seal(&op.time)?));
         }
     }
     let audit_key = crate::audit::audit_key(audit_entry.seq);
@@ -304,16 +308,6 @@ fn prepare(
     let ikey = idem_key(&who.user_id, &who.idempotency_key);
     writes.push((IDEMPOTENCY, ikey.clone(), seal(&idem)?));
     Ok(Prepared {
-        trees: vec![
-            OPS,
-            LANES,
-            IDEMPOTENCY,
-            CHANGES,
-            ACTIVITY_OPS,
-            ROUTE_CLOCK,
-            DEVICE_SEQ,
-            crate::audit::AUDIT,
-        ],
         writes,
         clocks,
         device_seq: who
@@ -322,12 +316,12 @@ fn prepare(
         ikey,
         idem,
         ops,
-        _tickets: tickets,
+        tickets,
     })
 }
 
-/// Writes a prepared write inside a transaction, unless its idempotency key is taken: then
-/// nothing is written and the earlier record is returned.
+/// Records a prepared write into a journal record, unless its idempotency key is taken:
+/// then nothing is written and the earlier record is returned.
 pub(super) fn apply_in(
     tx: &dyn crate::store::Tx,
     p: &Prepared,
@@ -338,11 +332,8 @@ pub(super) fn apply_in(
     for (tree, key, value) in &p.writes {
         tx.insert_raw(*tree, key, value.clone())?;
     }
-    for (key, time, sealed) in &p.clocks {
-        let clock: Option<DateTime<FixedOffset>> = tx.get(ROUTE_CLOCK, key)?;
-        if clock.is_none_or(|c| *time > c) {
-            tx.insert_raw(ROUTE_CLOCK, key, sealed.clone())?;
-        }
+    for (key, sealed) in &p.clocks {
+        tx.raise_raw(ROUTE_CLOCK, key, sealed.clone())?;
     }
     if let Some((user, device, seq)) = &p.device_seq {
         bump_device_seq(tx, user, device, *seq)?;

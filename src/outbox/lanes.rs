@@ -2,6 +2,7 @@
 //! replayer and the device view; an op that fails verification is quarantined on the way.
 
 use super::{get_op, lane_prefix, op_key, parse_lane_key, recount, Op, LANES, OPS};
+use crate::store::journal::Publish;
 use crate::store::{Storage, StorageExt, StoreError};
 
 /// The lane's ops still in it, oldest first. An op that fails verification is quarantined
@@ -31,7 +32,11 @@ pub fn quarantine_op(
 ) -> Result<(), StoreError> {
     tracing::error!(op = %Op::id_of(seq), error = %err, "op failed verification: quarantined, not sent");
     store.quarantine(OPS, &op_key(seq), &err.to_string())?;
-    store.remove(LANES, lane_key)?;
+    // The journal says it left, so a restart or `check` agrees with the indexes.
+    store.append("op.quarantine", Publish::default(), &|tx| {
+        tx.remove(OPS, &op_key(seq))?;
+        tx.remove(LANES, lane_key)
+    })?;
     // Its state cannot be read: count every op again (which also tells kept views).
     recount(store)
 }

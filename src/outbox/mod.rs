@@ -1,5 +1,6 @@
 //! The durable outbox: ops, their lanes (one FIFO per route), idempotency records and the
-//! change log, always written together in one sled transaction.
+//! change log. Every change is one journal record ([`crate::store::journal`]): an accepted
+//! write with everything it means, or an op's state change; these trees are its indexes.
 
 mod counts;
 mod enqueue;
@@ -17,12 +18,12 @@ pub use lanes::{active_lanes, lane_head, lane_ops, quarantine_op};
 pub use record::{Fix, Location, Op, OpKind, OpState};
 pub use stage::{LaneGuard, Stage};
 
+use crate::store::journal::Publish;
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::{Storage, StorageExt, StoreError, Tree, TxExt};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::cell::RefCell;
 
 pub const OPS: Tree = Tree("ops");
 pub const LANES: Tree = Tree("lanes");
@@ -41,12 +42,7 @@ fn bump_device_seq(
     device: &str,
     seq: u64,
 ) -> Result<(), StoreError> {
-    let key = device_seq_key(user, device);
-    let current: Option<u64> = tx.get(DEVICE_SEQ, &key)?;
-    if current.is_none_or(|c| seq > c) {
-        tx.put(DEVICE_SEQ, &key, &seq)?;
-    }
-    Ok(())
+    tx.raise(DEVICE_SEQ, &device_seq_key(user, device), &seq)
 }
 
 /// The device's high-water `seq` (0 before its first batch).
@@ -63,7 +59,11 @@ pub fn note_device_seq(
     device: &str,
     seq: u64,
 ) -> Result<(), StoreError> {
-    store.transact(&[DEVICE_SEQ], &|tx| bump_device_seq(tx, user, device, seq))
+    store
+        .append("device.seq", Publish::default(), &|tx| {
+            bump_device_seq(tx, user, device, seq)
+        })
+        .map(|_| ())
 }
 
 /// What OFSC cannot show about an activity: the device's last applied `arrived` or
@@ -200,11 +200,21 @@ pub struct Change {
 }
 
 /// Records that the replayer is sending `op` (informational: `GET /ops` shows it; recovery
-/// reads every lane head back anyway, so this needs neither a transaction nor a flush).
+/// reads every lane head back anyway, so this needs no flush).
 pub fn mark_sending(store: &dyn Storage, op: &Op, from: OpState) -> Result<(), StoreError> {
-    store.put(OPS, &op_key(op.seq), op)?;
+    put_op(store, "op.sending", op)?;
     count(store, op, Some(from));
     Ok(())
+}
+
+/// Records an op as it is now, without moving it in its lane (a state the replayer notes on
+/// the way, a durable baseline).
+pub fn put_op(store: &dyn Storage, what: &str, op: &Op) -> Result<(), StoreError> {
+    store
+        .append(what, Publish::default(), &|tx| {
+            tx.put(OPS, &op_key(op.seq), op)
+        })
+        .map(|_| ())
 }
 
 pub fn change_key(resource: &str, seq: u64) -> Vec<u8> {
@@ -256,37 +266,40 @@ pub fn save_op(store: &dyn Storage, op: &Op, announce: bool) -> Result<(), Store
         Some(_) => store.next_id()?,
         None => 0,
     };
-    let before: RefCell<Option<OpState>> = RefCell::new(None);
-    store.transact(
-        &[OPS, LANES, CHANGES, DEVICE_MEMO, crate::webhooks::EVENTS],
-        &|tx| {
-            let key = op_key(op.seq);
-            // A record that does not verify is being replaced: it counted nowhere readable.
-            *before.borrow_mut() = tx
-                .get_raw(OPS, &key)?
-                .and_then(|b| crate::store::record::open::<StateOnly>(OPS, &key, &b).ok())
-                .map(|s| s.state);
-            if let Some(event_type) = announce {
-                crate::webhooks::emit_in(tx, event_seq, event_type, op_event(op))?;
-            }
-            tx.put(OPS, &op_key(op.seq), op)?;
-            if let (OpState::Applied, Some(id), OpKind::Status { status, .. }) =
-                (op.state, op.activity_id, &op.kind)
-            {
-                tx.put(DEVICE_MEMO, &memo_key(id), &DeviceMemo::after(*status))?;
-            }
-            if op.state.is_final() {
-                tx.remove(LANES, &lane_key(&op.resource_id, &op.date, op.seq))?;
-                tx.put(
-                    CHANGES,
-                    &change_key(&op.resource_id, cseq),
-                    &op_change(op, cseq),
-                )?;
-            }
-            Ok(())
-        },
-    )?;
-    count(store, op, before.into_inner());
+    let key = op_key(op.seq);
+    // One writer moves an op at a time (its lane's replayer, or an operator on an op out of
+    // its lane), so the state read here is the one this record replaces. A record that does
+    // not verify is being replaced: it counted nowhere readable.
+    let before = store
+        .get_raw(OPS, &key)?
+        .and_then(|b| crate::store::record::open::<StateOnly>(OPS, &key, &b).ok())
+        .map(|s| s.state);
+    let what = format!("op.{}", op.state.name());
+    let publish = Publish {
+        tickets: vec![ticket],
+        ops: vec![op.seq],
+    };
+    store.append(&what, publish, &|tx| {
+        if let Some(event_type) = announce {
+            crate::webhooks::emit_in(tx, event_seq, event_type, op_event(op))?;
+        }
+        tx.put(OPS, &key, op)?;
+        if let (OpState::Applied, Some(id), OpKind::Status { status, .. }) =
+            (op.state, op.activity_id, &op.kind)
+        {
+            tx.put(DEVICE_MEMO, &memo_key(id), &DeviceMemo::after(*status))?;
+        }
+        if op.state.is_final() {
+            tx.remove(LANES, &lane_key(&op.resource_id, &op.date, op.seq))?;
+            tx.put(
+                CHANGES,
+                &change_key(&op.resource_id, cseq),
+                &op_change(op, cseq),
+            )?;
+        }
+        Ok(())
+    })?;
+    count(store, op, before);
     Ok(())
 }
 
@@ -326,7 +339,11 @@ pub fn requeue(store: &dyn Storage, seq: u64) -> Result<Op, StoreError> {
     op.state = OpState::Queued;
     op.attempts = 0;
     op.updated_at = Utc::now();
-    store.transact(&[OPS, LANES], &|tx| {
+    let publish = Publish {
+        tickets: Vec::new(),
+        ops: vec![op.seq],
+    };
+    store.append("op.retry", publish, &|tx| {
         tx.put(OPS, &op_key(op.seq), &op)?;
         tx.put(LANES, &lane_key(&op.resource_id, &op.date, op.seq), &op.seq)
     })?;

@@ -1,9 +1,8 @@
-//! A sync batch's staged writes: status ops accepted one by one, written to sled together.
+//! A sync batch's staged writes: status ops accepted one by one, appended together.
 //!
-//! sled 0.34 spends about as much on a transaction as on the records in it
-//! (`benches/sled_floor.rs`), so a 100-op push writing 100 transactions pays that cost 100
-//! times. A stage holds each accepted op's prepared records and commits them in one
-//! transaction, in the order they were accepted, before the batch is flushed and answered.
+//! A push is one journal record for all of its accepted ops, so a batch is atomic and pays
+//! for one append. A stage holds each accepted op's prepared records and appends them as one
+//! record, in the order they were accepted, before the batch is flushed and answered.
 //!
 //! Until it commits, a staged op exists only here and in the in-memory device view it
 //! advanced. Three rules keep that invisible to everyone else:
@@ -20,8 +19,9 @@
 //! fails, the views go too, and the next write rebuilds them from what sled holds.
 
 use super::counts::count;
-use super::enqueue::{apply_in, IdemRecord, Prepared};
-use crate::store::{Storage, StoreError, Tree};
+use super::enqueue::{apply_in, IdemRecord, Prepared, CLAIM_PATIENCE};
+use crate::store::journal::Publish;
+use crate::store::{Storage, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedMutexGuard;
@@ -121,35 +121,42 @@ impl Stage {
             .map(|p| p.idem.clone())
     }
 
-    /// Writes every staged write in one transaction, in the order they were accepted. The
-    /// lane locks stay held: the caller may still be writing on those routes.
+    /// Appends every staged write as one journal record, in the order they were accepted, so
+    /// the batch is atomic. The lane locks stay held: the caller may still be writing on
+    /// those routes.
     pub fn commit(&self, store: &dyn Storage) -> Result<(), StoreError> {
-        let staged = std::mem::take(&mut self.lock().staged);
+        let mut staged = std::mem::take(&mut self.lock().staged);
         if staged.is_empty() {
             return Ok(());
         }
-        let mut trees: Vec<Tree> = Vec::new();
-        for t in staged.iter().flat_map(|p| p.trees.iter()) {
-            if !trees.contains(t) {
-                trees.push(*t);
-            }
+        let mut publish = Publish::default();
+        for p in &mut staged {
+            let Publish { tickets, ops } = p.take_publish();
+            publish.tickets.extend(tickets);
+            publish.ops.extend(ops);
         }
-        // Outside sled's lock, so that the transaction below finds its pages cached.
-        let warmed = store.warm(&mut staged.iter().flat_map(Prepared::keys));
-        let result = warmed.and_then(|()| {
-            store.transact(&trees, &|tx| {
-                for p in &staged {
-                    // Same-key writes queue on the same lane, which the stage holds: an earlier
-                    // record here means something went around the lock. Nothing is written.
-                    if apply_in(tx, p)?.is_some() {
-                        return Err(StoreError::Aborted(
-                            "an idempotency key staged in this batch was taken meanwhile".into(),
-                        ));
+        let keys = staged.iter().map(|p| p.ikey.clone()).collect();
+        let result = store
+            .journal()
+            .claims()
+            .claim(keys, CLAIM_PATIENCE)
+            .and_then(|_claim| {
+                store.append("write.push", publish, &|tx| {
+                    for p in &staged {
+                        // Same-key writes queue on the same lane, which the stage holds: an
+                        // earlier record here means something went around the lock. Nothing
+                        // is written.
+                        if apply_in(tx, p)?.is_some() {
+                            return Err(StoreError::Aborted(
+                                "an idempotency key staged in this batch was taken meanwhile"
+                                    .into(),
+                            ));
+                        }
                     }
-                }
-                Ok(())
+                    Ok(())
+                })
             })
-        });
+            .map(|_| ());
         let mut routes: Vec<(String, String)> = staged.iter().map(Prepared::route).collect();
         routes.dedup();
         if result.is_ok() {

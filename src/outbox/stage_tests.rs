@@ -75,9 +75,16 @@ fn staged_writes_land_together_at_commit_in_order() {
         accepted[2..].to_vec()
     );
     assert!(
+        store.watermark() <= accepted[0].seq,
+        "pulls still stop below the batch until a flush covers it"
+    );
+    assert!(!store.journal().op_published(accepted[0].seq));
+    store.flush_blocking().unwrap();
+    assert!(
         store.watermark() > accepted[2].seq,
         "the tickets were let go"
     );
+    assert!(store.journal().op_published(accepted[0].seq));
     let queued = crate::outbox::counts_by_state(&store, &|_| true)
         .into_iter()
         .find(|(s, _)| *s == OpState::Queued)

@@ -12,7 +12,7 @@ use crate::outbox::{self, Op, OpKind};
 use serde_json::{json, Value};
 
 fn store_err(e: impl std::fmt::Display) -> OfscError {
-    OfscError::Config(e.to_string())
+    OfscError::Local(e.to_string())
 }
 
 /// Whether `copy` is a reopened record of `original`.
@@ -66,7 +66,7 @@ impl Replayer {
                 Value::Object(properties.clone()),
             )
             .await?;
-        let _ = self.cache.put_activity(&a);
+        self.cache_activity(&a)?;
         Ok(())
     }
 
@@ -80,7 +80,7 @@ impl Replayer {
                 json!({"setPositionInRoute": {"position": "last"}}),
             )
             .await?;
-        let _ = self.cache.put_activity(&created);
+        self.cache_activity(&created)?;
         if let Some(id) = created.activity_id {
             let _ = self.cache.add_to_route(&op.resource_id, &op.date, id);
         }

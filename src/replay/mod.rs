@@ -173,6 +173,13 @@ impl Replayer {
                     continue;
                 }
             };
+            // Never ahead of the disk: an op whose journal record a flush has not yet
+            // covered could be lost by a crash after OFSC applied it (its device, never
+            // answered, would send it again).
+            if !self.store.journal().op_published(head.seq) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
             match self.step(head).await {
                 Step::Done => {}
                 Step::Wait(d) => tokio::time::sleep(d).await,
@@ -262,6 +269,18 @@ impl Replayer {
         }
     }
 
+    /// Stores OFSC's copy of an activity before its op leaves the lane: the device view reads
+    /// the lane first, then the cache, so a failed store must not let the lane move on (the
+    /// view would lose the op's effect). Retried like any local failure.
+    pub(crate) fn cache_activity(
+        &self,
+        a: &crate::ofsc::wire::Activity,
+    ) -> Result<(), OfscError> {
+        self.cache
+            .put_activity(a)
+            .map_err(|e| OfscError::Local(e.to_string()))
+    }
+
     /// The resource's zone: recorded with the op, else the directory, else asked of OFSC.
     /// Never guessed: a wrong zone would shift every action time.
     async fn zone(&self, op: &Op) -> Result<chrono_tz::Tz, OfscError> {
@@ -295,21 +314,24 @@ impl Replayer {
                     .items
                     .iter()
                     .find(|a| a.appt_number.is_some() && a.appt_number == activity.appt_number);
-                Ok(found.map(|a| {
-                    let _ = self.cache.put_activity(a);
-                    a.activity_id
-                }))
+                match found {
+                    Some(a) => {
+                        self.cache_activity(a)?;
+                        Ok(Some(a.activity_id))
+                    }
+                    None => Ok(None),
+                }
             }
             OpKind::Status { .. } => {
                 let (Some(id), Some(target)) = (op.activity_id, op.target_status()) else {
                     return Ok(None);
                 };
                 let id = outbox::resolve_activity(self.store.as_ref(), id)
-                    .map_err(|e| OfscError::Config(e.to_string()))?;
+                    .map_err(|e| OfscError::Local(e.to_string()))?;
                 let a = self.ofsc.get_activity(id).await?;
                 let done = a.status.as_deref() == Some(target);
                 if done {
-                    let _ = self.cache.put_activity(&a);
+                    self.cache_activity(&a)?;
                 }
                 Ok(done.then_some(None))
             }
@@ -345,7 +367,7 @@ impl Replayer {
                 let mut body = (**activity).clone();
                 body.activity_id = None;
                 let created = self.ofsc.create_activity(&body).await?;
-                let _ = self.cache.put_activity(&created);
+                self.cache_activity(&created)?;
                 if let Some(id) = created.activity_id {
                     let _ = self.cache.add_to_route(&op.resource_id, &op.date, id);
                 }
@@ -359,7 +381,7 @@ impl Replayer {
                     .activity_id
                     .ok_or_else(|| OfscError::Config("status op without activity".into()))?;
                 let id = outbox::resolve_activity(self.store.as_ref(), id)
-                    .map_err(|e| OfscError::Config(e.to_string()))?;
+                    .map_err(|e| OfscError::Local(e.to_string()))?;
                 if id < 0 {
                     return Err(OfscError::Config(
                         "the activity this op is for was never created in OFSC".into(),
@@ -369,7 +391,7 @@ impl Replayer {
                     .ofsc
                     .activity_action(id, action, json!({ "time": local }))
                     .await?;
-                let _ = self.cache.put_activity(&a);
+                self.cache_activity(&a)?;
                 Ok(None)
             }
             OpKind::Status {

@@ -10,7 +10,6 @@ use crate::domain::parts::{OfscPartAction, PlannedPart};
 use crate::ofsc::wire::{Inventory, InventoryAction};
 use crate::ofsc::OfscError;
 use crate::outbox::{self, Op, OpKind};
-use crate::store::StorageExt;
 
 const EPS: f64 = 1e-9;
 
@@ -28,7 +27,7 @@ fn matches(i: &Inventory, part: &PlannedPart) -> bool {
 }
 
 fn store_err(e: impl std::fmt::Display) -> OfscError {
-    OfscError::Config(e.to_string())
+    OfscError::Local(e.to_string())
 }
 
 impl Replayer {
@@ -83,9 +82,7 @@ impl Replayer {
             _ => return Ok(()),
         };
         op.baseline = Some(now);
-        self.store
-            .put(outbox::OPS, &outbox::op_key(op.seq), op)
-            .map_err(store_err)?;
+        outbox::put_op(self.store.as_ref(), "op.baseline", op).map_err(store_err)?;
         self.commit.flush().await.map_err(store_err)?;
         Ok(())
     }

@@ -10,6 +10,9 @@ use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
+/// How long journal records may wait unpublished when nobody asks for a flush.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Handle to the flushing thread. Cloning shares the thread.
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -40,8 +43,21 @@ impl GroupCommit {
         std::thread::Builder::new()
             .name("group-commit".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut group = vec![first];
+                loop {
+                    let mut group = match rx.recv_timeout(IDLE_FLUSH) {
+                        Ok(first) => vec![first],
+                        // A record appended by a request that went away before asking for
+                        // its flush still gets published.
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if store.journal().has_unpublished() {
+                                if let Err(e) = store.flush_blocking() {
+                                    tracing::error!(error = %e, "idle flush failed");
+                                }
+                            }
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
                     group.extend(rx.try_iter());
                     let result = store.flush_blocking().map_err(|e| e.to_string());
                     thread_stats.flushes.fetch_add(1, Ordering::Relaxed);

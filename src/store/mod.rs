@@ -1,9 +1,12 @@
 //! Durable storage: a narrow trait over sled trees, checksummed records, key codecs and the group commit.
 //!
-//! Nothing here knows about HTTP or OFSC. Every value written through [`Storage::put`] or a
-//! transaction is sealed with the SHA-256 of its bytes ([`record`]) and verified on the way back.
+//! Nothing here knows about HTTP or OFSC. Every value written through [`StorageExt::put`] or
+//! a journal record is sealed with the SHA-256 of its bytes ([`record`]) and verified on the
+//! way back. Writes that must be atomic across keys go through the [`journal`]; nothing here
+//! uses sled's `transaction()` or `apply_batch()` (both take a process-wide lock in sled 0.34).
 
 mod group_commit;
+pub mod journal;
 pub mod keys;
 pub mod record;
 mod sled_store;
@@ -41,10 +44,14 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("flush to disk failed: {0}")]
     Flush(String),
-    #[error("transaction conflict")]
-    Conflict,
-    #[error("transaction aborted: {0}")]
+    #[error("aborted: {0}")]
     Aborted(String),
+    /// A key is being written by someone else right now (see [`journal::Claims`]).
+    #[error("the same key is being written by another request")]
+    Busy,
+    /// The data directory was written by an incompatible layout.
+    #[error("{0}")]
+    Layout(String),
 }
 
 impl StoreError {
@@ -88,12 +95,15 @@ pub fn scan_pages(
     }
 }
 
-/// One atomic unit of work over several trees. Values passed in are sealed by the caller
-/// through [`TxExt`]; raw access exists for the quarantine path and tests.
+/// The writes of one journal record, as the code that makes them sees them: reads see its
+/// own earlier writes, then the store; writes are recorded, appended as one record, then
+/// applied ([`journal::Recorder`]). Values are sealed through [`TxExt`].
 pub trait Tx {
     fn get_raw(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError>;
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError>;
+    /// Writes `value` unless the stored one ranks at or above it ([`journal::rank`]).
+    fn raise_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError>;
 }
 
 /// Typed, checksummed access inside a transaction.
@@ -106,6 +116,10 @@ pub trait TxExt: Tx {
     }
     fn put<T: Serialize>(&self, tree: Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
         self.insert_raw(tree, key, record::seal(value)?)
+    }
+    /// A high-water mark: an integer or an RFC 3339 instant.
+    fn raise<T: Serialize>(&self, tree: Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
+        self.raise_raw(tree, key, record::seal(value)?)
     }
 }
 impl<X: Tx + ?Sized> TxExt for X {}
@@ -132,20 +146,27 @@ pub trait Storage: Send + Sync + 'static {
         before: Option<&[u8]>,
         limit: usize,
     ) -> Result<RawPairs, StoreError>;
-    /// Reads these keys and throws the values away, so that their pages are in the page
-    /// cache when a transaction that writes them runs. sled 0.34 holds a process-wide lock
-    /// for a whole transaction (every other read and write waits on it) and reads the old
-    /// value of each key the transaction writes while holding it: a page pulled from disk
-    /// here is one not pulled under the lock.
-    fn warm(&self, keys: &mut dyn Iterator<Item = (Tree, &[u8])>) -> Result<(), StoreError>;
-    /// Runs `f` atomically over `trees`. `f` may run more than once on conflict, so it must
-    /// not have side effects outside the transaction.
-    fn transact(
+    /// Replaces `old` (absent: `None`) with `new` (remove: `None`) in one step; answers
+    /// whether it did (false: the stored value was not `old`). For one-key races.
+    fn compare_and_swap_raw(
         &self,
-        trees: &[Tree],
+        tree: Tree,
+        key: &[u8],
+        old: Option<&[u8]>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError>;
+    /// The journal's in-memory state (sequence, watermarks, claims).
+    fn journal(&self) -> &journal::Journal;
+    /// Appends one journal record holding `f`'s writes, then applies them (see
+    /// [`journal::Journal::append`]). The caller flushes before acknowledging.
+    fn append(
+        &self,
+        what: &str,
+        publish: journal::Publish,
         f: &dyn Fn(&dyn Tx) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>;
-    /// Blocks until everything written so far is on disk. Callers on the async path use
+    ) -> Result<Option<u64>, StoreError>;
+    /// Blocks until everything written so far is on disk, with the journal's applied
+    /// watermark, then publishes what the flush covered. Callers on the async path use
     /// [`GroupCommit::flush`] instead, which shares one flush among concurrent writers.
     fn flush_blocking(&self) -> Result<(), StoreError>;
     /// Cheap liveness check used by readiness.
@@ -217,26 +238,51 @@ pub trait StorageExt: Storage {
     fn put<T: Serialize>(&self, tree: Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
         self.insert_raw(tree, key, record::seal(value)?)
     }
-    /// Moves a record that failed verification into the quarantine tree, with its reason,
-    /// atomically. It is never silently dropped: operators list it from there.
-    fn quarantine(&self, tree: Tree, key: &[u8], reason: &str) -> Result<(), StoreError> {
-        let entry = record::Quarantined {
-            tree: tree.0.to_string(),
-            key_hex: hex::encode(key),
-            reason: reason.to_string(),
-            quarantined_at: chrono::Utc::now(),
-            raw_hex: None,
-        };
-        let qkey = keys::KeyBuf::new().str(tree.0).bytes(key).finish();
-        self.transact(&[tree, Tree::QUARANTINE], &|tx| {
-            if let Some(raw) = tx.get_raw(tree, key)? {
-                let mut stored = entry.clone();
-                stored.raw_hex = Some(hex::encode(&raw));
-                tx.put(Tree::QUARANTINE, &qkey, &stored)?;
-                tx.remove(tree, key)?;
+    /// Read-modify-write of one record by compare-and-swap, retried until no one else wrote
+    /// in between. `f` gets the current value and answers the new one (`None`: leave it).
+    /// Returns what was stored last.
+    fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<T>) -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        loop {
+            let raw = self.get_raw(tree, key)?;
+            let current: Option<T> = match &raw {
+                Some(b) => Some(record::open(tree, key, b)?),
+                None => None,
+            };
+            let Some(next) = f(current)? else {
+                return Ok(match &raw {
+                    Some(b) => Some(record::open(tree, key, b)?),
+                    None => None,
+                });
+            };
+            let sealed = record::seal(&next)?;
+            if self.compare_and_swap_raw(tree, key, raw.as_deref(), Some(sealed))? {
+                return Ok(Some(next));
             }
-            Ok(())
-        })
+        }
+    }
+    /// Moves a record that failed verification into the quarantine tree, with its reason.
+    /// The copy goes in before the original goes out, so a crash in between leaves it in
+    /// both (quarantined again on the next read), never in neither. It is never silently
+    /// dropped: operators list it from there.
+    fn quarantine(&self, tree: Tree, key: &[u8], reason: &str) -> Result<(), StoreError> {
+        let qkey = keys::KeyBuf::new().str(tree.0).bytes(key).finish();
+        if let Some(raw) = self.get_raw(tree, key)? {
+            let entry = record::Quarantined {
+                tree: tree.0.to_string(),
+                key_hex: hex::encode(key),
+                reason: reason.to_string(),
+                quarantined_at: chrono::Utc::now(),
+                raw_hex: Some(hex::encode(&raw)),
+            };
+            self.put(Tree::QUARANTINE, &qkey, &entry)?;
+            self.remove(tree, key)?;
+        }
+        Ok(())
     }
     /// Everything in quarantine, oldest key first.
     fn quarantined(&self, limit: usize) -> Result<Vec<record::Quarantined>, StoreError> {

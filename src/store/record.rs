@@ -25,8 +25,22 @@ pub fn seal<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-/// Verifies the checksum and decodes the payload.
-pub fn open<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+/// Prefixes a binary payload with a version byte and its checksum (the journal's envelope).
+pub fn seal_bytes(version: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.push(version);
+    out.extend_from_slice(&sha256(payload));
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Verifies a [`seal_bytes`] envelope of `version` and returns its payload.
+pub fn open_bytes<'a>(
+    tree: Tree,
+    key: &[u8],
+    version: u8,
+    bytes: &'a [u8],
+) -> Result<&'a [u8], StoreError> {
     let corrupt = |reason: &str| StoreError::Corrupt {
         tree: tree.0,
         key: hex::encode(key),
@@ -35,13 +49,24 @@ pub fn open<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) -> Result
     if bytes.len() < HEADER {
         return Err(corrupt("record shorter than its header"));
     }
-    if bytes[0] != VERSION {
+    if bytes[0] != version {
         return Err(corrupt("unknown record version"));
     }
     let (digest, payload) = bytes[1..].split_at(32);
     if sha256(payload).as_slice() != digest {
         return Err(corrupt("checksum mismatch"));
     }
+    Ok(payload)
+}
+
+/// Verifies the checksum and decodes the payload.
+pub fn open<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        tree: tree.0,
+        key: hex::encode(key),
+        reason: reason.to_string(),
+    };
+    let payload = open_bytes(tree, key, VERSION, bytes)?;
     serde_json::from_slice(payload).map_err(|e| corrupt(&format!("undecodable payload: {e}")))
 }
 

@@ -1,10 +1,7 @@
 //! The sled implementation of [`Storage`](super::Storage).
 
+use super::journal::{self, Journal, Publish};
 use super::{Storage, StoreError, Tree, Tx};
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
-};
-use sled::Transactional;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +11,8 @@ pub struct SledStore {
     db: sled::Db,
     tickets: std::sync::Arc<super::Tickets>,
     tally: super::Tally,
+    journal: Journal,
+    recovered: journal::Recovered,
     data_file: Option<File>,
     path: PathBuf,
 }
@@ -31,7 +30,8 @@ impl SledStore {
         Self::open_with_cache(dir, 64 * 1024 * 1024)
     }
 
-    /// Opens with sled's page cache bounded to `cache_bytes` (sled's default is 1 GiB).
+    /// Opens with sled's page cache bounded to `cache_bytes` (sled's default is 1 GiB), and
+    /// brings the indexes up to the journal ([`journal::recover`]).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Flush(e.to_string()))?;
         let db = sled::Config::new()
@@ -40,72 +40,46 @@ impl SledStore {
             .open()?;
         // sled 0.34 keeps its log in the file named `db` inside the directory.
         let data_file = File::open(dir.join("db")).ok();
-        Ok(SledStore {
-            db,
-            tickets: Default::default(),
-            tally: Default::default(),
-            data_file,
-            path: dir.to_path_buf(),
-        })
+        Self::recovered(db, data_file, dir.to_path_buf())
     }
 
     /// A throwaway store for tests: in a temporary directory that sled removes on drop.
     pub fn temporary() -> Result<Self, StoreError> {
         let db = sled::Config::new().temporary(true).open()?;
-        Ok(SledStore {
+        Self::recovered(db, None, PathBuf::new())
+    }
+
+    fn recovered(db: sled::Db, data_file: Option<File>, path: PathBuf) -> Result<Self, StoreError> {
+        let mut store = SledStore {
             db,
             tickets: Default::default(),
             tally: Default::default(),
-            data_file: None,
-            path: PathBuf::new(),
-        })
+            journal: Journal::default(),
+            recovered: journal::Recovered::default(),
+            data_file,
+            path,
+        };
+        let recovered = journal::recover(&store)?;
+        store.journal = Journal::resume(recovered.last);
+        store.recovered = recovered;
+        store.flush_blocking()?;
+        Ok(store)
+    }
+
+    /// What opening did to bring the indexes up to the journal.
+    pub fn recovery(&self) -> &journal::Recovered {
+        &self.recovered
+    }
+
+    /// Flushes sled alone, leaving the persisted applied watermark as it is: what a crash
+    /// after the writes' own flush but before the next group commit leaves on disk.
+    #[cfg(test)]
+    pub fn flush_without_watermark(&self) {
+        let _ = self.db.flush();
     }
 
     fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
         Ok(self.db.open_tree(tree.0)?)
-    }
-}
-
-struct SledTx<'a> {
-    names: &'a [Tree],
-    trees: &'a [TransactionalTree],
-}
-
-impl SledTx<'_> {
-    fn tree(&self, tree: Tree) -> Result<&TransactionalTree, StoreError> {
-        self.names
-            .iter()
-            .position(|t| *t == tree)
-            .and_then(|i| self.trees.get(i))
-            .ok_or(StoreError::Aborted(format!(
-                "tree {} not part of this transaction",
-                tree.0
-            )))
-    }
-}
-
-fn unabortable(e: UnabortableTransactionError) -> StoreError {
-    match e {
-        UnabortableTransactionError::Conflict => StoreError::Conflict,
-        UnabortableTransactionError::Storage(e) => StoreError::Sled(e),
-    }
-}
-
-impl Tx for SledTx<'_> {
-    fn get_raw(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree(tree)?
-            .get(key)
-            .map_err(unabortable)?
-            .map(|v| v.to_vec()))
-    }
-    fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
-        self.tree(tree)?.insert(key, value).map_err(unabortable)?;
-        Ok(())
-    }
-    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
-        self.tree(tree)?.remove(key).map_err(unabortable)?;
-        Ok(())
     }
 }
 
@@ -121,13 +95,6 @@ impl Storage for SledStore {
 
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
         self.tree(tree)?.remove(key)?;
-        Ok(())
-    }
-
-    fn warm(&self, keys: &mut dyn Iterator<Item = (Tree, &[u8])>) -> Result<(), StoreError> {
-        for (tree, key) in keys {
-            self.tree(tree)?.get(key)?;
-        }
         Ok(())
     }
 
@@ -173,39 +140,40 @@ impl Storage for SledStore {
         Ok(out)
     }
 
-    fn transact(
+    fn compare_and_swap_raw(
         &self,
-        trees: &[Tree],
+        tree: Tree,
+        key: &[u8],
+        old: Option<&[u8]>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.tree(tree)?.compare_and_swap(key, old, new)?.is_ok())
+    }
+
+    fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    fn append(
+        &self,
+        what: &str,
+        publish: Publish,
         f: &dyn Fn(&dyn Tx) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let opened = trees
-            .iter()
-            .map(|t| self.tree(*t))
-            .collect::<Result<Vec<_>, _>>()?;
-        let refs: Vec<&sled::Tree> = opened.iter().collect();
-        let result = refs.as_slice().transaction(|tx_trees| {
-            let view = SledTx {
-                names: trees,
-                trees: tx_trees,
-            };
-            f(&view).map_err(|e| match e {
-                StoreError::Conflict => ConflictableTransactionError::Conflict,
-                other => ConflictableTransactionError::Abort(other),
-            })
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
-        }
+    ) -> Result<Option<u64>, StoreError> {
+        self.journal.append(self, what, publish, f)
     }
 
     fn flush_blocking(&self) -> Result<(), StoreError> {
+        // Persisted with the flush: on open, the journal past it is applied again.
+        let applied = self.journal.before_flush();
+        self.tree(Tree::META)?
+            .insert(journal::APPLIED_KEY, super::record::seal(&applied)?)?;
         self.db.flush()?;
         if let Some(file) = &self.data_file {
             file.sync_data()
                 .map_err(|e| StoreError::Flush(e.to_string()))?;
         }
+        self.journal.after_flush(applied);
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Unit tests for `sled_store`.
 
 use super::*;
-use crate::store::{StorageExt, TxExt};
+use crate::store::StorageExt;
 
 #[test]
 fn corrupted_value_is_reported_and_quarantined_never_skipped() {
@@ -29,24 +29,25 @@ fn corrupted_value_is_reported_and_quarantined_never_skipped() {
 }
 
 #[test]
-fn transaction_writes_all_trees_or_none() {
+fn compare_and_swap_replaces_only_the_expected_value() {
     let store = SledStore::temporary().unwrap();
-    let (a, b) = (Tree("a"), Tree("b"));
-    let res = store.transact(&[a, b], &|tx| {
-        tx.put(a, b"k", &1u32)?;
-        tx.put(b, b"k", &2u32)?;
-        Err(StoreError::Aborted("test".into()))
-    });
-    assert!(res.is_err());
-    assert!(store.get_raw(a, b"k").unwrap().is_none());
-    store
-        .transact(&[a, b], &|tx| {
-            tx.put(a, b"k", &1u32)?;
-            tx.put(b, b"k", &2u32)
-        })
+    let t = Tree("cas");
+    assert!(store
+        .compare_and_swap_raw(t, b"k", None, Some(b"1".to_vec()))
+        .unwrap());
+    assert!(!store
+        .compare_and_swap_raw(t, b"k", None, Some(b"2".to_vec()))
+        .unwrap());
+    assert!(store
+        .compare_and_swap_raw(t, b"k", Some(b"1"), Some(b"3".to_vec()))
+        .unwrap());
+    assert_eq!(store.get_raw(t, b"k").unwrap(), Some(b"3".to_vec()));
+    let stored = store
+        .update::<u32>(t, b"n", &mut |cur| Ok(Some(cur.unwrap_or(0) + 1)))
         .unwrap();
-    assert_eq!(store.get::<u32>(a, b"k").unwrap(), Some(1));
-    assert_eq!(store.get::<u32>(b, b"k").unwrap(), Some(2));
+    assert_eq!(stored, Some(1));
+    let left = store.update::<u32>(t, b"n", &mut |_| Ok(None)).unwrap();
+    assert_eq!(left, Some(1), "None leaves the value and answers it");
 }
 
 #[test]
@@ -92,7 +93,7 @@ fn data_survives_reopen_after_flush() {
 #[test]
 fn scan_pages_visits_every_record_once_in_order_and_stops_when_asked() {
     let store = SledStore::temporary().unwrap();
-    let t = Tree::META;
+    let t = Tree("page-scan");
     // Keys where one is a prefix of the next: the page boundary must not skip or repeat.
     let keys: Vec<Vec<u8>> = vec![
         b"a".to_vec(),
@@ -123,7 +124,7 @@ fn scan_pages_visits_every_record_once_in_order_and_stops_when_asked() {
 #[test]
 fn reverse_scan_reads_down_from_below_the_cursor() {
     let store = SledStore::temporary().unwrap();
-    let t = Tree::META;
+    let t = Tree("rev-scan");
     for k in [b"a", b"b", b"c", b"d"] {
         store.put(t, k, &1u8).unwrap();
     }
@@ -140,14 +141,3 @@ fn reverse_scan_reads_down_from_below_the_cursor() {
     assert!(store.scan_raw_rev(t, Some(b"a"), 10).unwrap().is_empty());
 }
 
-#[test]
-fn warming_reads_present_and_absent_keys_and_changes_nothing() {
-    let store = SledStore::temporary().unwrap();
-    let (a, b) = (Tree("warm-a"), Tree("warm-b"));
-    store.insert_raw(a, b"k1", b"v1".to_vec()).unwrap();
-    let keys: [(Tree, &[u8]); 3] = [(a, b"k1"), (a, b"missing"), (b, b"k1")];
-    store.warm(&mut keys.into_iter()).unwrap();
-    assert_eq!(store.get_raw(a, b"k1").unwrap(), Some(b"v1".to_vec()));
-    assert_eq!(store.get_raw(a, b"missing").unwrap(), None);
-    assert_eq!(store.get_raw(b, b"k1").unwrap(), None);
-}

@@ -1,0 +1,703 @@
+//! The journal: the one source of truth of the write model. An accepted write, an op's state
+//! change or an operator's action is ONE checksummed record appended to the `journal` tree
+//! (key: `u64` sequence). The record carries its effects on the derived index trees (puts,
+//! removes, raises); those are applied after the append with plain inserts.
+//!
+//! Why: sled 0.34 runs `transaction()` and `apply_batch()` under one process-wide lock that
+//! every other sled call then waits on. A plain insert takes no such lock, so a write costs
+//! one journal insert plus its index inserts, and none of them stalls other requests.
+//!
+//! What makes it safe without a transaction:
+//! - the journal record is written before any of its effects, and sled recovers a prefix of
+//!   its log, so an index never holds what the journal does not;
+//! - the *applied watermark* (every record at or below it has all its effects applied) is
+//!   persisted with each group-commit flush; on open the records past it are applied again
+//!   (every effect is idempotent when replayed in order), so a crash between the append and
+//!   the last index insert loses nothing;
+//! - records get their sequence and are inserted under one short lock, so journal order is
+//!   append order; callers hold the locks that keep two concurrent records off the same
+//!   keys (lane locks, idempotency [`Claims`]), except raises, which commute;
+//! - visibility waits for durability: the ids a record uses ([`Ticket`]s, op sequences) are
+//!   published only once a flush covered the record *and* its effects are applied.
+
+use super::{record, Storage, StoreError, Ticket, Tree, Tx};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The journal tree.
+pub const JOURNAL: Tree = Tree("journal");
+/// `META` key of the persisted applied watermark.
+pub const APPLIED_KEY: &[u8] = b"journal.applied";
+/// `META` key of the highest sequence compaction removed.
+pub const COMPACTED_KEY: &[u8] = b"journal.compacted";
+/// `META` key of the layout marker: present once a data directory is journal-first.
+pub const LAYOUT_KEY: &[u8] = b"layout";
+/// The layout this code writes.
+pub const LAYOUT: u64 = 2;
+/// Journal records' envelope version (index records use [`record`]'s JSON version 1).
+const ENTRY_VERSION: u8 = 2;
+
+/// One change to a derived index tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Put { tree: Tree, key: Vec<u8>, value: Vec<u8> },
+    Remove { tree: Tree, key: Vec<u8> },
+    /// Put unless the stored value already ranks at or above this one (see [`rank`]): a
+    /// high-water mark, which commutes with concurrent raises.
+    Raise { tree: Tree, key: Vec<u8>, value: Vec<u8> },
+}
+
+impl Effect {
+    pub fn tree(&self) -> Tree {
+        match self {
+            Effect::Put { tree, .. } | Effect::Remove { tree, .. } | Effect::Raise { tree, .. } => {
+                *tree
+            }
+        }
+    }
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Effect::Put { key, .. } | Effect::Remove { key, .. } | Effect::Raise { key, .. } => key,
+        }
+    }
+}
+
+/// A decoded journal record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub seq: u64,
+    /// What happened (`write.status`, `op.applied`, `op.retry`...), for operators and `check`.
+    pub what: String,
+    pub at_ms: i64,
+    /// The ops this record creates or moves (compaction keeps it while one is open).
+    pub ops: Vec<u64>,
+    pub effects: Vec<Effect>,
+}
+
+/// The wire form: tree names as strings, binary (postcard) inside a checksummed envelope.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    what: String,
+    at_ms: i64,
+    ops: Vec<u64>,
+    effects: Vec<WireEffect>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireEffect {
+    Put(String, Vec<u8>, Vec<u8>),
+    Remove(String, Vec<u8>),
+    Raise(String, Vec<u8>, Vec<u8>),
+}
+
+/// Maps a stored tree name back to a [`Tree`]. Names are interned once each: the set of
+/// trees is small and fixed in code.
+pub fn tree_named(name: &str) -> Tree {
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut g = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    let set = g.get_or_insert_with(HashSet::new);
+    if let Some(n) = set.get(name) {
+        return Tree(n);
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    set.insert(leaked);
+    Tree(leaked)
+}
+
+pub fn encode(entry: &Entry) -> Result<Vec<u8>, StoreError> {
+    let wire = Wire {
+        what: entry.what.clone(),
+        at_ms: entry.at_ms,
+        ops: entry.ops.clone(),
+        effects: entry
+            .effects
+            .iter()
+            .map(|e| match e {
+                Effect::Put { tree, key, value } => {
+                    WireEffect::Put(tree.0.into(), key.clone(), value.clone())
+                }
+                Effect::Remove { tree, key } => WireEffect::Remove(tree.0.into(), key.clone()),
+                Effect::Raise { tree, key, value } => {
+                    WireEffect::Raise(tree.0.into(), key.clone(), value.clone())
+                }
+            })
+            .collect(),
+    };
+    let body = postcard::to_stdvec(&wire).map_err(|e| StoreError::Encode(e.to_string()))?;
+    Ok(record::seal_bytes(ENTRY_VERSION, &body))
+}
+
+pub fn decode(seq: u64, bytes: &[u8]) -> Result<Entry, StoreError> {
+    let key = seq.to_be_bytes();
+    let body = record::open_bytes(JOURNAL, &key, ENTRY_VERSION, bytes)?;
+    let wire: Wire = postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
+        tree: JOURNAL.0,
+        key: hex::encode(key),
+        reason: format!("undecodable journal record: {e}"),
+    })?;
+    Ok(Entry {
+        seq,
+        what: wire.what,
+        at_ms: wire.at_ms,
+        ops: wire.ops,
+        effects: wire
+            .effects
+            .into_iter()
+            .map(|e| match e {
+                WireEffect::Put(t, key, value) => Effect::Put {
+                    tree: tree_named(&t),
+                    key,
+                    value,
+                },
+                WireEffect::Remove(t, key) => Effect::Remove {
+                    tree: tree_named(&t),
+                    key,
+                },
+                WireEffect::Raise(t, key, value) => Effect::Raise {
+                    tree: tree_named(&t),
+                    key,
+                    value,
+                },
+            })
+            .collect(),
+    })
+}
+
+/// The order of a high-water value: a JSON integer, or an RFC 3339 instant (nanoseconds).
+/// Anything else ranks lowest, so a raise always replaces it.
+pub fn rank(sealed: &[u8]) -> Option<i128> {
+    let payload = sealed.get(33..)?;
+    match serde_json::from_slice::<serde_json::Value>(payload).ok()? {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
+        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .map(i128::from),
+        _ => None,
+    }
+}
+
+fn outranks(new: &[u8], old: Option<&[u8]>) -> bool {
+    match old {
+        None => true,
+        Some(old) => rank(new) > rank(old),
+    }
+}
+
+/// Applies effects to the index trees with plain operations (a raise by compare-and-swap).
+pub fn apply(store: &dyn Storage, effects: &[Effect]) -> Result<(), StoreError> {
+    for e in effects {
+        match e {
+            Effect::Put { tree, key, value } => store.insert_raw(*tree, key, value.clone())?,
+            Effect::Remove { tree, key } => store.remove(*tree, key)?,
+            Effect::Raise { tree, key, value } => loop {
+                let old = store.get_raw(*tree, key)?;
+                if !outranks(value, old.as_deref()) {
+                    break;
+                }
+                if store.compare_and_swap_raw(*tree, key, old.as_deref(), Some(value.clone()))? {
+                    break;
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Records a closure's writes as effects instead of performing them. Reads see the
+/// closure's own earlier writes, then the store.
+pub struct Recorder<'a> {
+    store: &'a dyn Storage,
+    effects: RefCell<Vec<Effect>>,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(store: &'a dyn Storage) -> Self {
+        Recorder {
+            store,
+            effects: RefCell::new(Vec::new()),
+        }
+    }
+    pub fn into_effects(self) -> Vec<Effect> {
+        self.effects.into_inner()
+    }
+}
+
+impl Tx for Recorder<'_> {
+    fn get_raw(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let effects = self.effects.borrow();
+        let mine = effects
+            .iter()
+            .rev()
+            .find(|e| e.tree() == tree && e.key() == key);
+        match mine {
+            Some(Effect::Put { value, .. }) => Ok(Some(value.clone())),
+            Some(Effect::Remove { .. }) => Ok(None),
+            Some(Effect::Raise { value, .. }) => {
+                let stored = self.store.get_raw(tree, key)?;
+                Ok(Some(match stored {
+                    Some(s) if !outranks(value, Some(&s)) => s,
+                    _ => value.clone(),
+                }))
+            }
+            None => self.store.get_raw(tree, key),
+        }
+    }
+    fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.effects.borrow_mut().push(Effect::Put {
+            tree,
+            key: key.to_vec(),
+            value,
+        });
+        Ok(())
+    }
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.effects.borrow_mut().push(Effect::Remove {
+            tree,
+            key: key.to_vec(),
+        });
+        Ok(())
+    }
+    fn raise_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.effects.borrow_mut().push(Effect::Raise {
+            tree,
+            key: key.to_vec(),
+            value,
+        });
+        Ok(())
+    }
+}
+
+/// What an append publishes once it is durable and applied.
+#[derive(Debug, Default)]
+pub struct Publish {
+    /// Ids readers stop below until then (change-log ids, op sequences).
+    pub tickets: Vec<Ticket>,
+    /// Ops this record creates or moves: the replayer sends none of them before then.
+    pub ops: Vec<u64>,
+}
+
+/// The journal's in-memory state: sequence, applied watermark, what waits for a flush.
+#[derive(Debug, Default)]
+pub struct Journal {
+    /// The last sequence appended. Held while a record gets its sequence and is inserted.
+    last: Mutex<u64>,
+    /// Appended records whose effects are still being applied.
+    applying: Mutex<BTreeSet<u64>>,
+    /// Applied records not yet covered by a flush: their tickets and ops wait here.
+    unpublished: Mutex<BTreeMap<u64, Publish>>,
+    /// Op sequence → the record that last moved it, while that record is unpublished.
+    hidden_ops: Mutex<HashMap<u64, u64>>,
+    /// Everything at or below this is applied and flushed.
+    published: AtomicU64,
+    claims: Claims,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Journal {
+    /// State for a journal whose last record is `last` and whose records up to `last` are
+    /// all applied (after [`recover`]).
+    pub fn resume(last: u64) -> Journal {
+        let j = Journal::default();
+        *lock(&j.last) = last;
+        j.published.store(last, Ordering::Release);
+        j
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        *lock(&self.last)
+    }
+
+    /// Every record at or below this has all its effects applied.
+    pub fn applied_watermark(&self) -> u64 {
+        let last = *lock(&self.last);
+        match lock(&self.applying).iter().next() {
+            Some(first) => first - 1,
+            None => last,
+        }
+    }
+
+    /// Every record at or below this is applied and durable.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Whether the op's last recorded move is applied and durable (ops never journaled
+    /// in this process were recovered from disk, so they are).
+    pub fn op_published(&self, op_seq: u64) -> bool {
+        !lock(&self.hidden_ops).contains_key(&op_seq)
+    }
+
+    pub fn has_unpublished(&self) -> bool {
+        !lock(&self.unpublished).is_empty() || !lock(&self.applying).is_empty()
+    }
+
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// Runs `f` on a recorder and appends its effects as one record, then applies them.
+    /// Returns the record's sequence, or `None` when `f` wrote nothing (then nothing is
+    /// appended and `publish` is let go at once).
+    pub fn append(
+        &self,
+        store: &dyn Storage,
+        what: &str,
+        publish: Publish,
+        f: &dyn Fn(&dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<Option<u64>, StoreError> {
+        let recorder = Recorder::new(store);
+        f(&recorder)?;
+        let effects = recorder.into_effects();
+        if effects.is_empty() {
+            return Ok(None);
+        }
+        let mut entry = Entry {
+            seq: 0,
+            what: what.to_string(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            ops: publish.ops.clone(),
+            effects,
+        };
+        let bytes = encode(&entry)?;
+        let seq = {
+            let mut last = lock(&self.last);
+            let seq = *last + 1;
+            store.insert_raw(JOURNAL, &seq.to_be_bytes(), bytes)?;
+            *last = seq;
+            lock(&self.applying).insert(seq);
+            seq
+        };
+        entry.seq = seq;
+        {
+            let mut hidden = lock(&self.hidden_ops);
+            for op in &publish.ops {
+                hidden.insert(*op, seq);
+            }
+        }
+        let applied = apply(store, &entry.effects);
+        if applied.is_err() {
+            // Left "applying" on purpose: the applied watermark stays below this record, so
+            // the next start applies it again, and nothing after it is published meanwhile.
+            std::mem::forget(publish.tickets);
+            return applied.map(|()| Some(seq));
+        }
+        lock(&self.unpublished).insert(seq, publish);
+        lock(&self.applying).remove(&seq);
+        Ok(Some(seq))
+    }
+
+    /// Called by the flusher before it flushes: the applied watermark to persist with the
+    /// flush, and to publish after it.
+    pub fn before_flush(&self) -> u64 {
+        self.applied_watermark()
+    }
+
+    /// Called once a flush that began at `watermark` (from [`Journal::before_flush`]) is on
+    /// disk: what it covers becomes visible.
+    pub fn after_flush(&self, watermark: u64) {
+        let done: Vec<(u64, Publish)> = {
+            let mut unpublished = lock(&self.unpublished);
+            let rest = unpublished.split_off(&(watermark + 1));
+            std::mem::replace(&mut *unpublished, rest)
+                .into_iter()
+                .collect()
+        };
+        {
+            let mut hidden = lock(&self.hidden_ops);
+            for (seq, p) in &done {
+                for op in &p.ops {
+                    if hidden.get(op) == Some(seq) {
+                        hidden.remove(op);
+                    }
+                }
+            }
+        }
+        self.published.fetch_max(watermark, Ordering::AcqRel);
+        drop(done);
+    }
+}
+
+/// Keys being written right now (idempotency keys): a second writer of the same key waits
+/// for the first to finish instead of both passing the "is it taken?" check.
+#[derive(Debug, Default)]
+pub struct Claims {
+    held: Mutex<HashSet<Vec<u8>>>,
+}
+
+/// Held keys, let go on drop.
+#[derive(Debug)]
+pub struct Claim<'a> {
+    owner: &'a Claims,
+    keys: Vec<Vec<u8>>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut held = lock(&self.owner.held);
+        for k in &self.keys {
+            held.remove(k);
+        }
+    }
+}
+
+impl Claims {
+    /// Claims every key, or none: waits (yielding the thread; a claim lasts one append) up
+    /// to `patience`, then answers `Busy`.
+    pub fn claim(
+        &self,
+        keys: Vec<Vec<u8>>,
+        patience: std::time::Duration,
+    ) -> Result<Claim<'_>, StoreError> {
+        let start = std::time::Instant::now();
+        loop {
+            {
+                let mut held = lock(&self.held);
+                if keys.iter().all(|k| !held.contains(k)) {
+                    for k in &keys {
+                        held.insert(k.clone());
+                    }
+                    return Ok(Claim { owner: self, keys });
+                }
+            }
+            if start.elapsed() > patience {
+                return Err(StoreError::Busy);
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Reads up to `limit` records from `from` (inclusive), in order. A record that fails its
+/// checksum is returned as the error of its slot, so callers decide: recovery quarantines
+/// it, `check` reports it.
+pub fn read_range(
+    store: &dyn Storage,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Result<Entry, StoreError>)>, StoreError> {
+    let pairs = store.scan_raw(JOURNAL, b"", Some(&from.to_be_bytes()), limit)?;
+    Ok(pairs
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let seq = u64::from_be_bytes(k.as_slice().try_into().ok()?);
+            Some((seq, decode(seq, &v)))
+        })
+        .collect())
+}
+
+/// The last record's sequence (0 for an empty journal).
+pub fn last_on_disk(store: &dyn Storage) -> Result<u64, StoreError> {
+    Ok(store
+        .scan_raw_rev(JOURNAL, None, 1)?
+        .first()
+        .and_then(|(k, _)| k.as_slice().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}
+
+fn meta_u64(store: &dyn Storage, key: &[u8]) -> Result<u64, StoreError> {
+    Ok(super::StorageExt::get::<u64>(store, Tree::META, key)?.unwrap_or(0))
+}
+
+/// What [`recover`] did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Recovered {
+    pub last: u64,
+    pub reapplied: usize,
+    pub quarantined: usize,
+    /// The data directory had the pre-journal layout and was converted.
+    pub converted: bool,
+}
+
+/// Brings the indexes up to the journal on open: applies again every record past the
+/// persisted watermark, in order (the caller then flushes, see [`Journal::resume`]). A record that fails verification (a torn or corrupted
+/// tail) is moved to quarantine, reported, and never applied.
+pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
+    let mut out = Recovered {
+        converted: convert_layout(store)?,
+        ..Recovered::default()
+    };
+    let from = meta_u64(store, APPLIED_KEY)?.saturating_add(1);
+    let mut next = from;
+    loop {
+        let batch = read_range(store, next, 256)?;
+        let Some(&(seq_last, _)) = batch.last() else {
+            break;
+        };
+        for (seq, entry) in batch {
+            out.last = out.last.max(seq);
+            match entry {
+                Ok(entry) => {
+                    apply(store, &entry.effects)?;
+                    out.reapplied += 1;
+                }
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "journal record fails verification; quarantined, not applied");
+                    super::StorageExt::quarantine(store, JOURNAL, &seq.to_be_bytes(), &e.to_string())?;
+                    out.quarantined += 1;
+                }
+            }
+        }
+        next = seq_last + 1;
+    }
+    // A sequence is never reused, even when its record was quarantined or compacted.
+    out.last = out
+        .last
+        .max(last_on_disk(store)?)
+        .max(meta_u64(store, COMPACTED_KEY)?)
+        .max(from - 1);
+    // The caller resumes its journal at `out.last` and flushes, which persists it as the
+    // applied watermark.
+    Ok(out)
+}
+
+/// A data directory written before the journal (every write a multi-tree transaction) has
+/// no layout marker but has data. Its trees are exactly the journal's derived indexes at a
+/// checkpoint, with the same record formats, so converting it is marking it: the journal
+/// starts empty above that checkpoint. A directory from a newer layout is refused.
+fn convert_layout(store: &dyn Storage) -> Result<bool, StoreError> {
+    match super::StorageExt::get::<u64>(store, Tree::META, LAYOUT_KEY)? {
+        Some(LAYOUT) => Ok(false),
+        Some(other) => Err(StoreError::Layout(format!(
+            "the data directory has layout {other}; this build reads layout {LAYOUT}"
+        ))),
+        None => {
+            let old = !store.scan_raw(Tree::META, b"", None, 1)?.is_empty();
+            if old {
+                tracing::warn!("converting a pre-journal data directory: its trees become the journal's checkpoint");
+            }
+            super::StorageExt::put(store, Tree::META, LAYOUT_KEY, &LAYOUT)?;
+            Ok(old)
+        }
+    }
+}
+
+/// Removes the oldest records while `settled` says they no longer matter (their ops are
+/// finished), up to what is published. Stops at the first record still needed, so the
+/// journal past the compaction point is complete: `check` relies on that.
+pub fn compact(
+    store: &dyn Storage,
+    journal: &Journal,
+    settled: &dyn Fn(&Entry) -> Result<bool, StoreError>,
+    max: usize,
+) -> Result<usize, StoreError> {
+    let limit = journal.published();
+    let from = meta_u64(store, COMPACTED_KEY)?.saturating_add(1);
+    let mut removed = 0;
+    let mut last_removed = None;
+    'outer: while removed < max {
+        let batch = read_range(store, from.max(last_removed.map_or(0, |s: u64| s + 1)), 256)?;
+        if batch.is_empty() {
+            break;
+        }
+        for (seq, entry) in batch {
+            if seq > limit || removed >= max {
+                break 'outer;
+            }
+            // A corrupt record is recovery's to quarantine; never compacted unseen.
+            let Ok(entry) = entry else { break 'outer };
+            if !settled(&entry)? {
+                break 'outer;
+            }
+            store.remove(JOURNAL, &seq.to_be_bytes())?;
+            last_removed = Some(seq);
+            removed += 1;
+        }
+    }
+    if let Some(seq) = last_removed {
+        super::StorageExt::put(store, Tree::META, COMPACTED_KEY, &seq)?;
+    }
+    Ok(removed)
+}
+
+/// What `fieldsync check` found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Report {
+    pub records: u64,
+    pub corrupt: Vec<String>,
+    /// (tree, key hex, what differs) for index entries that disagree with the journal.
+    pub differences: Vec<(String, String, String)>,
+    pub keys_checked: u64,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.differences.is_empty()
+    }
+}
+
+/// Rebuilds, from the journal, every entry of the `owned` trees (written only through the
+/// journal) that the retained journal touches, and compares it with what the index holds;
+/// verifies every journal record's checksum, and every record of the owned trees'.
+pub fn check(store: &dyn Storage, owned: &[Tree]) -> Result<Report, StoreError> {
+    let mut report = Report::default();
+    let mut rebuilt: BTreeMap<(&'static str, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+    let mut next = 0;
+    loop {
+        let batch = read_range(store, next, 512)?;
+        let Some(&(seq_last, _)) = batch.last() else {
+            break;
+        };
+        for (seq, entry) in batch {
+            report.records += 1;
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    report.corrupt.push(format!("journal record {seq}: {e}"));
+                    continue;
+                }
+            };
+            for e in entry.effects.iter().filter(|e| owned.contains(&e.tree())) {
+                let slot = rebuilt.entry((e.tree().0, e.key().to_vec())).or_insert(None);
+                match e {
+                    Effect::Put { value, .. } => *slot = Some(value.clone()),
+                    Effect::Remove { .. } => *slot = None,
+                    Effect::Raise { value, .. } => {
+                        if outranks(value, slot.as_deref()) {
+                            *slot = Some(value.clone());
+                        }
+                    }
+                }
+            }
+        }
+        next = seq_last + 1;
+    }
+    for ((tree, key), want) in &rebuilt {
+        report.keys_checked += 1;
+        let have = store.get_raw(Tree(tree), key)?;
+        let differs = match (want, &have) {
+            (Some(w), Some(h)) if w == h => None,
+            (None, None) => None,
+            (Some(_), Some(_)) => Some("value differs from the journal's"),
+            (Some(_), None) => Some("missing from the index"),
+            (None, Some(_)) => Some("in the index, but the journal removed it"),
+        };
+        if let Some(d) = differs {
+            report
+                .differences
+                .push((tree.to_string(), hex::encode(key), d.to_string()));
+        }
+    }
+    for tree in owned {
+        super::scan_pages(store, *tree, b"", 1024, &mut |k, v| {
+            if let Err(e) = record::open::<serde::de::IgnoredAny>(*tree, k, v) {
+                report.corrupt.push(e.to_string());
+            }
+            Ok(true)
+        })?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+#[path = "journal_tests.rs"]
+mod tests;

@@ -1,0 +1,305 @@
+use super::*;
+use crate::store::{SledStore, StorageExt, TxExt};
+
+const A: Tree = Tree("test_a");
+const B: Tree = Tree("test_b");
+
+fn put_two(store: &dyn Storage, n: u64) -> Option<u64> {
+    store
+        .append("test.put", Publish::default(), &|tx| {
+            tx.put(A, &n.to_be_bytes(), &n)?;
+            tx.put(B, &n.to_be_bytes(), &format!("b{n}"))
+        })
+        .unwrap()
+}
+
+fn open(dir: &std::path::Path) -> SledStore {
+    SledStore::open_with_cache(dir, 4 << 20).unwrap()
+}
+
+#[test]
+fn one_append_is_one_record_whose_effects_land_in_the_indexes() {
+    let store = SledStore::temporary().unwrap();
+    let seq = put_two(&store, 7).unwrap();
+    let records = read_range(&store, 0, 10).unwrap();
+    assert_eq!(records.len(), 1);
+    let entry = records[0].1.as_ref().unwrap();
+    assert_eq!((entry.seq, entry.what.as_str()), (seq, "test.put"));
+    assert_eq!(entry.effects.len(), 2);
+    assert_eq!(store.get::<u64>(A, &7u64.to_be_bytes()).unwrap(), Some(7));
+    assert_eq!(
+        store.get::<String>(B, &7u64.to_be_bytes()).unwrap(),
+        Some("b7".into())
+    );
+}
+
+#[test]
+fn a_closure_that_writes_nothing_or_fails_appends_nothing() {
+    let store = SledStore::temporary().unwrap();
+    let none = store
+        .append("test.none", Publish::default(), &|_| Ok(()))
+        .unwrap();
+    assert_eq!(none, None);
+    let failed = store.append("test.fail", Publish::default(), &|tx| {
+        tx.put(A, b"k", &1u64)?;
+        Err(StoreError::Aborted("refused".into()))
+    });
+    assert!(failed.is_err());
+    assert!(read_range(&store, 0, 10).unwrap().is_empty());
+    assert_eq!(store.get::<u64>(A, b"k").unwrap(), None);
+}
+
+#[test]
+fn reads_inside_a_record_see_its_own_earlier_writes() {
+    let store = SledStore::temporary().unwrap();
+    store.put(A, b"k", &1u64).unwrap();
+    store
+        .append("test.rw", Publish::default(), &|tx| {
+            assert_eq!(tx.get::<u64>(A, b"k")?, Some(1));
+            tx.put(A, b"k", &2u64)?;
+            assert_eq!(tx.get::<u64>(A, b"k")?, Some(2));
+            tx.remove(A, b"k")?;
+            assert_eq!(tx.get::<u64>(A, b"k")?, None);
+            tx.put(A, b"k", &3u64)
+        })
+        .unwrap();
+    assert_eq!(store.get::<u64>(A, b"k").unwrap(), Some(3));
+}
+
+#[test]
+fn raises_keep_the_highest_value_whatever_their_order() {
+    let store = SledStore::temporary().unwrap();
+    for n in [5u64, 3, 9, 1] {
+        store
+            .append("test.raise", Publish::default(), &|tx| tx.raise(A, b"seq", &n))
+            .unwrap();
+    }
+    assert_eq!(store.get::<u64>(A, b"seq").unwrap(), Some(9));
+    let eight_utc = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:00+02:00").unwrap();
+    let half_past_eight = chrono::DateTime::parse_from_rfc3339("2026-12-02T08:30:00+00:00").unwrap();
+    for t in [half_past_eight, eight_utc] {
+        store
+            .append("test.raise", Publish::default(), &|tx| tx.raise(A, b"t", &t))
+            .unwrap();
+    }
+    // 08:30Z is after 10:00+02 (08:00Z), though its text sorts first: instants compare.
+    let kept: chrono::DateTime<chrono::FixedOffset> = store.get(A, b"t").unwrap().unwrap();
+    assert_eq!(kept, half_past_eight);
+}
+
+#[test]
+fn a_crash_between_the_append_and_its_indexes_is_repaired_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        put_two(&store, 1);
+        store.flush_blocking().unwrap();
+        put_two(&store, 2);
+        // As if the process died after appending record 2 but before its index inserts
+        // (and before any flush persisted a watermark covering it).
+        store.remove(A, &2u64.to_be_bytes()).unwrap();
+        store.remove(B, &2u64.to_be_bytes()).unwrap();
+        store.put(Tree::META, APPLIED_KEY, &1u64).unwrap();
+        store.flush_without_watermark();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.recovery().reapplied, 1);
+    assert_eq!(store.get::<u64>(A, &2u64.to_be_bytes()).unwrap(), Some(2));
+    assert_eq!(store.journal().last_seq(), 2);
+    assert_eq!(put_two(&store, 3), Some(3), "sequence goes on after the last record");
+    assert!(check(&store, &[A, B]).unwrap().is_clean());
+}
+
+#[test]
+fn a_corrupt_or_torn_tail_is_quarantined_and_the_store_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        put_two(&store, 1);
+        store.flush_blocking().unwrap();
+        put_two(&store, 2);
+        put_two(&store, 3);
+        store.put(Tree::META, APPLIED_KEY, &1u64).unwrap();
+        // Record 2 flipped, record 3 cut short.
+        let mut two = store.get_raw(JOURNAL, &2u64.to_be_bytes()).unwrap().unwrap();
+        let last = two.len() - 1;
+        two[last] ^= 0xff;
+        store.insert_raw(JOURNAL, &2u64.to_be_bytes(), two).unwrap();
+        let three = store.get_raw(JOURNAL, &3u64.to_be_bytes()).unwrap().unwrap();
+        store
+            .insert_raw(JOURNAL, &3u64.to_be_bytes(), three[..10].to_vec())
+            .unwrap();
+        store.remove(A, &2u64.to_be_bytes()).unwrap();
+        store.remove(A, &3u64.to_be_bytes()).unwrap();
+        store.flush_without_watermark();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.recovery().quarantined, 2);
+    let q = store.quarantined(10).unwrap();
+    assert_eq!(q.len(), 2);
+    assert!(q.iter().all(|q| q.tree == "journal" && q.raw_hex.is_some()));
+    assert_eq!(store.get::<u64>(A, &2u64.to_be_bytes()).unwrap(), None);
+    assert_eq!(store.get::<u64>(A, &1u64.to_be_bytes()).unwrap(), Some(1));
+    // Nothing corrupt is left in the journal, and new records do not reuse the sequence.
+    assert!(check(&store, &[A, B]).unwrap().corrupt.is_empty());
+    assert_eq!(put_two(&store, 4), Some(4));
+}
+
+#[test]
+fn check_finds_an_index_that_disagrees_with_the_journal() {
+    let store = SledStore::temporary().unwrap();
+    put_two(&store, 1);
+    put_two(&store, 2);
+    store
+        .append("test.remove", Publish::default(), &|tx| {
+            tx.remove(A, &1u64.to_be_bytes())
+        })
+        .unwrap();
+    let clean = check(&store, &[A, B]).unwrap();
+    assert!(clean.is_clean(), "{clean:?}");
+    assert_eq!(clean.records, 3);
+    store.put(A, &2u64.to_be_bytes(), &99u64).unwrap();
+    store.put(A, &1u64.to_be_bytes(), &1u64).unwrap();
+    store.remove(B, &2u64.to_be_bytes()).unwrap();
+    let report = check(&store, &[A, B]).unwrap();
+    let found: Vec<&str> = report.differences.iter().map(|d| d.2.as_str()).collect();
+    assert_eq!(found.len(), 3, "{report:?}");
+    assert!(found.contains(&"value differs from the journal's"));
+    assert!(found.contains(&"missing from the index"));
+    assert!(found.contains(&"in the index, but the journal removed it"));
+}
+
+#[test]
+fn compaction_removes_settled_records_from_the_front_and_stops_at_the_first_open_one() {
+    let store = SledStore::temporary().unwrap();
+    for n in 1..=5 {
+        put_two(&store, n);
+    }
+    store.flush_blocking().unwrap();
+    // Record 3 is still needed.
+    let settled = |e: &Entry| Ok(e.seq != 3);
+    let removed = compact(&store, store.journal(), &settled, 100).unwrap();
+    assert_eq!(removed, 2);
+    let left: Vec<u64> = read_range(&store, 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(left, vec![3, 4, 5]);
+    assert!(check(&store, &[A, B]).unwrap().is_clean());
+    // Nothing past what a flush published is compacted.
+    put_two(&store, 6);
+    let all = |_: &Entry| Ok(true);
+    compact(&store, store.journal(), &all, 100).unwrap();
+    let left: Vec<u64> = read_range(&store, 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(left, vec![6]);
+}
+
+#[test]
+fn what_a_record_uses_is_published_only_after_a_flush_covers_it() {
+    let store = SledStore::temporary().unwrap();
+    let ticket = store.ticket().unwrap();
+    let id = ticket.id;
+    store
+        .append(
+            "test.op",
+            Publish {
+                tickets: vec![ticket],
+                ops: vec![42],
+            },
+            &|tx| tx.put(A, b"op", &42u64),
+        )
+        .unwrap();
+    assert!(store.watermark() < id, "change id visible before the flush");
+    assert!(!store.journal().op_published(42));
+    assert!(store.journal().has_unpublished());
+    store.flush_blocking().unwrap();
+    assert!(store.watermark() >= id);
+    assert!(store.journal().op_published(42));
+    assert!(!store.journal().has_unpublished());
+}
+
+#[test]
+fn a_claimed_key_waits_for_its_holder_and_then_is_free() {
+    let claims = Claims::default();
+    let held = claims
+        .claim(vec![b"k".to_vec()], std::time::Duration::ZERO)
+        .unwrap();
+    let busy = claims.claim(
+        vec![b"x".to_vec(), b"k".to_vec()],
+        std::time::Duration::from_millis(5),
+    );
+    assert!(matches!(busy, Err(StoreError::Busy)));
+    // All or nothing: "x" was not left claimed by the failed attempt.
+    assert!(claims
+        .claim(vec![b"x".to_vec()], std::time::Duration::ZERO)
+        .is_ok());
+    drop(held);
+    assert!(claims
+        .claim(vec![b"k".to_vec()], std::time::Duration::ZERO)
+        .is_ok());
+}
+
+#[test]
+fn a_data_directory_from_before_the_journal_is_converted_and_one_from_the_future_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The old layout: index trees and META, no journal, no layout marker.
+        let db = sled::open(dir.path()).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("schema", crate::store::record::seal(&1u64).unwrap())
+            .unwrap();
+        db.open_tree("test_a")
+            .unwrap()
+            .insert(b"old", crate::store::record::seal(&5u64).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    {
+        let store = open(dir.path());
+        assert!(store.recovery().converted);
+        assert_eq!(store.get::<u64>(A, b"old").unwrap(), Some(5));
+        assert_eq!(put_two(&store, 1), Some(1));
+        store.put(Tree::META, LAYOUT_KEY, &(LAYOUT + 1)).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    match SledStore::open_with_cache(dir.path(), 4 << 20) {
+        Err(StoreError::Layout(msg)) => assert!(msg.contains("layout"), "{msg}"),
+        other => panic!("expected a layout refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn records_survive_encoding_byte_for_byte() {
+    let entry = Entry {
+        seq: 9,
+        what: "write.status".into(),
+        at_ms: 1_700_000_000_000,
+        ops: vec![1, 2],
+        effects: vec![
+            Effect::Put {
+                tree: A,
+                key: vec![0, 1],
+                value: vec![2, 3],
+            },
+            Effect::Remove {
+                tree: B,
+                key: vec![4],
+            },
+            Effect::Raise {
+                tree: A,
+                key: vec![5],
+                value: vec![6],
+            },
+        ],
+    };
+    let bytes = encode(&entry).unwrap();
+    assert_eq!(decode(9, &bytes).unwrap(), entry);
+    let mut bad = bytes.clone();
+    bad[40] ^= 1;
+    assert!(decode(9, &bad).unwrap_err().is_corrupt());
+}
