@@ -134,6 +134,7 @@ pub struct Application {
     events_task: tokio::task::JoinHandle<()>,
     webhooks_task: tokio::task::JoinHandle<()>,
     purge_task: tokio::task::JoinHandle<()>,
+    compact_task: tokio::task::JoinHandle<()>,
     upkeep_task: tokio::task::JoinHandle<()>,
     process_task: tokio::task::JoinHandle<()>,
 }
@@ -266,6 +267,7 @@ impl Application {
             store.clone() as Arc<dyn Storage>,
             files.clone(),
         ));
+        let compact_task = tokio::spawn(compact_journal(store.clone() as Arc<dyn Storage>));
         let upkeep_task = crate::telemetry::start_metrics_upkeep();
         let replay_task = if settings.replay.enabled {
             replayer.start()
@@ -348,6 +350,7 @@ impl Application {
             events_task,
             webhooks_task,
             purge_task,
+            compact_task,
             upkeep_task,
             process_task,
         })
@@ -382,6 +385,7 @@ impl Application {
         self.events_task.abort();
         self.webhooks_task.abort();
         self.purge_task.abort();
+        self.compact_task.abort();
         self.upkeep_task.abort();
         self.process_task.abort();
         if let Err(e) = self.state.commit.flush().await {
@@ -410,6 +414,30 @@ async fn purge_uploads(store: Arc<dyn Storage>, files: Arc<crate::uploads::Files
             }
             Ok(Err(e)) => tracing::error!(error = %e, "purging uploads failed"),
             Err(e) => tracing::error!(error = %e, "the upload purge stopped"),
+        }
+    }
+}
+
+/// Removes settled records from the front of the journal every few seconds (see
+/// [`crate::store::journal::compact`]), so start-up and disk stay bounded as history grows.
+async fn compact_journal(store: Arc<dyn Storage>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let s = store.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            crate::store::journal::compact(
+                s.as_ref(),
+                s.journal(),
+                &|e| crate::outbox::settled(s.as_ref(), e),
+                50_000,
+            )
+        })
+        .await;
+        match pass {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "journal compacted"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "journal compaction failed"),
+            Err(e) => tracing::error!(error = %e, "journal compaction stopped"),
         }
     }
 }

@@ -1,3 +1,5 @@
+//! Tests of the journal: one record per append, recovery, quarantine, compaction, check.
+
 use super::*;
 use crate::store::{SledStore, StorageExt, TxExt};
 

@@ -51,3 +51,29 @@ fn no_stubs_in_src() {
         }
     }
 }
+
+/// sled 0.34's `transaction()` and `apply_batch()` take one process-wide write lock that
+/// every other sled call then waits on; the serving process uses neither (writes are journal
+/// records, one-key races are compare-and-swaps). Only the offline `users` command could,
+/// and it does not either, so the rule is simply: nowhere in `src/`.
+#[test]
+fn no_sled_transaction_or_batch_in_src() {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    // Built at run time so this file does not itself contain the markers.
+    let calls = ["transaction", "apply_batch", "transact"].map(|m| format!(".{m}("));
+    let imports = ["Transactional", "sled::Batch", "TransactionalTree"];
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for needle in calls.iter().map(String::as_str).chain(imports) {
+            assert!(
+                !text.contains(needle),
+                "{} contains {needle}: use the journal (store::journal) or compare-and-swap",
+                f.display()
+            );
+        }
+    }
+}
