@@ -196,10 +196,12 @@ impl Cache {
         let key = route_key(resource, date);
         self.store
             .update::<CachedRoute>(ROUTES, &key, &mut |current| {
-                Ok(current.filter(|r| r.route_start_time.is_none()).map(|mut r| {
-                    r.route_start_time = Some(local_time.to_string());
-                    r
-                }))
+                Ok(current
+                    .filter(|r| r.route_start_time.is_none())
+                    .map(|mut r| {
+                        r.route_start_time = Some(local_time.to_string());
+                        r
+                    }))
             })?;
         self.renders.touch(resource, date);
         Ok(())
@@ -210,10 +212,12 @@ impl Cache {
         let key = route_key(resource, date);
         self.store
             .update::<CachedRoute>(ROUTES, &key, &mut |current| {
-                Ok(current.filter(|r| !r.activity_ids.contains(&id)).map(|mut r| {
-                    r.activity_ids.push(id);
-                    r
-                }))
+                Ok(current
+                    .filter(|r| !r.activity_ids.contains(&id))
+                    .map(|mut r| {
+                        r.activity_ids.push(id);
+                        r
+                    }))
             })?;
         self.renders.touch(resource, date);
         Ok(())

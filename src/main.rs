@@ -284,9 +284,16 @@ fn check_store(dir: &std::path::Path) -> ExitCode {
                 recovered.last,
                 recovered.reapplied,
                 recovered.quarantined,
-                if recovered.converted { "; converted from the pre-journal layout" } else { "" },
+                if recovered.converted {
+                    "; converted from the pre-journal layout"
+                } else {
+                    ""
+                },
             );
-            println!("indexes: {} keys rebuilt from the journal and compared", report.keys_checked);
+            println!(
+                "indexes: {} keys rebuilt from the journal and compared",
+                report.keys_checked
+            );
             for c in &report.corrupt {
                 println!("corrupt: {c}");
             }

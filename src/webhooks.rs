@@ -260,7 +260,9 @@ impl Webhooks {
                 self.store.put(DUE, &due_key(d.next_at, d.seq), &d.seq)?;
             }
             self.store
-                .append("webhook.fanout", Publish::default(), &|tx| tx.remove(EVENTS, &k))?;
+                .append("webhook.fanout", Publish::default(), &|tx| {
+                    tx.remove(EVENTS, &k)
+                })?;
         }
         self.commit
             .flush()

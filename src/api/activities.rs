@@ -460,6 +460,7 @@ pub async fn submit_status(
     };
     let extra = needs_approval.then_some(outbox::Extra {
         write: &open,
+        tickets: Vec::new(),
     });
     let result = outbox::enqueue_with(
         state.store.as_ref(),

@@ -188,6 +188,7 @@ async fn submit_decision(
     }
     let store = state.store.as_ref();
     let (event_seq, ticket) = (store.next_id()?, store.ticket()?);
+    let cseq = ticket.id;
     let decided_at = chrono::Utc::now();
     let decided = |ops: &[outbox::Op]| {
         let mut d = current.clone();
@@ -212,7 +213,7 @@ async fn submit_decision(
         approvals::put_in(tx, &d, event_seq)?;
         // The technician hears about it through sync pull, with the comment.
         let change = Change {
-            seq: ticket.id,
+            seq: cseq,
             resource_id: d.resource_id.clone(),
             kind: "approval".into(),
             device_id: None,
@@ -220,7 +221,7 @@ async fn submit_decision(
             data: approvals::summary(&d),
             at: chrono::Utc::now(),
         };
-        tx.put(CHANGES, &change_key(&d.resource_id, ticket.id), &change)
+        tx.put(CHANGES, &change_key(&d.resource_id, cseq), &change)
     };
     let result = outbox::enqueue_with(
         store,
@@ -236,9 +237,9 @@ async fn submit_decision(
         },
         Some(outbox::Extra {
             write: &write,
+            tickets: vec![ticket],
         }),
     )?;
-    drop(ticket);
     if let Enqueued::Accepted { .. } = &result {
         state.cache.renders.touch(&a.resource_id, &a.date);
     }

@@ -336,6 +336,7 @@ async fn queue(state: &AppState, mut a: Attachment) -> Result<(), ApiError> {
         |ops| json!({"opId": ops.last().map(|o| o.id.clone())}),
         Some(outbox::Extra {
             write: &write,
+            tickets: Vec::new(),
         }),
     )?;
     // Under the lane lock: the next write on the route must not start from a kept view

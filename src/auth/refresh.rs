@@ -193,9 +193,7 @@ pub fn rotate(
     match outcome {
         Some(Outcome::Issued(f)) => pair(keys, &f),
         Some(Outcome::Refused(e)) => Err(e),
-        None => Err(AuthError::Internal(
-            "refresh produced no outcome".into(),
-        )),
+        None => Err(AuthError::Internal("refresh produced no outcome".into())),
     }
 }
 

@@ -125,6 +125,8 @@ pub type ExtraWrite<'a> = &'a dyn Fn(&dyn crate::store::Tx, &[Op]) -> Result<(),
 /// completion, a decision's record).
 pub struct Extra<'a> {
     pub write: ExtraWrite<'a>,
+    /// Ids the extra writes use (a change-log entry's), published with the write.
+    pub tickets: Vec<crate::store::Ticket>,
 }
 
 /// How long a write waits for another request writing under the same idempotency key (a
@@ -174,13 +176,18 @@ pub fn enqueue_with(
     // The earlier record under this key, when there is one (then nothing was written).
     let earlier = RefCell::new(None);
     let what = format!("write.{}", who.action);
-    store.append(&what, prepared.take_publish(), &|tx| {
+    let mut publish = prepared.take_publish();
+    let extra_write = extra.map(|x| {
+        publish.tickets.extend(x.tickets);
+        x.write
+    });
+    store.append(&what, publish, &|tx| {
         *earlier.borrow_mut() = apply_in(tx, &prepared)?;
         if earlier.borrow().is_some() {
             return Ok(());
         }
-        if let Some(x) = &extra {
-            (x.write)(tx, &prepared.ops)?;
+        if let Some(write) = extra_write {
+            write(tx, &prepared.ops)?;
         }
         Ok(())
     })?;

@@ -272,10 +272,7 @@ impl Replayer {
     /// Stores OFSC's copy of an activity before its op leaves the lane: the device view reads
     /// the lane first, then the cache, so a failed store must not let the lane move on (the
     /// view would lose the op's effect). Retried like any local failure.
-    pub(crate) fn cache_activity(
-        &self,
-        a: &crate::ofsc::wire::Activity,
-    ) -> Result<(), OfscError> {
+    pub(crate) fn cache_activity(&self, a: &crate::ofsc::wire::Activity) -> Result<(), OfscError> {
         self.cache
             .put_activity(a)
             .map_err(|e| OfscError::Local(e.to_string()))

@@ -43,11 +43,22 @@ const ENTRY_VERSION: u8 = 2;
 /// One change to a derived index tree.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Put { tree: Tree, key: Vec<u8>, value: Vec<u8> },
-    Remove { tree: Tree, key: Vec<u8> },
+    Put {
+        tree: Tree,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Remove {
+        tree: Tree,
+        key: Vec<u8>,
+    },
     /// Put unless the stored value already ranks at or above this one (see [`rank`]): a
     /// high-water mark, which commutes with concurrent raises.
-    Raise { tree: Tree, key: Vec<u8>, value: Vec<u8> },
+    Raise {
+        tree: Tree,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
 }
 
 impl Effect {
@@ -477,6 +488,9 @@ impl Claims {
     }
 }
 
+/// One journal slot as read: its sequence and its record, or why the record cannot be used.
+pub type Slot = (u64, Result<Entry, StoreError>);
+
 /// Reads up to `limit` records from `from` (inclusive), in order. A record that fails its
 /// checksum is returned as the error of its slot, so callers decide: recovery quarantines
 /// it, `check` reports it.
@@ -484,7 +498,7 @@ pub fn read_range(
     store: &dyn Storage,
     from: u64,
     limit: usize,
-) -> Result<Vec<(u64, Result<Entry, StoreError>)>, StoreError> {
+) -> Result<Vec<Slot>, StoreError> {
     let pairs = store.scan_raw(JOURNAL, b"", Some(&from.to_be_bytes()), limit)?;
     Ok(pairs
         .into_iter()
@@ -542,7 +556,12 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
                 }
                 Err(e) => {
                     tracing::error!(seq, error = %e, "journal record fails verification; quarantined, not applied");
-                    super::StorageExt::quarantine(store, JOURNAL, &seq.to_be_bytes(), &e.to_string())?;
+                    super::StorageExt::quarantine(
+                        store,
+                        JOURNAL,
+                        &seq.to_be_bytes(),
+                        &e.to_string(),
+                    )?;
                     out.quarantined += 1;
                 }
             }
@@ -657,7 +676,9 @@ pub fn check(store: &dyn Storage, owned: &[Tree]) -> Result<Report, StoreError> 
                 }
             };
             for e in entry.effects.iter().filter(|e| owned.contains(&e.tree())) {
-                let slot = rebuilt.entry((e.tree().0, e.key().to_vec())).or_insert(None);
+                let slot = rebuilt
+                    .entry((e.tree().0, e.key().to_vec()))
+                    .or_insert(None);
                 match e {
                     Effect::Put { value, .. } => *slot = Some(value.clone()),
                     Effect::Remove { .. } => *slot = None,

@@ -73,15 +73,20 @@ fn raises_keep_the_highest_value_whatever_their_order() {
     let store = SledStore::temporary().unwrap();
     for n in [5u64, 3, 9, 1] {
         store
-            .append("test.raise", Publish::default(), &|tx| tx.raise(A, b"seq", &n))
+            .append("test.raise", Publish::default(), &|tx| {
+                tx.raise(A, b"seq", &n)
+            })
             .unwrap();
     }
     assert_eq!(store.get::<u64>(A, b"seq").unwrap(), Some(9));
     let eight_utc = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:00+02:00").unwrap();
-    let half_past_eight = chrono::DateTime::parse_from_rfc3339("2026-12-02T08:30:00+00:00").unwrap();
+    let half_past_eight =
+        chrono::DateTime::parse_from_rfc3339("2026-12-02T08:30:00+00:00").unwrap();
     for t in [half_past_eight, eight_utc] {
         store
-            .append("test.raise", Publish::default(), &|tx| tx.raise(A, b"t", &t))
+            .append("test.raise", Publish::default(), &|tx| {
+                tx.raise(A, b"t", &t)
+            })
             .unwrap();
     }
     // 08:30Z is after 10:00+02 (08:00Z), though its text sorts first: instants compare.
@@ -108,7 +113,11 @@ fn a_crash_between_the_append_and_its_indexes_is_repaired_on_open() {
     assert_eq!(store.recovery().reapplied, 1);
     assert_eq!(store.get::<u64>(A, &2u64.to_be_bytes()).unwrap(), Some(2));
     assert_eq!(store.journal().last_seq(), 2);
-    assert_eq!(put_two(&store, 3), Some(3), "sequence goes on after the last record");
+    assert_eq!(
+        put_two(&store, 3),
+        Some(3),
+        "sequence goes on after the last record"
+    );
     assert!(check(&store, &[A, B]).unwrap().is_clean());
 }
 
@@ -123,11 +132,17 @@ fn a_corrupt_or_torn_tail_is_quarantined_and_the_store_still_opens() {
         put_two(&store, 3);
         store.put(Tree::META, APPLIED_KEY, &1u64).unwrap();
         // Record 2 flipped, record 3 cut short.
-        let mut two = store.get_raw(JOURNAL, &2u64.to_be_bytes()).unwrap().unwrap();
+        let mut two = store
+            .get_raw(JOURNAL, &2u64.to_be_bytes())
+            .unwrap()
+            .unwrap();
         let last = two.len() - 1;
         two[last] ^= 0xff;
         store.insert_raw(JOURNAL, &2u64.to_be_bytes(), two).unwrap();
-        let three = store.get_raw(JOURNAL, &3u64.to_be_bytes()).unwrap().unwrap();
+        let three = store
+            .get_raw(JOURNAL, &3u64.to_be_bytes())
+            .unwrap()
+            .unwrap();
         store
             .insert_raw(JOURNAL, &3u64.to_be_bytes(), three[..10].to_vec())
             .unwrap();

@@ -140,4 +140,3 @@ fn reverse_scan_reads_down_from_below_the_cursor() {
     );
     assert!(store.scan_raw_rev(t, Some(b"a"), 10).unwrap().is_empty());
 }
-

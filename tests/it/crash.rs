@@ -163,15 +163,52 @@ fn boxed_push(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_writes_and_replay_loses_nothing_and_applies_once() {
-    kill_9_cycles(boxed_drive, 2026).await;
+    kill_9_cycles([boxed_drive; 3], 2026, turbulence(), 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_sync_pushes_and_replay_loses_nothing_and_applies_once() {
-    kill_9_cycles(boxed_push, 2027).await;
+    kill_9_cycles([boxed_push; 3], 2027, turbulence(), 20).await;
 }
 
-async fn kill_9_cycles(driver: Driver, seed: u64) {
+/// Mixed load (single writes from two technicians, resent sync batches from the third) and
+/// a simulator that answers 5xx, 429 with `Retry-After`, and times out after applying.
+/// At least 50 kill -9 cycles; `CRASH_CYCLES=500 cargo test --test it mixed_load` for the
+/// long run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_mixed_load_with_faults_keeps_the_journal_and_ofsc_exact() {
+    let cycles = std::env::var("CRASH_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(50);
+    let faults = json!({
+        "rate5xx": 0.08, "rate429": 0.05, "retryAfterSecs": 1,
+        "timeoutAfterApply": 0.05, "timeoutHoldMs": 1500, "latencyMs": 3, "seed": 11,
+    });
+    kill_9_cycles([boxed_drive, boxed_push, boxed_drive], 2028, faults, cycles).await;
+}
+
+/// Some turbulence so replay is mid-flight when the kill comes.
+fn turbulence() -> Value {
+    json!({"rate5xx": 0.1, "latencyMs": 5, "seed": 7})
+}
+
+/// After a kill: `fieldsync check` on the data directory passes (every checksum verifies,
+/// every journal-owned index agrees with the journal).
+fn assert_check_passes(data: &std::path::Path, cycle: usize) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldsync"))
+        .args(["check", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cycle {cycle}: fieldsync check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn kill_9_cycles(drivers: [Driver; 3], seed: u64, faults: Value, min_cycles: usize) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -193,6 +230,12 @@ async fn kill_9_cycles(driver: Driver, seed: u64) {
         ("FIELDSYNC__REPLAY__MAX_BACKOFF_MS", "200"),
         ("FIELDSYNC__REPLAY__MAX_ATTEMPTS", "1000"),
         ("FIELDSYNC__SERVER__OFSC_PROBE_SECS", "1"),
+        // A 1 s OFSC timeout, so the simulator's held answers are ambiguous failures.
+        ("FIELDSYNC__OFSC__BASE_URL", sim_url.as_str()),
+        ("FIELDSYNC__OFSC__INSTANCE", "demo"),
+        ("FIELDSYNC__OFSC__CLIENT_ID", "fieldsync-demo"),
+        ("FIELDSYNC__OFSC__CLIENT_SECRET", "demo"),
+        ("FIELDSYNC__OFSC__TIMEOUT_SECS", "1"),
     ];
     let serve = || {
         spawn(
@@ -247,25 +290,27 @@ async fn kill_9_cycles(driver: Driver, seed: u64) {
         days.push(plan(&stops));
     }
 
-    // Some turbulence so replay is mid-flight when the kill comes.
     http.post(format!("{sim_url}/__sim/faults"))
-        .json(&json!({"rate5xx": 0.1, "latencyMs": 5, "seed": 7}))
+        .json(&faults)
         .send()
         .await
         .unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut progress = vec![0usize; techs.len()];
     let mut cycles = 0;
-    while cycles < 20 || progress.iter().zip(&days).any(|(p, d)| p < &d.len()) {
+    while cycles < min_cycles || progress.iter().zip(&days).any(|(p, d)| p < &d.len()) {
         cycles += 1;
-        assert!(cycles < 200, "no progress: {progress:?}");
+        assert!(cycles < min_cycles + 200, "no progress: {progress:?}");
         let mut server = serve();
         wait_up(&http, &format!("{base}/healthz")).await;
         let drivers: Vec<_> = techs
             .iter()
             .zip(&days)
             .zip(&progress)
-            .map(|((t, d), p)| tokio::spawn(driver(http.clone(), base.clone(), t, d.clone(), *p)))
+            .zip(drivers)
+            .map(|(((t, d), p), driver)| {
+                tokio::spawn(driver(http.clone(), base.clone(), t, d.clone(), *p))
+            })
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.gen_range(30..400))).await;
         // SIGKILL: no shutdown hooks, no final flush.
@@ -274,6 +319,7 @@ async fn kill_9_cycles(driver: Driver, seed: u64) {
         for (i, d) in drivers.into_iter().enumerate() {
             progress[i] = d.await.unwrap();
         }
+        assert_check_passes(&data, cycles);
     }
 
     // Last start: let the replayer drain.
@@ -282,7 +328,7 @@ async fn kill_9_cycles(driver: Driver, seed: u64) {
         .send()
         .await
         .unwrap();
-    let _server = serve();
+    let mut last = serve();
     wait_up(&http, &format!("{base}/healthz")).await;
     let expected: usize = days.iter().map(Vec::len).sum::<usize>() + techs.len();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -300,7 +346,7 @@ async fn kill_9_cycles(driver: Driver, seed: u64) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(cycles >= 20);
+    assert!(cycles >= min_cycles);
     for (t, day) in techs.iter().zip(&days) {
         let ids: Vec<i64> = day.iter().map(|m| m.0).collect();
         let mine: Vec<(i64, String)> = ledger
@@ -325,4 +371,7 @@ async fn kill_9_cycles(driver: Driver, seed: u64) {
         assert_eq!(activations, 1, "{t}: one activation");
     }
     assert_eq!(ledger.len(), expected, "nothing else reached OFSC");
+    last.0.kill().unwrap();
+    last.0.wait().unwrap();
+    assert_check_passes(&data, cycles + 1);
 }
