@@ -9,6 +9,11 @@
 //! size, so each record has a spread: how many places in its tree the writes go to, as in
 //! the push benchmark (16 devices, 960 routes, 24,000 activities). Every layout runs on a
 //! fresh database. See bench/README.md for how this bounds #5 and #6.
+//!
+//! The journal layouts are what the service writes now: one journal record per write (or
+//! per 100-op batch) carrying those records' bytes, appended with one plain insert, then
+//! the same records as plain index inserts; and the journal alone, the floor of a layout
+//! whose projections all live in memory.
 
 // A benchmark, not a request path: a failed setup or transaction should stop it loudly.
 #![allow(clippy::expect_used)]
@@ -107,6 +112,58 @@ fn run(label: &str, layout: &[Record], per_tx: u64, writes: u64, cache_mb: u64) 
     );
 }
 
+/// The journal layout: per record, one appended journal value holding every index record of
+/// its `per_record` writes, then (with `indexes`) those records as plain inserts. No sled
+/// transaction: nothing here takes sled's process-wide lock.
+fn run_journal(
+    label: &str,
+    layout: &[Record],
+    per_record: u64,
+    indexes: bool,
+    writes: u64,
+    cache_mb: u64,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(cache_mb << 20)
+        .open()
+        .expect("sled");
+    let journal = db.open_tree("journal").expect("tree");
+    let trees: Vec<sled::Tree> = layout
+        .iter()
+        .map(|r| db.open_tree(r.tree).expect("tree"))
+        .collect();
+    let values: Vec<sled::IVec> = layout
+        .iter()
+        .map(|r| sled::IVec::from(vec![b'x'; r.size]))
+        .collect();
+    // Each effect carries its tree name and key besides the value (~30 bytes).
+    let one_write: usize = layout.iter().map(|r| r.size + 30).sum();
+    let record = sled::IVec::from(vec![b'j'; one_write * per_record as usize]);
+    let started = Instant::now();
+    for batch in 0..writes / per_record {
+        journal
+            .insert(batch.to_be_bytes(), record.clone())
+            .expect("journal insert");
+        if indexes {
+            for w in 0..per_record {
+                let seq = batch * per_record + w;
+                for (i, r) in layout.iter().enumerate() {
+                    trees[i]
+                        .insert(key(seq, r.spread), values[i].clone())
+                        .expect("index insert");
+                }
+            }
+        }
+    }
+    let per_write = started.elapsed().as_secs_f64() * 1e6 / writes as f64;
+    println!(
+        "RESULT sled_floor {label}: {per_write:.1} us per write, {:.0} writes/s on one core (no flush)",
+        1e6 / per_write
+    );
+}
+
 fn main() {
     let env = |name: &str, default: u64| {
         std::env::var(name)
@@ -145,5 +202,26 @@ fn main() {
     ];
     for (label, layout, per_tx) in layouts {
         run(label, layout, per_tx, writes, cache_mb);
+    }
+    let journal: [(&str, u64, bool); 4] = [
+        (
+            "journal: 1 record + 8 plain index inserts per write",
+            1,
+            true,
+        ),
+        (
+            "journal: 1 record per 100-op batch + 8 plain index inserts per op",
+            100,
+            true,
+        ),
+        (
+            "journal alone, 1 record per write (projections in memory)",
+            1,
+            false,
+        ),
+        ("journal alone, 1 record per 100-op batch", 100, false),
+    ];
+    for (label, per_record, indexes) in journal {
+        run_journal(label, &SERVICE, per_record, indexes, writes, cache_mb);
     }
 }

@@ -1,4 +1,4 @@
-//! Supervisor approvals of completed work: the records, opened in the same transaction as
+//! Supervisor approvals of completed work: the records, opened in the same journal record as
 //! the completion that needs one, decided once, and the evidence gathered from the
 //! activity's timeline.
 
@@ -80,8 +80,8 @@ pub fn get(store: &dyn Storage, id: &str) -> Result<Option<Approval>, StoreError
     }
 }
 
-/// Writes an approval (new or decided) and announces it, inside the caller's transaction.
-/// `event_seq` is a `Storage::next_id` taken before the transaction.
+/// Writes an approval (new or decided) and announces it, in the caller's journal record.
+/// `event_seq` is a `Storage::next_id` taken before the append.
 pub fn put_in(tx: &dyn Tx, a: &Approval, event_seq: u64) -> Result<(), StoreError> {
     tx.put(APPROVALS, &key(a.seq), a)?;
     let event_type = if a.decision.is_some() {

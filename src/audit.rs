@@ -68,7 +68,7 @@ pub fn audit_key(seq: u64) -> Vec<u8> {
     KeyBuf::new().u64(seq).finish()
 }
 
-/// Appends an entry inside a transaction (an accepted write's, with the write).
+/// Records an entry in a journal record (an accepted write's, with the write).
 pub fn put_in(tx: &dyn crate::store::Tx, entry: &AuditEntry) -> Result<(), StoreError> {
     crate::store::TxExt::put(tx, AUDIT, &audit_key(entry.seq), entry)
 }

@@ -288,8 +288,8 @@ pub struct ServerSettings {
     /// How often readiness probes OFSC.
     pub ofsc_probe_secs: u64,
     /// sled's page cache, in MiB. Kept small (the OS page cache backs sled's file, and the
-    /// route-read RSS target counts it), but big enough that a sync batch's transaction
-    /// finds the pages it writes cached; see bench/README.md.
+    /// route-read RSS target counts it), but big enough that the index pages writes touch
+    /// stay cached; see bench/README.md.
     pub sled_cache_mb: u64,
 }
 

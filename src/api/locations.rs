@@ -104,6 +104,13 @@ pub async fn submit_fixes(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let time = fixes.iter().map(|f| f.time).max().unwrap_or(now);
+    // Like every write on a route: under its lane lock, so the lane's order is the order
+    // the writes were accepted in, and a view validated under the lock stays true.
+    let lane_lock = state.lanes.lock(&resource, &date);
+    let _guard = lane_lock.lock().await;
+    if let Some(answer) = outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
+        return Ok(answer);
+    }
     let op = NewOp {
         resource_id: resource.clone(),
         date: date.clone(),

@@ -3,7 +3,7 @@
 //! already refuses every bomb; then the upload is `processing`, durably, and the device is
 //! answered. In the background, on the niced decode threads and under a CPU-time limit: the
 //! full decode and the thumbnail, then the original kept content-addressed and the op that
-//! sends it to OFSC queued with the record in one transaction (or the upload refused, and
+//! sends it to OFSC queued with the record in one journal record (or the upload refused, and
 //! the device told).
 
 use super::tus::err;

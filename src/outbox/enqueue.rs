@@ -50,10 +50,10 @@ pub struct Submitter {
     pub idempotency_key: String,
     pub request_sha256: String,
     /// A sync batch's per-device sequence number, kept as the device's high-water mark in
-    /// the same transaction as the op.
+    /// the same journal record as the op.
     pub device_seq: Option<u64>,
     /// A sync batch's stage: an op without extra writes is staged there and committed with
-    /// the batch's other ops in one transaction (see [`Stage`]).
+    /// the batch's other ops in one journal record (see [`Stage`]).
     pub stage: Option<std::sync::Arc<Stage>>,
 }
 

@@ -250,7 +250,7 @@ pub fn get_op(store: &dyn Storage, seq: u64) -> Result<Option<Op>, StoreError> {
 }
 
 /// Saves an op's new state; when it leaves the queue its lane entry goes, and the device
-/// hears about it through the change log, in the same transaction. With `announce`, an
+/// hears about it through the change log, in the same journal record. With `announce`, an
 /// outcome is also recorded as a webhook event (only when some endpoint listens: it is one
 /// more write per op).
 pub fn save_op(store: &dyn Storage, op: &Op, announce: bool) -> Result<(), StoreError> {

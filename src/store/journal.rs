@@ -39,6 +39,25 @@ pub const LAYOUT_KEY: &[u8] = b"layout";
 pub const LAYOUT: u64 = 2;
 /// Journal records' envelope version (index records use [`record`]'s JSON version 1).
 const ENTRY_VERSION: u8 = 2;
+/// A record is stored in parts of about this many bytes (key: sequence, part). sled 0.34
+/// writes anything over ~128 KiB (a value, or a leaf node of up to 17 of them) to a blob file
+/// of its own, a file per write that its flush does not even sync; 4 KiB parts keep journal
+/// leaves well under that, so a 100-op batch is ~90 small inserts, not one blob.
+const PART_BYTES: usize = 4096;
+
+/// The key of one part of a record.
+pub fn part_key(seq: u64, part: u16) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..8].copy_from_slice(&seq.to_be_bytes());
+    k[8..].copy_from_slice(&part.to_be_bytes());
+    k
+}
+
+fn seq_of(key: &[u8]) -> Option<u64> {
+    key.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+}
 
 /// One change to a derived index tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +112,9 @@ pub struct Entry {
 struct Wire {
     what: String,
     at_ms: i64,
+    /// This part's index, and how many parts the record has.
+    part: u16,
+    parts: u16,
     ops: Vec<u64>,
     effects: Vec<WireEffect>,
 }
@@ -118,63 +140,134 @@ pub fn tree_named(name: &str) -> Tree {
     Tree(leaked)
 }
 
-pub fn encode(entry: &Entry) -> Result<Vec<u8>, StoreError> {
-    let wire = Wire {
-        what: entry.what.clone(),
-        at_ms: entry.at_ms,
-        ops: entry.ops.clone(),
-        effects: entry
-            .effects
-            .iter()
-            .map(|e| match e {
-                Effect::Put { tree, key, value } => {
-                    WireEffect::Put(tree.0.into(), key.clone(), value.clone())
-                }
-                Effect::Remove { tree, key } => WireEffect::Remove(tree.0.into(), key.clone()),
-                Effect::Raise { tree, key, value } => {
-                    WireEffect::Raise(tree.0.into(), key.clone(), value.clone())
-                }
-            })
-            .collect(),
-    };
-    let body = postcard::to_stdvec(&wire).map_err(|e| StoreError::Encode(e.to_string()))?;
-    Ok(record::seal_bytes(ENTRY_VERSION, &body))
+fn wire_effect(e: &Effect) -> WireEffect {
+    match e {
+        Effect::Put { tree, key, value } => {
+            WireEffect::Put(tree.0.into(), key.clone(), value.clone())
+        }
+        Effect::Remove { tree, key } => WireEffect::Remove(tree.0.into(), key.clone()),
+        Effect::Raise { tree, key, value } => {
+            WireEffect::Raise(tree.0.into(), key.clone(), value.clone())
+        }
+    }
 }
 
-pub fn decode(seq: u64, bytes: &[u8]) -> Result<Entry, StoreError> {
-    let key = seq.to_be_bytes();
-    let body = record::open_bytes(JOURNAL, &key, ENTRY_VERSION, bytes)?;
-    let wire: Wire = postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
+fn effect_of(e: WireEffect) -> Effect {
+    match e {
+        WireEffect::Put(t, key, value) => Effect::Put {
+            tree: tree_named(&t),
+            key,
+            value,
+        },
+        WireEffect::Remove(t, key) => Effect::Remove {
+            tree: tree_named(&t),
+            key,
+        },
+        WireEffect::Raise(t, key, value) => Effect::Raise {
+            tree: tree_named(&t),
+            key,
+            value,
+        },
+    }
+}
+
+fn effect_len(e: &Effect) -> usize {
+    match e {
+        Effect::Put { key, value, .. } | Effect::Raise { key, value, .. } => {
+            key.len() + value.len() + 24
+        }
+        Effect::Remove { key, .. } => key.len() + 24,
+    }
+}
+
+/// Encodes a record as its parts (at least one), each sealed with its own checksum. An
+/// effect is never split; one larger than a part gets a part of its own.
+pub fn encode(entry: &Entry) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut groups: Vec<Vec<WireEffect>> = vec![Vec::new()];
+    let mut size = 0;
+    for e in &entry.effects {
+        let len = effect_len(e);
+        if size + len > PART_BYTES && !groups.last().is_none_or(Vec::is_empty) {
+            groups.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        if let Some(g) = groups.last_mut() {
+            g.push(wire_effect(e));
+        }
+    }
+    let parts = u16::try_from(groups.len())
+        .map_err(|_| StoreError::Encode("a journal record of over 65,535 parts".into()))?;
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, effects)| {
+            let wire = Wire {
+                what: entry.what.clone(),
+                at_ms: entry.at_ms,
+                part: i as u16,
+                parts,
+                ops: if i == 0 {
+                    entry.ops.clone()
+                } else {
+                    Vec::new()
+                },
+                effects,
+            };
+            let body = postcard::to_stdvec(&wire).map_err(|e| StoreError::Encode(e.to_string()))?;
+            Ok(record::seal_bytes(ENTRY_VERSION, &body))
+        })
+        .collect()
+}
+
+fn decode_part(key: &[u8], bytes: &[u8]) -> Result<Wire, StoreError> {
+    let body = record::open_bytes(JOURNAL, key, ENTRY_VERSION, bytes)?;
+    postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
         tree: JOURNAL.0,
         key: hex::encode(key),
         reason: format!("undecodable journal record: {e}"),
-    })?;
-    Ok(Entry {
-        seq,
-        what: wire.what,
-        at_ms: wire.at_ms,
-        ops: wire.ops,
-        effects: wire
-            .effects
-            .into_iter()
-            .map(|e| match e {
-                WireEffect::Put(t, key, value) => Effect::Put {
-                    tree: tree_named(&t),
-                    key,
-                    value,
-                },
-                WireEffect::Remove(t, key) => Effect::Remove {
-                    tree: tree_named(&t),
-                    key,
-                },
-                WireEffect::Raise(t, key, value) => Effect::Raise {
-                    tree: tree_named(&t),
-                    key,
-                    value,
-                },
-            })
-            .collect(),
     })
+}
+
+/// Assembles a record from its parts (key, value), in part order. Every part must verify,
+/// and all of them must be there: a record missing its last parts was torn by a crash.
+pub fn decode(seq: u64, parts: &[(Vec<u8>, Vec<u8>)]) -> Result<Entry, StoreError> {
+    let torn = |reason: String| StoreError::Corrupt {
+        tree: JOURNAL.0,
+        key: hex::encode(seq.to_be_bytes()),
+        reason,
+    };
+    let mut entry = Entry {
+        seq,
+        what: String::new(),
+        at_ms: 0,
+        ops: Vec::new(),
+        effects: Vec::new(),
+    };
+    let mut expected = None;
+    for (i, (key, value)) in parts.iter().enumerate() {
+        let wire = decode_part(key, value)?;
+        if usize::from(wire.part) != i || expected.is_some_and(|n| n != wire.parts) {
+            return Err(torn(format!("part {i} of the record is out of place")));
+        }
+        expected = Some(wire.parts);
+        if i == 0 {
+            entry.what = wire.what;
+            entry.at_ms = wire.at_ms;
+            entry.ops = wire.ops;
+        }
+        entry
+            .effects
+            .extend(wire.effects.into_iter().map(effect_of));
+    }
+    match expected {
+        Some(n) if usize::from(n) == parts.len() => Ok(entry),
+        Some(n) => Err(torn(format!(
+            "torn record: {} of its {n} parts are stored",
+            parts.len()
+        ))),
+        None => Err(torn("a record without parts".into())),
+    }
 }
 
 /// The order of a high-water value: a JSON integer, or an RFC 3339 instant (nanoseconds).
@@ -379,11 +472,14 @@ impl Journal {
             ops: publish.ops.clone(),
             effects,
         };
-        let bytes = encode(&entry)?;
+        let parts = encode(&entry)?;
         let seq = {
             let mut last = lock(&self.last);
             let seq = *last + 1;
-            store.insert_raw(JOURNAL, &seq.to_be_bytes(), bytes)?;
+            // In order, the last part last: a crash leaves a prefix, which reads as torn.
+            for (i, bytes) in parts.into_iter().enumerate() {
+                store.insert_raw(JOURNAL, &part_key(seq, i as u16), bytes)?;
+            }
             *last = seq;
             lock(&self.applying).insert(seq);
             seq
@@ -491,21 +587,47 @@ impl Claims {
 /// One journal slot as read: its sequence and its record, or why the record cannot be used.
 pub type Slot = (u64, Result<Entry, StoreError>);
 
-/// Reads up to `limit` records from `from` (inclusive), in order. A record that fails its
-/// checksum is returned as the error of its slot, so callers decide: recovery quarantines
-/// it, `check` reports it.
-pub fn read_range(
-    store: &dyn Storage,
-    from: u64,
-    limit: usize,
-) -> Result<Vec<Slot>, StoreError> {
-    let pairs = store.scan_raw(JOURNAL, b"", Some(&from.to_be_bytes()), limit)?;
-    Ok(pairs
+/// Reads up to `limit` records from sequence `from` (inclusive), in order. A record that
+/// fails verification, or is torn, is returned as the error of its slot, so callers decide:
+/// recovery quarantines it, `check` reports it.
+pub fn read_range(store: &dyn Storage, from: u64, limit: usize) -> Result<Vec<Slot>, StoreError> {
+    let mut out: Vec<Slot> = Vec::new();
+    let mut current: Option<(u64, super::RawPairs)> = None;
+    let start = part_key(from, 0);
+    super::scan_pages(store, JOURNAL, &start, 64, &mut |k, v| {
+        let Some(seq) = seq_of(k) else {
+            return Ok(true);
+        };
+        match &mut current {
+            Some((s, parts)) if *s == seq => {
+                parts.push((k.to_vec(), v.to_vec()));
+                return Ok(true);
+            }
+            _ => {}
+        }
+        if let Some((s, parts)) = current.take() {
+            out.push((s, decode(s, &parts)));
+        }
+        if out.len() >= limit {
+            return Ok(false);
+        }
+        current = Some((seq, vec![(k.to_vec(), v.to_vec())]));
+        Ok(true)
+    })?;
+    if let Some((s, parts)) = current {
+        if out.len() < limit {
+            out.push((s, decode(s, &parts)));
+        }
+    }
+    Ok(out)
+}
+
+/// The keys of every stored part of a record.
+fn part_keys(store: &dyn Storage, seq: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    Ok(store
+        .scan_raw(JOURNAL, &seq.to_be_bytes(), None, usize::from(u16::MAX) + 1)?
         .into_iter()
-        .filter_map(|(k, v)| {
-            let seq = u64::from_be_bytes(k.as_slice().try_into().ok()?);
-            Some((seq, decode(seq, &v)))
-        })
+        .map(|(k, _)| k)
         .collect())
 }
 
@@ -514,7 +636,7 @@ pub fn last_on_disk(store: &dyn Storage) -> Result<u64, StoreError> {
     Ok(store
         .scan_raw_rev(JOURNAL, None, 1)?
         .first()
-        .and_then(|(k, _)| k.as_slice().try_into().ok().map(u64::from_be_bytes))
+        .and_then(|(k, _)| seq_of(k))
         .unwrap_or(0))
 }
 
@@ -556,12 +678,9 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
                 }
                 Err(e) => {
                     tracing::error!(seq, error = %e, "journal record fails verification; quarantined, not applied");
-                    super::StorageExt::quarantine(
-                        store,
-                        JOURNAL,
-                        &seq.to_be_bytes(),
-                        &e.to_string(),
-                    )?;
+                    for key in part_keys(store, seq)? {
+                        super::StorageExt::quarantine(store, JOURNAL, &key, &e.to_string())?;
+                    }
                     out.quarantined += 1;
                 }
             }
@@ -613,8 +732,16 @@ pub fn compact(
     let from = meta_u64(store, COMPACTED_KEY)?.saturating_add(1);
     let mut removed = 0;
     let mut last_removed = None;
+    // Pages grow while everything read settles: a pass that stops at the first record (an
+    // op still open) reads one record, not a page of large batch records.
+    let mut page = 1;
     'outer: while removed < max {
-        let batch = read_range(store, from.max(last_removed.map_or(0, |s: u64| s + 1)), 256)?;
+        let batch = read_range(
+            store,
+            from.max(last_removed.map_or(0, |s: u64| s + 1)),
+            page,
+        )?;
+        page = (page * 2).min(256);
         if batch.is_empty() {
             break;
         }
@@ -627,7 +754,9 @@ pub fn compact(
             if !settled(&entry)? {
                 break 'outer;
             }
-            store.remove(JOURNAL, &seq.to_be_bytes())?;
+            for key in part_keys(store, seq)? {
+                store.remove(JOURNAL, &key)?;
+            }
             last_removed = Some(seq);
             removed += 1;
         }

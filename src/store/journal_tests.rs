@@ -132,19 +132,13 @@ fn a_corrupt_or_torn_tail_is_quarantined_and_the_store_still_opens() {
         put_two(&store, 3);
         store.put(Tree::META, APPLIED_KEY, &1u64).unwrap();
         // Record 2 flipped, record 3 cut short.
-        let mut two = store
-            .get_raw(JOURNAL, &2u64.to_be_bytes())
-            .unwrap()
-            .unwrap();
+        let mut two = store.get_raw(JOURNAL, &part_key(2, 0)).unwrap().unwrap();
         let last = two.len() - 1;
         two[last] ^= 0xff;
-        store.insert_raw(JOURNAL, &2u64.to_be_bytes(), two).unwrap();
-        let three = store
-            .get_raw(JOURNAL, &3u64.to_be_bytes())
-            .unwrap()
-            .unwrap();
+        store.insert_raw(JOURNAL, &part_key(2, 0), two).unwrap();
+        let three = store.get_raw(JOURNAL, &part_key(3, 0)).unwrap().unwrap();
         store
-            .insert_raw(JOURNAL, &3u64.to_be_bytes(), three[..10].to_vec())
+            .insert_raw(JOURNAL, &part_key(3, 0), three[..10].to_vec())
             .unwrap();
         store.remove(A, &2u64.to_be_bytes()).unwrap();
         store.remove(A, &3u64.to_be_bytes()).unwrap();
@@ -314,9 +308,77 @@ fn records_survive_encoding_byte_for_byte() {
             },
         ],
     };
-    let bytes = encode(&entry).unwrap();
-    assert_eq!(decode(9, &bytes).unwrap(), entry);
-    let mut bad = bytes.clone();
-    bad[40] ^= 1;
+    let parts: Vec<(Vec<u8>, Vec<u8>)> = encode(&entry)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (part_key(9, i as u16).to_vec(), v))
+        .collect();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(decode(9, &parts).unwrap(), entry);
+    let mut bad = parts.clone();
+    bad[0].1[40] ^= 1;
     assert!(decode(9, &bad).unwrap_err().is_corrupt());
+}
+
+/// A record bigger than a part (a sync batch) is stored in parts, read back whole, and a
+/// record whose last parts a crash cut off reads as torn: quarantined, never half-applied.
+#[test]
+fn a_large_record_is_stored_in_parts_and_a_torn_one_is_never_half_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = |tx: &dyn Tx, tag: u64| -> Result<(), StoreError> {
+        for n in 0..200u64 {
+            tx.put(A, &(tag * 1000 + n).to_be_bytes(), &"x".repeat(300))?;
+        }
+        Ok(())
+    };
+    {
+        let store = open(dir.path());
+        store
+            .append("test.big", Publish::default(), &|tx| big(tx, 1))
+            .unwrap();
+        let parts = store
+            .scan_raw(JOURNAL, &1u64.to_be_bytes(), None, 1000)
+            .unwrap();
+        assert!(parts.len() > 10, "{} parts", parts.len());
+        assert!(parts.iter().all(|(_, v)| v.len() < 8 * 1024));
+        let read = read_range(&store, 0, 10).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].1.as_ref().unwrap().effects.len(), 200);
+        store.flush_blocking().unwrap();
+        store
+            .append("test.big", Publish::default(), &|tx| big(tx, 2))
+            .unwrap();
+        // As if the process died while the second record's parts were going in: its last
+        // part never made it, and none of its effects were applied.
+        let parts = store
+            .scan_raw(JOURNAL, &2u64.to_be_bytes(), None, 1000)
+            .unwrap();
+        store.remove(JOURNAL, &parts.last().unwrap().0).unwrap();
+        for n in 0..200u64 {
+            store.remove(A, &(2000 + n).to_be_bytes()).unwrap();
+        }
+        store.put(Tree::META, APPLIED_KEY, &1u64).unwrap();
+        store.flush_without_watermark();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.recovery().quarantined, 1);
+    assert!(store
+        .quarantined(1000)
+        .unwrap()
+        .iter()
+        .all(|q| q.tree == "journal"));
+    assert!(store
+        .scan_raw(JOURNAL, &2u64.to_be_bytes(), None, 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.get::<String>(A, &2000u64.to_be_bytes()).unwrap(),
+        None
+    );
+    assert!(store
+        .get::<String>(A, &1199u64.to_be_bytes())
+        .unwrap()
+        .is_some());
+    assert!(check(&store, &[A]).unwrap().is_clean());
 }

@@ -106,7 +106,7 @@ pub trait Tx {
     fn raise_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError>;
 }
 
-/// Typed, checksummed access inside a transaction.
+/// Typed, checksummed access inside a journal record.
 pub trait TxExt: Tx {
     fn get<T: DeserializeOwned>(&self, tree: Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.get_raw(tree, key)? {

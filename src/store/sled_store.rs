@@ -14,6 +14,8 @@ pub struct SledStore {
     journal: Journal,
     recovered: journal::Recovered,
     data_file: Option<File>,
+    /// The highest blob file (by sled's log sequence number) already synced.
+    blobs_synced: std::sync::Mutex<i64>,
     path: PathBuf,
 }
 
@@ -57,6 +59,7 @@ impl SledStore {
             journal: Journal::default(),
             recovered: journal::Recovered::default(),
             data_file,
+            blobs_synced: std::sync::Mutex::new(-1),
             path,
         };
         let recovered = journal::recover(&store)?;
@@ -64,6 +67,50 @@ impl SledStore {
         store.recovered = recovered;
         store.flush_blocking()?;
         Ok(store)
+    }
+
+    /// sled 0.34 writes a value too large for its log segment (over about 128 KiB with its
+    /// default 512 KiB segments) to its own file under `blobs/`, and never syncs that file:
+    /// its flush syncs only the log. A batch's journal record, or a leaf node full of
+    /// sizeable values, can be such a blob. So the flush syncs every blob file written
+    /// since the last one, and the directory, before it syncs the log that points at them.
+    fn sync_new_blobs(&self) -> Result<(), StoreError> {
+        let dir = self.path.join("blobs");
+        let io = |e: std::io::Error| StoreError::Flush(format!("syncing sled blobs: {e}"));
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        };
+        let mut synced = self.blobs_synced.lock().unwrap_or_else(|p| p.into_inner());
+        let mut highest = *synced;
+        let mut any = false;
+        for entry in entries {
+            let entry = entry.map_err(io)?;
+            let Some(lsn) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if lsn <= *synced {
+                continue;
+            }
+            match File::open(entry.path()) {
+                Ok(f) => f.sync_data().map_err(io)?,
+                // Garbage-collected by sled meanwhile: nothing points at it any more.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            }
+            highest = highest.max(lsn);
+            any = true;
+        }
+        if any {
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
+            *synced = highest;
+        }
+        Ok(())
     }
 
     /// What opening did to bring the indexes up to the journal.
@@ -170,6 +217,7 @@ impl Storage for SledStore {
             .insert(journal::APPLIED_KEY, super::record::seal(&applied)?)?;
         self.db.flush()?;
         if let Some(file) = &self.data_file {
+            self.sync_new_blobs()?;
             file.sync_data()
                 .map_err(|e| StoreError::Flush(e.to_string()))?;
         }

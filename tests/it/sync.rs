@@ -566,3 +566,35 @@ async fn an_op_repeated_inside_one_batch_is_a_duplicate_of_the_first() {
     assert_eq!(done[0]["state"], "applied");
     assert_eq!(stack.sim.ledger_actions(ids[0]).await, ["enroute"]);
 }
+
+/// A GPS ping queues on its route like every other write: under the route's lane lock, so
+/// it cannot slip into the lane while another write on the route holds the lock.
+#[tokio::test]
+async fn gps_pings_wait_for_their_routes_lane_lock() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let date = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::New_York)
+        .date_naive()
+        .to_string();
+    let ping = || {
+        stack
+            .app
+            .http
+            .post(stack.app.url("/locations"))
+            .bearer_auth(&s.access)
+            .header("Idempotency-Key", "gps-locked")
+            .json(&json!({"items": [{"lat": 40.7, "lng": -74.0}]}))
+            .send()
+    };
+    let lock = stack.app.state.lanes.lock("tech1", &date);
+    let guard = lock.lock().await;
+    let held = tokio::time::timeout(Duration::from_millis(500), ping()).await;
+    assert!(
+        held.is_err(),
+        "the ping was accepted while its lane was locked"
+    );
+    drop(guard);
+    let resp = ping().await.unwrap();
+    assert_eq!(resp.status(), 202);
+}
