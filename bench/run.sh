@@ -11,7 +11,8 @@ W=/tmp/fieldsync-bench; SIM_PORT=18090; APP_PORT=18081; NGX_PORT=18082; PG_PORT=
 cargo build --release -q
 cargo bench --bench load --no-run -q 2>/dev/null
 LOAD=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
-BIN=target/release/fieldsync
+# BIN=/path/to/another/fieldsync runs the same recipe against another build (A/B in one session).
+BIN=${BIN:-target/release/fieldsync}
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
