@@ -6,6 +6,7 @@ use crate::auth::Principal;
 use crate::cache::RouteRead;
 use crate::renders::Rendered;
 use crate::startup::AppState;
+use crate::store::Storage;
 use crate::view;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -43,7 +44,13 @@ pub async fn get(
     }
     let ofsc_ok = state.ofsc_health.snapshot().ok;
     // The version is read before the data, so a write that lands meanwhile re-renders later.
-    let version = state.cache.renders.version(&resource, &date);
+    // A quarantine drops an op without touching its route (it is found while reading a
+    // lane); it rebuilds the op counts, so their rebuild count is part of every version.
+    let version = state
+        .cache
+        .renders
+        .version(&resource, &date)
+        .wrapping_add(state.store.tally().resets() << 40);
     let read = state
         .cache
         .read_route(&resource, &date, ofsc_ok)

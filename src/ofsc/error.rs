@@ -148,4 +148,17 @@ mod tests {
         }
         .is_ambiguous());
     }
+
+    /// fieldsync's own storage failing on the way is retried: before, it was a `Config`
+    /// error, which rejected the op for good although OFSC never refused it.
+    #[test]
+    fn a_local_storage_failure_is_retried_never_a_rejection() {
+        let e = OfscError::Local("sled: io error".into());
+        assert_eq!(e.disposition(), Disposition::Retry { after: None });
+        assert!(!e.is_ambiguous());
+        assert_eq!(
+            OfscError::Config("x".into()).disposition(),
+            Disposition::Reject
+        );
+    }
 }
