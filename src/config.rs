@@ -291,6 +291,10 @@ pub struct ServerSettings {
     /// route-read RSS target counts it), but big enough that the index pages writes touch
     /// stay cached; see bench/README.md.
     pub sled_cache_mb: u64,
+    /// A device's action time may be at most this far ahead of the server's clock.
+    pub max_future_secs: u64,
+    /// ... and at most this far behind it (how long a write may wait offline).
+    pub max_past_hours: u64,
 }
 
 impl Default for ServerSettings {
@@ -301,6 +305,8 @@ impl Default for ServerSettings {
             workers: 0,
             ofsc_probe_secs: 15,
             sled_cache_mb: 16,
+            max_future_secs: 300,
+            max_past_hours: 168,
         }
     }
 }

@@ -86,6 +86,8 @@ pub struct AppState {
     pub replayer: Arc<Replayer>,
     pub lanes: LaneLocks,
     pub approvals: crate::config::ApprovalSettings,
+    /// The window device times must fall in (`server.max_future_secs`, `max_past_hours`).
+    pub time_window: crate::domain::times::TimeWindow,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     pub uploads: crate::config::UploadSettings,
     pub files: Arc<crate::uploads::Files>,
@@ -299,6 +301,10 @@ impl Application {
             replayer,
             lanes: LaneLocks::default(),
             approvals: settings.approvals.clone(),
+            time_window: crate::domain::times::TimeWindow::new(
+                settings.server.max_future_secs,
+                settings.server.max_past_hours,
+            ),
             webhooks,
             uploads: settings.uploads.clone(),
             files,

@@ -5,6 +5,7 @@ use crate::approvals;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::domain::lifecycle::{self, DeviceStatus};
+use crate::domain::times;
 use crate::ofsc::time as ofsc_time;
 use crate::ofsc::wire::Activity;
 use crate::outbox::{self, Enqueued, Location, NewOp, OpKind, Submitter};
@@ -386,6 +387,11 @@ pub async fn submit_status(
     };
     if let Some(answer) = outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
         return Ok(answer);
+    }
+    // A device time outside the window is refused before it can reach OFSC and block the
+    // route (a synced op's corrected time was checked by the batch).
+    if let (None, Some(t)) = (from_sync, body.time) {
+        times::check(t, chrono::Utc::now(), &state.time_window)?;
     }
     let dev = match &submitter.stage {
         Some(stage) => staged_route_of(state, stage, &resource, &date).await?,

@@ -98,11 +98,15 @@ pub async fn submit_fixes(
         .map(|b| {
             let time = match from_sync {
                 Some(t) => t.corrected,
-                None => b.captured_at.unwrap_or(now),
+                None => {
+                    let t = b.captured_at.unwrap_or(now);
+                    crate::domain::times::check(t, Utc::now(), &state.time_window)?;
+                    t
+                }
             };
             fix_of(b, time, now)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let time = fixes.iter().map(|f| f.time).max().unwrap_or(now);
     // Like every write on a route: under its lane lock, so the lane's order is the order
     // the writes were accepted in, and a view validated under the lock stays true.

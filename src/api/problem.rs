@@ -45,6 +45,9 @@ pub enum ApiError {
     },
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
+    /// A device time outside the accepted window (`domain::times`).
+    #[error("{0}")]
+    TimeOutOfRange(String),
     #[error("OFSC is unreachable and nothing is cached: {0}")]
     OfscUnavailable(String),
     #[error("the service is not ready: {0}")]
@@ -68,10 +71,17 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::Upload { code, .. } => code,
             ApiError::IdempotencyKeyReused => "idempotency-key-reused",
+            ApiError::TimeOutOfRange(_) => "time-out-of-range",
             ApiError::OfscUnavailable(_) => "ofsc-unavailable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
+    }
+}
+
+impl From<crate::domain::times::TimeRejection> for ApiError {
+    fn from(e: crate::domain::times::TimeRejection) -> Self {
+        ApiError::TimeOutOfRange(e.to_string())
     }
 }
 
@@ -157,7 +167,9 @@ impl ResponseError for ApiError {
             ApiError::Upload { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
             }
-            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyReused | ApiError::TimeOutOfRange(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::OfscUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

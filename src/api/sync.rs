@@ -9,6 +9,7 @@ use super::parts::{self, PartsBody, PartsWrite};
 use super::{present, ApiError};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
+use crate::domain::times;
 use crate::outbox::{self, Change, Enqueued, Stage, Submitter, CHANGES};
 use crate::startup::AppState;
 use crate::store::keys::KeyBuf;
@@ -49,6 +50,10 @@ pub fn payload_sha256(payload: &Value) -> Result<String, ApiError> {
     let canonical =
         serde_json_canonicalizer::to_vec(payload).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(hex::encode(crate::store::record::sha256(&canonical)))
+}
+
+fn duplicate(op: &PushOp, response: Value) -> Value {
+    json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "duplicate", "opId": response["opId"], "original": response})
 }
 
 fn rejected(op: &PushOp, code: &str, detail: &str) -> Value {
@@ -107,9 +112,24 @@ async fn apply_op(
         // The other kinds read and write outside the stage's view of things.
         stage.commit_and_release(state.store.as_ref())?;
     }
+    // Every kind's time is bounded the same way, after the duplicate check (an op accepted
+    // earlier keeps its first answer).
+    let corrected = times::corrected(op.captured_at, offset)
+        .and_then(|t| times::check(t, Utc::now(), &state.time_window).map(|()| t));
+    let corrected = match corrected {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(
+                match outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
+                    Some(Enqueued::Replayed { response, .. }) => duplicate(op, response),
+                    _ => rejected(op, "time-out-of-range", &e.to_string()),
+                },
+            );
+        }
+    };
     let from_sync = Some(SyncTime {
         captured_at: op.captured_at,
-        corrected: op.captured_at + offset,
+        corrected,
     });
     let outcome = match op.kind.as_str() {
         "status" => {
@@ -213,9 +233,7 @@ async fn apply_op(
             }
             r
         }
-        Ok(Enqueued::Replayed { response, .. }) => {
-            json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "duplicate", "opId": response["opId"], "original": response})
-        }
+        Ok(Enqueued::Replayed { response, .. }) => duplicate(op, response),
         Ok(Enqueued::KeyReused) => rejected(
             op,
             "idempotency-key-reused",
@@ -272,7 +290,7 @@ pub async fn push(
         });
     }
     let server_now = Utc::now();
-    let offset = server_now.fixed_offset() - body.device_time;
+    let offset = times::offset(server_now, body.device_time);
     body.ops.sort_by_key(|o| o.seq);
     let store = state.store.as_ref();
     let mut expected = outbox::device_seq(store, &who.user_id, &who.device_id)? + 1;

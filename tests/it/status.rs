@@ -89,7 +89,9 @@ async fn illegal_moves_get_409_with_the_allowed_moves() {
     assert_eq!(code, 409, "one started activity per route: {body}");
     let (code, body) = stack.status(&s, ids[0], "arrived", "e").await;
     assert_eq!(code, 409, "arrived only after en route: {body}");
-    let past = json!({"status": "completed", "time": "2000-01-01T00:00:00Z"});
+    // Within the device-time window, but before the route's previous action.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let past = json!({"status": "completed", "time": yesterday});
     let (code, body) = stack.status_body(&s, ids[0], past, "f").await;
     assert_eq!(code, 409, "time never goes backwards: {body}");
     let (code, body) = stack.status(&s, ids[0], "finished", "g").await;
@@ -406,4 +408,38 @@ async fn a_route_body_rendered_before_a_quarantine_is_not_served_after_it() {
         before - 1,
         "the body rendered before still counted it"
     );
+}
+
+/// A device time far in the future (one bad clock) or long past is refused with 422
+/// `time-out-of-range` instead of being replayed to OFSC, where it would block every later
+/// action of the route; the route goes on taking writes.
+#[tokio::test]
+async fn a_status_time_outside_the_window_is_a_422_and_the_route_goes_on() {
+    let stack = Stack::start_with(|s| s.replay.enabled = false).await;
+    let s = stack.app.login("tech1").await;
+    let date = today(&stack, "tech1").await;
+    let first = stop_ids(&stack.route(&s, &date).await)[0];
+    let hour_ahead = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let month_ago = (chrono::Utc::now() - chrono::Duration::days(30)).to_rfc3339();
+    for (i, time) in [
+        "+200000-01-01T00:00:00Z",
+        hour_ahead.as_str(),
+        month_ago.as_str(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (code, body) = stack
+            .status_body(
+                &s,
+                first,
+                json!({"status": "enroute", "time": time}),
+                &format!("t-{i}"),
+            )
+            .await;
+        assert_eq!(code, 422, "{time}: {body}");
+        assert_eq!(body["code"], "time-out-of-range", "{body}");
+    }
+    let (code, body) = stack.status(&s, first, "enroute", "t-ok").await;
+    assert_eq!(code, 202, "{body}");
 }

@@ -598,3 +598,39 @@ async fn gps_pings_wait_for_their_routes_lane_lock() {
     let resp = ping().await.unwrap();
     assert_eq!(resp.status(), 202);
 }
+
+/// Synced ops are bounded like single writes; absurd clocks (a reading in the year 262000
+/// from a device whose clock says year 1) are refused per op, never a panic, and the rest
+/// of the batch is answered.
+#[tokio::test]
+async fn pushed_times_outside_the_window_are_refused_per_op_without_a_panic() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let ids = stops(&stack, &s, "tech1").await;
+    let far: chrono::DateTime<chrono::FixedOffset> = "+200000-01-01T00:00:00Z".parse().unwrap();
+    let (code, body) = push(
+        &stack,
+        &s,
+        now(),
+        vec![
+            status_op(1, ids[0], "enroute", far),
+            status_op(2, ids[0], "enroute", now()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["results"][0]["result"], "rejected", "{body}");
+    assert_eq!(body["results"][0]["code"], "time-out-of-range");
+    assert_eq!(body["results"][1]["result"], "accepted", "{body}");
+    let end = chrono::DateTime::<chrono::Utc>::MAX_UTC.fixed_offset();
+    let start = chrono::DateTime::<chrono::Utc>::MIN_UTC.fixed_offset();
+    let (code, body) = push(
+        &stack,
+        &s,
+        start,
+        vec![status_op(3, ids[0], "arrived", end)],
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["results"][0]["code"], "time-out-of-range", "{body}");
+}
