@@ -75,22 +75,36 @@ fn key(seq: u64, spread: u64) -> [u8; 16] {
     k
 }
 
-fn run(label: &str, layout: &[Record], per_tx: u64, writes: u64, cache_mb: u64) {
+/// A fresh database (kept alive by its directory), the layout's trees and one value each.
+fn fresh(
+    layout: &[Record],
+    cache_mb: u64,
+) -> (
+    tempfile::TempDir,
+    sled::Db,
+    Vec<sled::Tree>,
+    Vec<sled::IVec>,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = sled::Config::new()
         .path(dir.path())
         .cache_capacity(cache_mb << 20)
         .open()
         .expect("sled");
-    let trees: Vec<sled::Tree> = layout
+    let trees = layout
         .iter()
         .map(|r| db.open_tree(r.tree).expect("tree"))
         .collect();
-    let refs: Vec<&sled::Tree> = trees.iter().collect();
-    let values: Vec<sled::IVec> = layout
+    let values = layout
         .iter()
         .map(|r| sled::IVec::from(vec![b'x'; r.size]))
         .collect();
+    (dir, db, trees, values)
+}
+
+fn run(label: &str, layout: &[Record], per_tx: u64, writes: u64, cache_mb: u64) {
+    let (_dir, _db, trees, values) = fresh(layout, cache_mb);
+    let refs: Vec<&sled::Tree> = trees.iter().collect();
     let started = Instant::now();
     for batch in 0..writes / per_tx {
         refs.as_slice()
@@ -123,21 +137,8 @@ fn run_journal(
     writes: u64,
     cache_mb: u64,
 ) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = sled::Config::new()
-        .path(dir.path())
-        .cache_capacity(cache_mb << 20)
-        .open()
-        .expect("sled");
+    let (_dir, db, trees, values) = fresh(layout, cache_mb);
     let journal = db.open_tree("journal").expect("tree");
-    let trees: Vec<sled::Tree> = layout
-        .iter()
-        .map(|r| db.open_tree(r.tree).expect("tree"))
-        .collect();
-    let values: Vec<sled::IVec> = layout
-        .iter()
-        .map(|r| sled::IVec::from(vec![b'x'; r.size]))
-        .collect();
     // Each effect carries its tree name and key besides the value (~30 bytes).
     let one_write: usize = layout.iter().map(|r| r.size + 30).sum();
     let record = sled::IVec::from(vec![b'j'; one_write * per_record as usize]);

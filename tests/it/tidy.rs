@@ -13,6 +13,16 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// Every Rust file under `src/`.
+fn src_files() -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    files
+}
+
 #[test]
 fn every_module_opens_with_a_doc_line() {
     let mut files = Vec::new();
@@ -38,11 +48,7 @@ fn every_module_opens_with_a_doc_line() {
 
 #[test]
 fn no_stubs_in_src() {
-    let mut files = Vec::new();
-    rust_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
+    let files = src_files();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         // Built at run time so this file does not itself contain the markers.
@@ -58,11 +64,7 @@ fn no_stubs_in_src() {
 /// and it does not either, so the rule is simply: nowhere in `src/`.
 #[test]
 fn no_sled_transaction_or_batch_in_src() {
-    let mut files = Vec::new();
-    rust_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
+    let files = src_files();
     // Built at run time so this file does not itself contain the markers.
     let calls = ["transaction", "apply_batch", "transact"].map(|m| format!(".{m}("));
     let imports = ["Transactional", "sled::Batch", "TransactionalTree"];
