@@ -330,6 +330,12 @@ impl Application {
                 .configure(|cfg| api::extractor_config(cfg, MAX_JSON_BODY))
                 .wrap(tracing_actix())
                 .wrap(actix_web::middleware::from_fn(record_latency))
+                // Every answer, problems and 404s included: browsers must not sniff a JSON
+                // or image body into something they would run.
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff")),
+                )
                 .configure(api::routes)
                 .default_service(web::to(api::problem::not_found))
         })

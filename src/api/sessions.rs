@@ -10,6 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+/// Token answers are never cached, by browsers or proxies (RFC 6749 §5.1).
+const NO_STORE: (&str, &str) = ("Cache-Control", "no-store");
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Login {
@@ -123,7 +126,9 @@ pub async fn create(
     )?;
     state.commit.flush().await?;
     tracing::info!(user = %user.username, device = %login.device_id, "session started");
-    Ok(HttpResponse::Created().json(session_body(&state, &pair, &user)))
+    Ok(HttpResponse::Created()
+        .insert_header(NO_STORE)
+        .json(session_body(&state, &pair, &user)))
 }
 
 pub async fn refresh(
@@ -148,7 +153,9 @@ pub async fn refresh(
     state.commit.flush().await?;
     let family = refresh::family(store, &pair.claims.fam)?.ok_or(ApiError::NotFound)?;
     let user = users::get(store, &family.username)?.ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(session_body(&state, &pair, &user)))
+    Ok(HttpResponse::Ok()
+        .insert_header(NO_STORE)
+        .json(session_body(&state, &pair, &user)))
 }
 
 pub async fn delete(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {

@@ -372,3 +372,43 @@ async fn failed_logins_are_throttled_per_address() {
         429
     );
 }
+
+/// Token answers are never cached (`Cache-Control: no-store`), and every answer, a problem
+/// or a 404 included, carries `X-Content-Type-Options: nosniff`.
+#[tokio::test]
+async fn token_answers_are_not_stored_and_no_answer_is_sniffed() {
+    let app = TestApp::spawn(|_| {}).await;
+    let login = app
+        .http
+        .post(app.url("/sessions"))
+        .json(&json!({"username": "tech1", "password": "demo", "deviceId": "hdr-phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 201);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    assert_eq!(login.headers()["x-content-type-options"], "nosniff");
+    let body: Value = login.json().await.unwrap();
+    let refreshed = app
+        .http
+        .post(app.url("/sessions/refresh"))
+        .json(&json!({"refreshToken": body["refreshToken"], "deviceId": "hdr-phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+    assert_eq!(refreshed.headers()["cache-control"], "no-store");
+    for (method, path) in [
+        ("get", "/healthz"),
+        ("get", "/no/such/path"),
+        ("get", "/me"),
+    ] {
+        let resp = app.call(method, path, None).await;
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{method} {path} ({})",
+            resp.status()
+        );
+    }
+}
