@@ -295,6 +295,9 @@ pub struct ServerSettings {
     pub max_future_secs: u64,
     /// ... and at most this far behind it (how long a write may wait offline).
     pub max_past_hours: u64,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ServerSettings {
@@ -307,6 +310,7 @@ impl Default for ServerSettings {
             sled_cache_mb: 16,
             max_future_secs: 300,
             max_past_hours: 168,
+            metrics_token: None,
         }
     }
 }

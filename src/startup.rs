@@ -86,6 +86,8 @@ pub struct AppState {
     pub replayer: Arc<Replayer>,
     pub lanes: LaneLocks,
     pub approvals: crate::config::ApprovalSettings,
+    /// `GET /metrics` needs this bearer token when set (`server.metrics_token`).
+    pub metrics_token: Option<crate::config::Secret>,
     /// The window device times must fall in (`server.max_future_secs`, `max_past_hours`).
     pub time_window: crate::domain::times::TimeWindow,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
@@ -301,6 +303,7 @@ impl Application {
             replayer,
             lanes: LaneLocks::default(),
             approvals: settings.approvals.clone(),
+            metrics_token: settings.server.metrics_token.clone(),
             time_window: crate::domain::times::TimeWindow::new(
                 settings.server.max_future_secs,
                 settings.server.max_past_hours,
@@ -513,7 +516,18 @@ async fn record_latency(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_web::HttpMessage;
     let started = std::time::Instant::now();
-    let method = req.method().to_string();
+    // Labels come from closed sets only: anything a client makes up would otherwise become
+    // a new series, and the scrape would grow with every junk request.
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
     let rid = request_id_of(&req);
     req.extensions_mut().insert(RequestId(rid.clone()));
     let mut res = next.call(req).await?;
@@ -523,9 +537,14 @@ async fn record_latency(
             v,
         );
     }
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "other".to_string());
     metrics::histogram!(
         "fieldsync_http_request_duration_seconds",
         "method" => method,
+        "route" => route,
         "status" => res.status().as_u16().to_string()
     )
     .record(started.elapsed().as_secs_f64());

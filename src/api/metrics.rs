@@ -1,11 +1,39 @@
 //! `GET /metrics`: Prometheus text format. Queue gauges come from the live op counts.
+//! Optionally behind a bearer token (`server.metrics_token`).
 
+use super::ApiError;
 use crate::outbox;
 use crate::startup::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use subtle::ConstantTimeEq;
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// With a configured token, the scrape must present it (compared in constant time).
+fn allowed(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(token) = &state.metrics_token else {
+        return Ok(());
+    };
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized {
+            code: "invalid-token",
+            detail: "the metrics scrape needs the configured bearer token".into(),
+        })
+    }
+}
+
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    allowed(&state, &req)?;
     let store = state.store.as_ref();
     for (s, n) in outbox::counts_by_state(store, &|_| true) {
         metrics::gauge!("fieldsync_ops", "state" => s.name()).set(n as f64);
@@ -24,7 +52,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     } else {
         0.0
     });
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::telemetry::prometheus().render())
+        .body(crate::telemetry::prometheus().render()))
 }

@@ -264,3 +264,44 @@ async fn metrics_expose_queue_and_replay_figures() {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
 }
+
+/// What a client controls never becomes a label: 200 requests with made-up methods and
+/// paths add no series (each is `method="other"`, `route="other"`), so the scrape cannot be
+/// grown from outside. With `server.metrics_token` set, a scrape needs that bearer token.
+#[tokio::test]
+async fn metric_labels_come_from_closed_sets_and_the_scrape_can_need_a_token() {
+    let app = crate::helpers::TestApp::spawn(|s| {
+        s.server.metrics_token = Some(fieldsync::config::Secret::new("scrape-secret-0123456789"))
+    })
+    .await;
+    for i in 0..200 {
+        let method = reqwest::Method::from_bytes(format!("JUNK{i}").as_bytes()).unwrap();
+        app.http
+            .request(method, app.url(&format!("/junk-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    app.call("get", &format!("/junk-path-{}", 7), None).await;
+    let denied = app.call("get", "/metrics", None).await;
+    assert_eq!(denied.status(), 401);
+    let wrong = app
+        .call("get", "/metrics", Some("scrape-secret-0123456788"))
+        .await;
+    assert_eq!(wrong.status(), 401);
+    let ok = app
+        .call("get", "/metrics", Some("scrape-secret-0123456789"))
+        .await;
+    assert_eq!(ok.status(), 200);
+    let text = ok.text().await.unwrap();
+    assert!(!text.contains("JUNK"), "a client's method became a label");
+    assert!(!text.contains("junk-"), "a client's path became a label");
+    assert!(
+        text.contains("method=\"other\"") && text.contains("route=\"other\""),
+        "unknown methods and unmatched paths are counted as other"
+    );
+    assert!(
+        text.contains("route=\"/metrics\""),
+        "matched routes are labelled by pattern"
+    );
+}
