@@ -295,6 +295,8 @@ pub struct ServerSettings {
     pub max_future_secs: u64,
     /// ... and at most this far behind it (how long a write may wait offline).
     pub max_past_hours: u64,
+    /// Start even when the data directory is accessible to its group or others.
+    pub allow_shared_data_dir: bool,
     /// When set, `GET /metrics` needs `Authorization: Bearer <this>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_token: Option<Secret>,
@@ -310,6 +312,7 @@ impl Default for ServerSettings {
             sled_cache_mb: 16,
             max_future_secs: 300,
             max_past_hours: 168,
+            allow_shared_data_dir: false,
             metrics_token: None,
         }
     }

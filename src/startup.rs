@@ -147,6 +147,11 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         crate::telemetry::prometheus();
         let data_dir = settings.server.data_dir.clone();
+        crate::store::private_files();
+        if data_dir.exists() && !settings.server.allow_shared_data_dir {
+            crate::store::check_private(&data_dir)
+                .map_err(|e| StartupError::Store(data_dir.display().to_string(), e))?;
+        }
         let store = Arc::new(
             SledStore::open_with_cache(&data_dir, settings.server.sled_cache_mb * 1024 * 1024)
                 .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?,

@@ -13,7 +13,7 @@ mod sled_store;
 mod tally;
 
 pub use group_commit::GroupCommit;
-pub use sled_store::SledStore;
+pub use sled_store::{check_private, private_files, SledStore};
 pub use tally::Tally;
 
 use serde::{de::DeserializeOwned, Serialize};

@@ -5,6 +5,49 @@ use super::{Storage, StoreError, Tree, Tx};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// Creates the data directory readable by its owner only (0700): it holds the JWT key, the
+/// upload keys, TOTP secrets and session ids. Files created inside are 0600 (see
+/// [`private_files`]).
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    private_files();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StoreError::Flush(format!("creating {}: {e}", dir.display())))
+}
+
+/// Every file this process creates from now on is its owner's alone (umask 077): sled's
+/// files, uploads, thumbnails.
+pub fn private_files() {
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Refuses a data directory that its group or others may enter: a clear message instead of
+/// running with secrets readable by other users.
+pub fn check_private(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the data directory {} is accessible to its group or others (mode {:o}); it holds \
+             keys and session secrets. Run `chmod 700 {}`, or set server.allow_shared_data_dir \
+             = true to start anyway",
+            dir.display(),
+            mode & 0o777,
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// sled database plus a handle on its data file, so a flush can be followed by `fdatasync`
 /// (sled 0.34 only calls `sync_file_range`, which does not survive a power cut).
 pub struct SledStore {
@@ -35,7 +78,7 @@ impl SledStore {
     /// Opens with sled's page cache bounded to `cache_bytes` (sled's default is 1 GiB), and
     /// brings the indexes up to the journal ([`journal::recover`]).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Flush(e.to_string()))?;
+        create_private_dir(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)

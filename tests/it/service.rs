@@ -219,3 +219,41 @@ fn users_cli_manages_users_in_the_store() {
     .map(|a| (a.to_string(), "dana".to_string()));
     assert_eq!(actions, want, "administrative changes are audited");
 }
+
+/// The data directory holds keys and session secrets: it is made 0700 with 0600 files, and
+/// a directory its group or others may enter is refused at start with what to do about it
+/// (unless `server.allow_shared_data_dir`).
+#[tokio::test]
+async fn the_data_directory_is_private_and_a_shared_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let settings = |dir: &std::path::Path, allow: bool| {
+        let mut s = fieldsync::config::Settings::default();
+        s.server.listen = "127.0.0.1:0".into();
+        s.server.data_dir = dir.to_path_buf();
+        s.server.allow_shared_data_dir = allow;
+        s
+    };
+    let root = tempfile::tempdir().unwrap();
+    let fresh = root.path().join("fresh");
+    let app = fieldsync::startup::Application::build(settings(&fresh, false))
+        .await
+        .unwrap();
+    drop(app);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&fresh.join("db")), 0o600, "sled's data file");
+
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let refused = fieldsync::startup::Application::build(settings(&shared, false)).await;
+    let Err(e) = refused else {
+        panic!("a 0755 data directory was accepted")
+    };
+    assert!(e.to_string().contains("chmod 700"), "{e}");
+    assert!(
+        fieldsync::startup::Application::build(settings(&shared, true))
+            .await
+            .is_ok()
+    );
+}
