@@ -513,8 +513,8 @@ fn request_id_of(req: &actix_web::dev::ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// Request latency for `/metrics`, labelled by method and status (not by path: ids would
-/// explode the label space), and the request id.
+/// Request latency for `/metrics`, labelled by method, matched route pattern and status
+/// (never the raw path: ids would explode the label space), and the request id.
 async fn record_latency(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,

@@ -132,7 +132,12 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64, tolerance_secs:
     let (Some(t), Some(v1)) = (t, v1) else {
         return false;
     };
-    if (now - t).abs() > tolerance_secs {
+    // Checked: a crafted `t` (i64::MIN) must not overflow the subtraction.
+    if now
+        .checked_sub(t)
+        .and_then(i64::checked_abs)
+        .is_none_or(|skew| skew > tolerance_secs)
+    {
         return false;
     }
     mac_of(secret, t, body).is_some_and(|mac| mac.verify_slice(&v1).is_ok())
@@ -447,6 +452,22 @@ fn reschedule(store: &dyn Storage, old_due: &[u8], d: &Delivery) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        let body = b"{}";
+        let now = 1_700_000_000;
+        for (t, now) in [
+            (i64::MIN, now),
+            (i64::MAX, now),
+            (i64::MIN, i64::MAX),
+            (i64::MAX, i64::MIN),
+            (i64::MIN + 1, 0),
+        ] {
+            let h = signature("s3cret", t, body).unwrap();
+            assert!(!verify("s3cret", &h, body, now, 300), "t={t} now={now}");
+        }
+    }
 
     #[test]
     fn signatures_verify_and_any_change_breaks_them() {

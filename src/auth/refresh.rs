@@ -148,7 +148,10 @@ pub fn rotate(
                 false,
             )
         } else if f.device_id != device {
-            (Outcome::Refused(invalid()), false)
+            // A token presented by another device was taken from its own: the family ends,
+            // as it does on reuse, so the thief's copy and the owner's both stop working.
+            f.revoked = Some("refresh token presented by another device".into());
+            (Outcome::Refused(invalid()), true)
         } else if now > f.expires_at {
             (
                 Outcome::Refused(AuthError::unauthorized(

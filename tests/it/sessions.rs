@@ -199,6 +199,13 @@ async fn access_tokens_are_bound_to_their_device() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(app.refresh(&s.refresh, "another-phone").await.status(), 401);
+    // The token was presented by another device: it was taken, so the whole family ends,
+    // and the owner's device signs in again.
+    let (status, body) = problem(app.refresh(&s.refresh, &s.device).await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("session-revoked"))
+    );
 }
 
 #[tokio::test]
