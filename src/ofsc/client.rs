@@ -69,6 +69,21 @@ pub struct ActivityQuery {
 }
 
 /// A client for one OFSC tenant. Cheap to share behind an `Arc`.
+/// One path segment of an OFSC URL from a value that is not ours (a resource id from a
+/// request, a date, a configured label): percent-encoded, so it stays one segment, and "."
+/// or ".." (which a URL parser resolves, even encoded) refused, so it cannot climb to
+/// another path of the tenant with the integration's credentials.
+pub fn seg(value: &str) -> Result<String, OfscError> {
+    if value.is_empty() || value == "." || value == ".." || value.len() > 256 {
+        return Err(OfscError::Rejected {
+            status: 400,
+            title: "invalid path segment".into(),
+            detail: format!("{value:?} cannot be an OFSC path segment"),
+        });
+    }
+    Ok(urlencoding::encode(value).into_owned())
+}
+
 pub struct OfscClient {
     http: reqwest::Client,
     config: OfscConfig,
@@ -354,7 +369,7 @@ impl OfscClient {
     // ----- routes and resources -----
 
     pub async fn get_route(&self, resource_id: &str, date: &str) -> Result<Route, OfscError> {
-        let path = format!("/resources/{resource_id}/routes/{date}");
+        let path = format!("/resources/{}/routes/{}", seg(resource_id)?, seg(date)?);
         let mut route: Route = self.json(Method::GET, &path, &[], Body::None).await?;
         while (route.items.len() as i64) < route.total_results {
             let offset = route.items.len() as i64;
@@ -387,15 +402,24 @@ impl OfscClient {
         };
         self.no_content(
             Method::POST,
-            &format!("/resources/{resource_id}/routes/{date}/custom-actions/{action}"),
+            &format!(
+                "/resources/{}/routes/{}/custom-actions/{action}",
+                seg(resource_id)?,
+                seg(date)?
+            ),
             body,
         )
         .await
     }
 
     pub async fn get_resource(&self, id: &str) -> Result<Resource, OfscError> {
-        self.json(Method::GET, &format!("/resources/{id}"), &[], Body::None)
-            .await
+        self.json(
+            Method::GET,
+            &format!("/resources/{}", seg(id)?),
+            &[],
+            Body::None,
+        )
+        .await
     }
 
     pub async fn list_resources(
@@ -421,7 +445,7 @@ impl OfscClient {
         let page: Items<Inventory> = self
             .json(
                 Method::GET,
-                &format!("/resources/{resource_id}/inventories"),
+                &format!("/resources/{}/inventories", seg(resource_id)?),
                 &[],
                 Body::None,
             )
@@ -456,7 +480,10 @@ impl OfscClient {
         let body = serde_json::to_value(body).map_err(|e| OfscError::Config(e.to_string()))?;
         self.json_or_null(
             Method::POST,
-            &format!("/resources/{resource_id}/inventories/{inventory_id}/custom-actions/install"),
+            &format!(
+                "/resources/{}/inventories/{inventory_id}/custom-actions/install",
+                seg(resource_id)?
+            ),
             Body::Json(body),
         )
         .await
@@ -490,7 +517,7 @@ impl OfscClient {
     ) -> Result<(), OfscError> {
         self.no_content(
             Method::PUT,
-            &format!("/activities/{activity_id}/{label}"),
+            &format!("/activities/{activity_id}/{}", seg(label)?),
             Body::Bytes {
                 data,
                 content_type: content_type.to_string(),
@@ -503,7 +530,7 @@ impl OfscClient {
     pub async fn file_meta(&self, activity_id: i64, label: &str) -> Result<FileMeta, OfscError> {
         self.json(
             Method::GET,
-            &format!("/activities/{activity_id}/{label}"),
+            &format!("/activities/{activity_id}/{}", seg(label)?),
             &[],
             Body::None,
         )
@@ -514,7 +541,7 @@ impl OfscClient {
         let resp = self
             .send(
                 Method::GET,
-                &format!("/activities/{activity_id}/{label}"),
+                &format!("/activities/{activity_id}/{}", seg(label)?),
                 &[],
                 Body::None,
                 Some("application/octet-stream"),
@@ -615,4 +642,25 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, OfscError> 
             detail: body.detail,
         },
     })
+}
+
+#[cfg(test)]
+mod seg_tests {
+    use super::seg;
+
+    #[test]
+    fn a_segment_stays_one_segment_and_cannot_climb() {
+        assert_eq!(seg("tech1").unwrap(), "tech1");
+        assert_eq!(seg("2026-12-02").unwrap(), "2026-12-02");
+        assert_eq!(seg("XA_PHOTO_2").unwrap(), "XA_PHOTO_2");
+        assert_eq!(seg("a/../../users").unwrap(), "a%2F..%2F..%2Fusers");
+        assert_eq!(seg("x?limit=1#f").unwrap(), "x%3Flimit%3D1%23f");
+        assert_eq!(seg("tech 1").unwrap(), "tech%201");
+        for bad in ["", ".", "..", &"r".repeat(257)] {
+            assert!(seg(bad).is_err(), "{bad:?}");
+        }
+        // Whatever goes in, the result holds no separator a URL parser would split on.
+        let out = seg("../%2e%2E/\\?#;").unwrap();
+        assert!(!out.contains(['/', '?', '#', '\\']), "{out}");
+    }
 }
