@@ -39,6 +39,14 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     {
         return Err(AuthError::unauthorized("session-revoked", "the session was revoked").into());
     }
+    // The device claim must be the session's own: a token minted for one device cannot
+    // speak for another of the same session family.
+    if family.device_id != claims.did {
+        return Err(unauthorized(
+            "device-mismatch",
+            "the access token was issued to another device",
+        ));
+    }
     if let Some(device) = req
         .headers()
         .get("x-device-id")

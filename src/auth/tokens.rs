@@ -44,6 +44,8 @@ impl TokenKeys {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
+        // A token that says it is not valid yet is not (checked when `nbf` is present).
+        validation.validate_nbf = true;
         let refresh_key =
             crate::store::record::sha256(&[b"fieldsync-refresh:".as_slice(), secret].concat());
         TokenKeys {

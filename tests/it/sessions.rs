@@ -151,6 +151,28 @@ async fn every_bad_access_token_is_401_with_a_problem() {
         )
         .unwrap(),
     ));
+    let not_yet = json!({"iss": good.iss, "aud": good.aud, "sub": good.sub, "exp": good.exp, "iat": good.iat,
+                         "nbf": now + 3600, "typ": "access", "did": good.did, "fam": good.fam});
+    cases.push((
+        "not valid before an hour from now",
+        encode(
+            &Header::new(Algorithm::HS256),
+            &not_yet,
+            &EncodingKey::from_secret(key),
+        )
+        .unwrap(),
+    ));
+    cases.push((
+        "the session's token, claiming another device",
+        forge(
+            &AccessClaims {
+                did: "another-phone".into(),
+                ..good.clone()
+            },
+            Algorithm::HS256,
+            key,
+        ),
+    ));
     for (what, token) in &cases {
         let (status, body) = problem(app.call("get", "/me", Some(token)).await).await;
         assert_eq!(status, 401, "{what}: {body}");
