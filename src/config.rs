@@ -409,9 +409,40 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig.merge(Env::prefixed(prefix).split("__"))
+        let settings: Settings = fig
+            .merge(Env::prefixed(prefix).split("__"))
             .extract()
-            .map_err(|e| ConfigError(e.to_string()))
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Refuses configured secrets too short to be secrets: a signing key below 32 bytes
+    /// (HS256 and the upload grants' HMAC want 256 bits), a webhook secret or metrics
+    /// token below 16.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut short = Vec::new();
+        let mut need = |what: String, secret: &Secret, min: usize| {
+            if secret.expose().len() < min {
+                short.push(format!("{what} needs at least {min} bytes"));
+            }
+        };
+        if let Some(s) = &self.auth.jwt_secret {
+            need("auth.jwt_secret".into(), s, 32);
+        }
+        for k in &self.uploads.keys {
+            need(format!("uploads.keys[kid={}].secret", k.kid), &k.secret, 32);
+        }
+        for e in &self.webhooks.endpoints {
+            need(format!("the webhook secret of {}", e.url), &e.secret, 16);
+        }
+        if let Some(t) = &self.server.metrics_token {
+            need("server.metrics_token".into(), t, 16);
+        }
+        match short.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError(short.join("; "))),
+        }
     }
 
     /// The effective configuration as TOML, secrets redacted.

@@ -55,3 +55,27 @@ fn unknown_keys_and_missing_files_are_errors() {
         Ok(())
     });
 }
+
+#[test]
+fn secrets_too_short_to_be_secrets_are_refused() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("FSSHORT__AUTH__JWT_SECRET", "short");
+        jail.set_env("FSSHORT__SERVER__METRICS_TOKEN", "tiny");
+        let e = Settings::load_with_env(None, "FSSHORT__")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.jwt_secret needs at least 32 bytes"), "{e}");
+        assert!(
+            e.contains("server.metrics_token needs at least 16 bytes"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("short") && !e.contains("tiny"),
+            "the secret is not echoed: {e}"
+        );
+        jail.set_env("FSSHORT__AUTH__JWT_SECRET", "x".repeat(32));
+        jail.set_env("FSSHORT__SERVER__METRICS_TOKEN", "y".repeat(16));
+        assert!(Settings::load_with_env(None, "FSSHORT__").is_ok());
+        Ok(())
+    });
+}

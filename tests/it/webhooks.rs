@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "whsec_test_1";
+const SECRET: &str = "whsec_test_1_0123456789";
 
 #[derive(Default)]
 struct Receiver {
