@@ -259,8 +259,13 @@ pub struct AuthSettings {
     pub access_ttl_secs: i64,
     pub refresh_ttl_days: i64,
     pub login_window_secs: u64,
+    /// Failed logins of one user from one client address per window before 429.
     pub max_failures_per_user: usize,
+    /// Failed logins from one client address, whatever the user.
     pub max_failures_per_address: usize,
+    /// Failed logins of one user from every address together: far above the per-address
+    /// limit, so a stranger cannot lock the owner out, but a distributed guess still stops.
+    pub max_failures_per_user_total: usize,
 }
 
 impl Default for AuthSettings {
@@ -274,6 +279,7 @@ impl Default for AuthSettings {
             login_window_secs: 900,
             max_failures_per_user: 5,
             max_failures_per_address: 50,
+            max_failures_per_user_total: 100,
         }
     }
 }

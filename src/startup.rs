@@ -210,6 +210,7 @@ impl Application {
             Duration::from_secs(settings.auth.login_window_secs),
             settings.auth.max_failures_per_user,
             settings.auth.max_failures_per_address,
+            settings.auth.max_failures_per_user_total,
         );
         let directory = Arc::new(
             Directory::load(store.clone() as Arc<dyn Storage>)

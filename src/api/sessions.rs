@@ -115,7 +115,7 @@ pub async fn create(
             }
         }
     }
-    state.throttle.record_success(&login.username);
+    state.throttle.record_success(&login.username, &addr);
     let ttl = chrono::Duration::days(state.refresh_ttl_days);
     let pair = refresh::start(
         state.store.as_ref(),

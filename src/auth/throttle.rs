@@ -1,4 +1,8 @@
-//! Failed-login throttling per username and per client address (sliding window, in memory).
+//! Failed-login throttling (sliding window, in memory), shaped after OWASP's guidance on
+//! credential stuffing versus lockout: a user is throttled per client address, so a
+//! stranger's wrong passwords lock out that stranger's address, not the owner's phone;
+//! each address has its own ceiling across users; and each user has a global ceiling far
+//! above the per-address one, which bounds a slow guess spread over many addresses.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -6,25 +10,40 @@ use std::time::{Duration, Instant};
 
 pub struct LoginThrottle {
     window: Duration,
-    max_per_user: usize,
+    /// Failures of one user from one address.
+    max_per_pair: usize,
+    /// Failures from one address, whatever the user.
     max_per_addr: usize,
+    /// Failures of one user from every address together.
+    max_per_user: usize,
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 impl LoginThrottle {
-    pub fn new(window: Duration, max_per_user: usize, max_per_addr: usize) -> Self {
+    pub fn new(
+        window: Duration,
+        max_per_pair: usize,
+        max_per_addr: usize,
+        max_per_user: usize,
+    ) -> Self {
         LoginThrottle {
             window,
-            max_per_user,
+            max_per_pair,
             max_per_addr,
+            max_per_user,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    fn keys(user: &str, addr: &str) -> [(String, bool); 2] {
+    fn pair_key(user: &str, addr: &str) -> String {
+        format!("p:{}\u{0}{addr}", user.to_lowercase())
+    }
+
+    fn keys(&self, user: &str, addr: &str) -> [(String, usize); 3] {
         [
-            (format!("u:{}", user.to_lowercase()), true),
-            (format!("a:{addr}"), false),
+            (Self::pair_key(user, addr), self.max_per_pair),
+            (format!("a:{addr}"), self.max_per_addr),
+            (format!("u:{}", user.to_lowercase()), self.max_per_user),
         ]
     }
 
@@ -33,7 +52,7 @@ impl LoginThrottle {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let mut wait = 0u64;
-        for (key, is_user) in Self::keys(user, addr) {
+        for (key, limit) in self.keys(user, addr) {
             let Some(q) = map.get_mut(&key) else { continue };
             while q
                 .front()
@@ -41,11 +60,6 @@ impl LoginThrottle {
             {
                 q.pop_front();
             }
-            let limit = if is_user {
-                self.max_per_user
-            } else {
-                self.max_per_addr
-            };
             if q.len() >= limit {
                 if let Some(oldest) = q.front() {
                     let left = self.window.saturating_sub(now.duration_since(*oldest));
@@ -62,14 +76,16 @@ impl LoginThrottle {
 
     pub fn record_failure(&self, user: &str, addr: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, _) in Self::keys(user, addr) {
+        for (key, _) in self.keys(user, addr) {
             map.entry(key).or_default().push_back(Instant::now());
         }
     }
 
-    pub fn record_success(&self, user: &str) {
+    /// The owner got in from this address: its failures there are forgiven (the global
+    /// count stays, so success cannot be used to reset a distributed guess).
+    pub fn record_success(&self, user: &str, addr: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("u:{}", user.to_lowercase()));
+        map.remove(&Self::pair_key(user, addr));
     }
 }
 
@@ -78,21 +94,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_and_address_limits_are_independent() {
-        let t = LoginThrottle::new(Duration::from_secs(60), 3, 5);
+    fn a_stranger_locks_out_only_their_own_address() {
+        let t = LoginThrottle::new(Duration::from_secs(60), 3, 50, 20);
         for _ in 0..3 {
-            assert!(t.check("ana", "1.1.1.1").is_ok());
-            t.record_failure("ana", "1.1.1.1");
+            assert!(t.check("ana", "6.6.6.6").is_ok());
+            t.record_failure("ana", "6.6.6.6");
+        }
+        assert!(t.check("ana", "6.6.6.6").is_err(), "that pair is throttled");
+        assert!(
+            t.check("ana", "10.0.0.7").is_ok(),
+            "the owner's own address is not locked out by a stranger"
+        );
+        let wait = t.check("ana", "6.6.6.6").unwrap_err();
+        assert!((1..=60).contains(&wait));
+    }
+
+    #[test]
+    fn addresses_and_the_users_global_ceiling_still_bound_guessing() {
+        let t = LoginThrottle::new(Duration::from_secs(60), 3, 5, 8);
+        for user in ["ben", "cy", "dee", "eve", "fay"] {
+            t.record_failure(user, "1.1.1.1");
+        }
+        assert!(t.check("gus", "1.1.1.1").is_err(), "per-address limit");
+        // A slow guess spread over many addresses stops at the user's global ceiling.
+        for i in 0..8 {
+            assert!(t.check("ana", &format!("2.2.2.{i}")).is_ok());
+            t.record_failure("ana", &format!("2.2.2.{i}"));
         }
         assert!(
-            t.check("ana", "2.2.2.2").is_err(),
-            "per-user limit follows the user"
+            t.check("ana", "9.9.9.9").is_err(),
+            "global per-user ceiling"
         );
-        assert!(t.check("ben", "3.3.3.3").is_ok());
-        t.record_failure("ben", "1.1.1.1");
-        t.record_failure("cy", "1.1.1.1");
-        assert!(t.check("dee", "1.1.1.1").is_err(), "per-address limit");
-        let wait = t.check("ana", "9.9.9.9").unwrap_err();
-        assert!((1..=60).contains(&wait));
+        t.record_success("ana", "2.2.2.0");
+        assert!(
+            t.check("ana", "9.9.9.9").is_err(),
+            "a success does not reset it"
+        );
     }
 }
