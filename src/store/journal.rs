@@ -3,9 +3,9 @@
 //! (key: `u64` sequence). The record carries its effects on the derived index trees (puts,
 //! removes, raises); those are applied after the append with plain inserts.
 //!
-//! Why: sled 0.34 runs `transaction()` and `apply_batch()` under one process-wide lock that
-//! every other sled call then waits on. A plain insert takes no such lock, so a write costs
-//! one journal insert plus its index inserts, and none of them stalls other requests.
+//! Why: sled 0.34 runs its multi-tree transactions and batches under one process-wide lock
+//! that every other sled call then waits on. A plain insert takes no such lock, so a write
+//! costs one journal insert plus its index inserts, and none of them stalls other requests.
 //!
 //! What makes it safe without a transaction:
 //! - the journal record is written before any of its effects, and sled recovers a prefix of

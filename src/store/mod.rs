@@ -3,7 +3,7 @@
 //! Nothing here knows about HTTP or OFSC. Every value written through [`StorageExt::put`] or
 //! a journal record is sealed with the SHA-256 of its bytes ([`record`]) and verified on the
 //! way back. Writes that must be atomic across keys go through the [`journal`]; nothing here
-//! uses sled's `transaction()` or `apply_batch()` (both take a process-wide lock in sled 0.34).
+//! uses sled's multi-tree transactions or batches (both take a process-wide lock in sled 0.34).
 
 mod group_commit;
 pub mod journal;
