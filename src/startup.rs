@@ -161,6 +161,8 @@ impl Application {
             .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
         let commit = GroupCommit::start(store.clone() as Arc<dyn Storage>)
             .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
+        crate::store::checkpointer::start(&(store.clone() as Arc<dyn Storage>))
+            .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
 
         let (tenant, sim) = match &settings.ofsc {
             Some(t) => (t.clone(), None),
@@ -409,8 +411,12 @@ impl Application {
         self.compact_task.abort();
         self.upkeep_task.abort();
         self.process_task.abort();
-        if let Err(e) = self.state.commit.flush().await {
-            tracing::error!(error = %e, "final flush failed");
+        // A checkpoint, not just a flush: the next start has no journal to apply again.
+        let store = self.state.store.clone();
+        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "final checkpoint failed"),
+            Err(e) => tracing::error!(error = %e, "final checkpoint stopped"),
         }
         result
     }

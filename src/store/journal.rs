@@ -1,19 +1,19 @@
 //! The journal: the one source of truth of the write model. An accepted write, an op's state
 //! change or an operator's action is ONE checksummed record appended to the `journal` tree
-//! (key: `u64` sequence). The record carries its effects on the derived index trees (puts,
-//! removes, raises); those are applied after the append with plain inserts.
+//! (key: `u64` sequence). The record carries its effects on the derived indexes (puts,
+//! removes, raises); those are applied after the append, to the in-memory overlay that a
+//! checkpoint later writes into the index trees ([`super::overlay`]).
 //!
 //! Why: sled 0.34 runs its multi-tree transactions and batches under one process-wide lock
-//! that every other sled call then waits on. A plain insert takes no such lock, so a write
-//! costs one journal insert plus its index inserts, and none of them stalls other requests.
+//! that every other sled call then waits on, and keeping eight index trees current costs
+//! several times the append itself. So a write costs one journal insert plus map inserts.
 //!
 //! What makes it safe without a transaction:
 //! - the journal record is written before any of its effects, and sled recovers a prefix of
 //!   its log, so an index never holds what the journal does not;
-//! - the *applied watermark* (every record at or below it has all its effects applied) is
-//!   persisted with each group-commit flush; on open the records past it are applied again
-//!   (every effect is idempotent when replayed in order), so a crash between the append and
-//!   the last index insert loses nothing;
+//! - each checkpoint persists its *watermark* (every record at or below it has its effects in
+//!   the index trees); on open the records past it are applied again (every effect is
+//!   idempotent when replayed in order), so losing the overlay in a crash loses nothing;
 //! - records get their sequence and are inserted under one short lock, so journal order is
 //!   append order; callers hold the locks that keep two concurrent records off the same
 //!   keys (lane locks, idempotency [`Claims`]), except raises, which commute;
@@ -287,31 +287,11 @@ pub fn rank(sealed: &[u8]) -> Option<i128> {
     }
 }
 
-fn outranks(new: &[u8], old: Option<&[u8]>) -> bool {
+pub(super) fn outranks(new: &[u8], old: Option<&[u8]>) -> bool {
     match old {
         None => true,
         Some(old) => rank(new) > rank(old),
     }
-}
-
-/// Applies effects to the index trees with plain operations (a raise by compare-and-swap).
-pub fn apply(store: &dyn Storage, effects: &[Effect]) -> Result<(), StoreError> {
-    for e in effects {
-        match e {
-            Effect::Put { tree, key, value } => store.insert_raw(*tree, key, value.clone())?,
-            Effect::Remove { tree, key } => store.remove(*tree, key)?,
-            Effect::Raise { tree, key, value } => loop {
-                let old = store.get_raw(*tree, key)?;
-                if !outranks(value, old.as_deref()) {
-                    break;
-                }
-                if store.compare_and_swap_raw(*tree, key, old.as_deref(), Some(value.clone()))? {
-                    break;
-                }
-            },
-        }
-    }
-    Ok(())
 }
 
 /// Records a closure's writes as effects instead of performing them. Reads see the
@@ -400,6 +380,8 @@ pub struct Journal {
     hidden_ops: Mutex<HashMap<u64, u64>>,
     /// Everything at or below this is applied and flushed.
     published: AtomicU64,
+    /// Everything at or below this is in the index trees (the last checkpoint's watermark).
+    checkpointed: AtomicU64,
     claims: Claims,
 }
 
@@ -439,6 +421,16 @@ impl Journal {
     /// in this process were recovered from disk, so they are).
     pub fn op_published(&self, op_seq: u64) -> bool {
         !lock(&self.hidden_ops).contains_key(&op_seq)
+    }
+
+    /// Every record at or below this has its effects in the index trees on disk.
+    pub fn checkpointed_watermark(&self) -> u64 {
+        self.checkpointed.load(Ordering::Acquire)
+    }
+
+    /// Called by a checkpoint once its watermark is persisted.
+    pub fn checkpointed(&self, watermark: u64) {
+        self.checkpointed.fetch_max(watermark, Ordering::AcqRel);
     }
 
     pub fn has_unpublished(&self) -> bool {
@@ -491,7 +483,7 @@ impl Journal {
                 hidden.insert(*op, seq);
             }
         }
-        let applied = apply(store, &entry.effects);
+        let applied = store.apply_effects(&entry.effects);
         if applied.is_err() {
             // Left "applying" on purpose: the applied watermark stays below this record, so
             // the next start applies it again, and nothing after it is published meanwhile.
@@ -655,7 +647,7 @@ pub struct Recovered {
 }
 
 /// Brings the indexes up to the journal on open: applies again every record past the
-/// persisted watermark, in order (the caller then flushes, see [`Journal::resume`]). A record that fails verification (a torn or corrupted
+/// persisted watermark, in order (the caller then checkpoints, see [`Journal::resume`]). A record that fails verification (a torn or corrupted
 /// tail) is moved to quarantine, reported, and never applied.
 pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
     let mut out = Recovered {
@@ -673,7 +665,7 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
             out.last = out.last.max(seq);
             match entry {
                 Ok(entry) => {
-                    apply(store, &entry.effects)?;
+                    store.apply_effects(&entry.effects)?;
                     out.reapplied += 1;
                 }
                 Err(e) => {
@@ -693,8 +685,8 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
         .max(last_on_disk(store)?)
         .max(meta_u64(store, COMPACTED_KEY)?)
         .max(from - 1);
-    // The caller resumes its journal at `out.last` and flushes, which persists it as the
-    // applied watermark.
+    // The caller resumes its journal at `out.last` and checkpoints, which persists it as the
+    // watermark.
     Ok(out)
 }
 
@@ -728,7 +720,8 @@ pub fn compact(
     settled: &dyn Fn(&Entry) -> Result<bool, StoreError>,
     max: usize,
 ) -> Result<usize, StoreError> {
-    let limit = journal.published();
+    // A record past the last checkpoint is still how its effects survive a crash.
+    let limit = journal.published().min(journal.checkpointed_watermark());
     let from = meta_u64(store, COMPACTED_KEY)?.saturating_add(1);
     let mut removed = 0;
     let mut last_removed = None;

@@ -100,19 +100,18 @@ fn a_crash_between_the_append_and_its_indexes_is_repaired_on_open() {
     {
         let store = open(dir.path());
         put_two(&store, 1);
-        store.flush_blocking().unwrap();
+        store.checkpoint().unwrap();
         put_two(&store, 2);
-        // As if the process died after appending record 2 but before its index inserts
-        // (and before any flush persisted a watermark covering it).
-        store.remove(A, &2u64.to_be_bytes()).unwrap();
-        store.remove(B, &2u64.to_be_bytes()).unwrap();
-        store.put(Tree::META, APPLIED_KEY, &1u64).unwrap();
-        store.flush_without_watermark();
+        // Record 2 is durable in the journal, its index changes only in memory: the process
+        // dies before the next checkpoint.
+        store.flush_blocking().unwrap();
+        assert_eq!(store.unchecked(), 2);
     }
     let store = open(dir.path());
     assert_eq!(store.recovery().reapplied, 1);
     assert_eq!(store.get::<u64>(A, &2u64.to_be_bytes()).unwrap(), Some(2));
     assert_eq!(store.journal().last_seq(), 2);
+    assert_eq!(store.unchecked(), 0, "opening checkpoints what it applied");
     assert_eq!(
         put_two(&store, 3),
         Some(3),
@@ -127,10 +126,9 @@ fn a_corrupt_or_torn_tail_is_quarantined_and_the_store_still_opens() {
     {
         let store = open(dir.path());
         put_two(&store, 1);
-        store.flush_blocking().unwrap();
+        store.checkpoint().unwrap();
         put_two(&store, 2);
         put_two(&store, 3);
-        store.put(Tree::META, APPLIED_KEY, &1u64).unwrap();
         // Record 2 flipped, record 3 cut short.
         let mut two = store.get_raw(JOURNAL, &part_key(2, 0)).unwrap().unwrap();
         let last = two.len() - 1;
@@ -140,8 +138,6 @@ fn a_corrupt_or_torn_tail_is_quarantined_and_the_store_still_opens() {
         store
             .insert_raw(JOURNAL, &part_key(3, 0), three[..10].to_vec())
             .unwrap();
-        store.remove(A, &2u64.to_be_bytes()).unwrap();
-        store.remove(A, &3u64.to_be_bytes()).unwrap();
         store.flush_without_watermark();
     }
     let store = open(dir.path());
@@ -186,7 +182,7 @@ fn compaction_removes_settled_records_from_the_front_and_stops_at_the_first_open
     for n in 1..=5 {
         put_two(&store, n);
     }
-    store.flush_blocking().unwrap();
+    store.checkpoint().unwrap();
     // Record 3 is still needed.
     let settled = |e: &Entry| Ok(e.seq != 3);
     let removed = compact(&store, store.journal(), &settled, 100).unwrap();
@@ -198,16 +194,25 @@ fn compaction_removes_settled_records_from_the_front_and_stops_at_the_first_open
         .collect();
     assert_eq!(left, vec![3, 4, 5]);
     assert!(check(&store, &[A, B]).unwrap().is_clean());
-    // Nothing past what a flush published is compacted.
-    put_two(&store, 6);
+    // Nothing past what a flush published is compacted, nor past the last checkpoint:
+    // until then, the record is how its index changes survive a crash.
+    let left = |store: &SledStore| -> Vec<u64> {
+        read_range(store, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    };
     let all = |_: &Entry| Ok(true);
+    put_two(&store, 6);
     compact(&store, store.journal(), &all, 100).unwrap();
-    let left: Vec<u64> = read_range(&store, 0, 10)
-        .unwrap()
-        .into_iter()
-        .map(|(s, _)| s)
-        .collect();
-    assert_eq!(left, vec![6]);
+    assert_eq!(left(&store), vec![6], "not yet flushed");
+    store.flush_blocking().unwrap();
+    compact(&store, store.journal(), &all, 100).unwrap();
+    assert_eq!(left(&store), vec![6], "flushed, not yet checkpointed");
+    store.checkpoint().unwrap();
+    compact(&store, store.journal(), &all, 100).unwrap();
+    assert!(left(&store).is_empty());
 }
 
 #[test]
@@ -345,7 +350,7 @@ fn a_large_record_is_stored_in_parts_and_a_torn_one_is_never_half_applied() {
         let read = read_range(&store, 0, 10).unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].1.as_ref().unwrap().effects.len(), 200);
-        store.flush_blocking().unwrap();
+        store.checkpoint().unwrap();
         store
             .append("test.big", Publish::default(), &|tx| big(tx, 2))
             .unwrap();
@@ -355,10 +360,6 @@ fn a_large_record_is_stored_in_parts_and_a_torn_one_is_never_half_applied() {
             .scan_raw(JOURNAL, &2u64.to_be_bytes(), None, 1000)
             .unwrap();
         store.remove(JOURNAL, &parts.last().unwrap().0).unwrap();
-        for n in 0..200u64 {
-            store.remove(A, &(2000 + n).to_be_bytes()).unwrap();
-        }
-        store.put(Tree::META, APPLIED_KEY, &1u64).unwrap();
         store.flush_without_watermark();
     }
     let store = open(dir.path());

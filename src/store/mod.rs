@@ -5,9 +5,11 @@
 //! way back. Writes that must be atomic across keys go through the [`journal`]; nothing here
 //! uses sled's multi-tree transactions or batches (both take a process-wide lock in sled 0.34).
 
+pub mod checkpointer;
 mod group_commit;
 pub mod journal;
 pub mod keys;
+mod overlay;
 pub mod record;
 mod sled_store;
 mod tally;
@@ -165,6 +167,15 @@ pub trait Storage: Send + Sync + 'static {
         publish: journal::Publish,
         f: &dyn Fn(&dyn Tx) -> Result<(), StoreError>,
     ) -> Result<Option<u64>, StoreError>;
+    /// Applies a journal record's effects to the derived indexes, as seen by readers (the
+    /// in-memory overlay until the next [`Storage::checkpoint`]).
+    fn apply_effects(&self, effects: &[journal::Effect]) -> Result<(), StoreError>;
+    /// Writes the indexes' changes since the last checkpoint into their trees, then persists
+    /// the applied watermark with a flush (on open, the journal past it is applied again).
+    /// Answers how many keys it wrote.
+    fn checkpoint(&self) -> Result<usize, StoreError>;
+    /// How many index keys wait for a checkpoint.
+    fn unchecked(&self) -> usize;
     /// Blocks until everything written so far is on disk, with the journal's applied
     /// watermark, then publishes what the flush covered. Callers on the async path use
     /// [`GroupCommit::flush`] instead, which shares one flush among concurrent writers.

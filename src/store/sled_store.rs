@@ -1,6 +1,7 @@
 //! The sled implementation of [`Storage`](super::Storage).
 
-use super::journal::{self, Journal, Publish};
+use super::journal::{self, Effect, Journal, Publish};
+use super::overlay::{self, Look, Overlay};
 use super::{Storage, StoreError, Tree, Tx};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct SledStore {
     tickets: std::sync::Arc<super::Tickets>,
     tally: super::Tally,
     journal: Journal,
+    /// The indexes' changes since the last checkpoint (see [`overlay`]).
+    overlay: Overlay,
     recovered: journal::Recovered,
     data_file: Option<File>,
     /// The highest blob file (by sled's log sequence number) already synced.
@@ -100,6 +103,7 @@ impl SledStore {
             tickets: Default::default(),
             tally: Default::default(),
             journal: Journal::default(),
+            overlay: Overlay::default(),
             recovered: journal::Recovered::default(),
             data_file,
             blobs_synced: std::sync::Mutex::new(-1),
@@ -108,7 +112,7 @@ impl SledStore {
         let recovered = journal::recover(&store)?;
         store.journal = Journal::resume(recovered.last);
         store.recovered = recovered;
-        store.flush_blocking()?;
+        store.checkpoint()?;
         Ok(store)
     }
 
@@ -162,10 +166,39 @@ impl SledStore {
     }
 
     /// Flushes sled alone, leaving the persisted applied watermark as it is: what a crash
-    /// after the writes' own flush but before the next group commit leaves on disk.
+    /// before the next checkpoint leaves on disk (the overlay is lost with the process).
     #[cfg(test)]
     pub fn flush_without_watermark(&self) {
         let _ = self.db.flush();
+    }
+
+    /// A plain write to a tree the overlay may hold: under the tree's writer lock, and the
+    /// key's slot goes after it, so the tree's value is the one readers see.
+    fn write_through<T>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        write: impl FnOnce(&sled::Tree) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let t = self.tree(tree)?;
+        let Some(shard) = self.overlay.shard(tree) else {
+            return write(&t);
+        };
+        let _writer = overlay::writer(&shard);
+        let out = write(&t)?;
+        if overlay::write(&shard).remove(key).is_some() {
+            self.overlay.settled(1);
+        }
+        Ok(out)
+    }
+
+    /// The value readers see: the overlay's, else the tree's.
+    fn current(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.overlay.look(tree, key) {
+            Look::Value(v) => Ok(Some(v)),
+            Look::Removed => Ok(None),
+            Look::Unknown => Ok(self.tree(tree)?.get(key)?.map(|v| v.to_vec())),
+        }
     }
 
     fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
@@ -173,19 +206,26 @@ impl SledStore {
     }
 }
 
+/// Keys a checkpoint writes per hold of a tree's lock.
+const CHECKPOINT_CHUNK: usize = 128;
+
 impl Storage for SledStore {
     fn get_raw(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(tree)?.get(key)?.map(|v| v.to_vec()))
+        self.current(tree, key)
     }
 
     fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
-        self.tree(tree)?.insert(key, value)?;
-        Ok(())
+        self.write_through(tree, key, |t| {
+            t.insert(key, value)?;
+            Ok(())
+        })
     }
 
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
-        self.tree(tree)?.remove(key)?;
-        Ok(())
+        self.write_through(tree, key, |t| {
+            t.remove(key)?;
+            Ok(())
+        })
     }
 
     fn scan_raw(
@@ -196,19 +236,23 @@ impl Storage for SledStore {
         limit: usize,
     ) -> Result<super::RawPairs, StoreError> {
         let t = self.tree(tree)?;
-        let iter = match start {
-            Some(s) if s > prefix => t.range(s.to_vec()..),
-            _ => t.range(prefix.to_vec()..),
+        let from = match start {
+            Some(s) if s > prefix => s,
+            _ => prefix,
         };
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        // The overlay's part first: a checkpoint moving a key meanwhile leaves it in both.
+        let over = match self.overlay.shard(tree) {
+            Some(shard) => overlay::range(&overlay::read(&shard), prefix, from, None, false, limit),
+            None => Vec::new(),
+        };
+        let mut iter = t
+            .range(from.to_vec()..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            });
+        overlay::merge(over, &mut iter, false, limit)
     }
 
     fn scan_raw_rev(
@@ -218,16 +262,19 @@ impl Storage for SledStore {
         limit: usize,
     ) -> Result<super::RawPairs, StoreError> {
         let t = self.tree(tree)?;
-        let iter = match before {
-            Some(b) => t.range(..b.to_vec()).rev(),
-            None => t.iter().rev(),
+        let over = match self.overlay.shard(tree) {
+            Some(shard) => overlay::range(&overlay::read(&shard), b"", b"", before, true, limit),
+            None => Vec::new(),
         };
-        let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        let range = match before {
+            Some(b) => t.range(..b.to_vec()),
+            None => t.range::<Vec<u8>, _>(..),
+        };
+        let mut iter = range.rev().map(|item| {
+            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(StoreError::from)
+        });
+        overlay::merge(over, &mut iter, true, limit)
     }
 
     fn compare_and_swap_raw(
@@ -237,7 +284,78 @@ impl Storage for SledStore {
         old: Option<&[u8]>,
         new: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
-        Ok(self.tree(tree)?.compare_and_swap(key, old, new)?.is_ok())
+        let Some(shard) = self.overlay.shard(tree) else {
+            return Ok(self.tree(tree)?.compare_and_swap(key, old, new)?.is_ok());
+        };
+        let t = self.tree(tree)?;
+        let _writer = overlay::writer(&shard);
+        let current = match overlay::read(&shard).get(key) {
+            Some(slot) => slot.clone(),
+            None => t.get(key)?.map(|v| v.to_vec()),
+        };
+        if current.as_deref() != old {
+            return Ok(false);
+        }
+        match new {
+            Some(v) => t.insert(key, v)?,
+            None => t.remove(key)?,
+        };
+        if overlay::write(&shard).remove(key).is_some() {
+            self.overlay.settled(1);
+        }
+        Ok(true)
+    }
+
+    fn apply_effects(&self, effects: &[Effect]) -> Result<(), StoreError> {
+        self.overlay.apply(effects, &|tree, key| {
+            Ok(self.tree(tree)?.get(key)?.map(|v| v.to_vec()))
+        })
+    }
+
+    fn checkpoint(&self) -> Result<usize, StoreError> {
+        // The watermark before the listing: every record at or below it is in the listing.
+        let watermark = self.journal.applied_watermark();
+        let mut moved = 0;
+        for (tree, shard, keys) in self.overlay.listing() {
+            let t = self.tree(tree)?;
+            for chunk in keys.chunks(CHECKPOINT_CHUNK) {
+                let _writer = overlay::writer(&shard);
+                let slots: Vec<(&Vec<u8>, Option<Vec<u8>>)> = {
+                    let g = overlay::read(&shard);
+                    chunk
+                        .iter()
+                        .filter_map(|k| g.get(k).map(|v| (k, v.clone())))
+                        .collect()
+                };
+                for (key, value) in &slots {
+                    match value {
+                        Some(v) => t.insert(key.as_slice(), v.as_slice())?,
+                        None => t.remove(key.as_slice())?,
+                    };
+                }
+                // A slot a newer record changed meanwhile stays for the next checkpoint.
+                let mut g = overlay::write(&shard);
+                let mut n = 0;
+                for (key, value) in slots {
+                    if g.get(key) == Some(&value) {
+                        g.remove(key);
+                        n += 1;
+                    }
+                }
+                drop(g);
+                self.overlay.settled(n);
+                moved += n;
+            }
+        }
+        self.tree(Tree::META)?
+            .insert(journal::APPLIED_KEY, super::record::seal(&watermark)?)?;
+        self.flush_blocking()?;
+        self.journal.checkpointed(watermark);
+        Ok(moved)
+    }
+
+    fn unchecked(&self) -> usize {
+        self.overlay.len()
     }
 
     fn journal(&self) -> &Journal {
@@ -254,10 +372,9 @@ impl Storage for SledStore {
     }
 
     fn flush_blocking(&self) -> Result<(), StoreError> {
-        // Persisted with the flush: on open, the journal past it is applied again.
+        // What the flush covers becomes visible after it. The indexes' watermark moves only
+        // with a checkpoint: on open, the journal past it is applied again.
         let applied = self.journal.before_flush();
-        self.tree(Tree::META)?
-            .insert(journal::APPLIED_KEY, super::record::seal(&applied)?)?;
         self.db.flush()?;
         if let Some(file) = &self.data_file {
             self.sync_new_blobs()?;

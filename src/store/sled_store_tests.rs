@@ -140,3 +140,71 @@ fn reverse_scan_reads_down_from_below_the_cursor() {
     );
     assert!(store.scan_raw_rev(t, Some(b"a"), 10).unwrap().is_empty());
 }
+
+/// Every way a reader sees a tree, as text: gets, a prefix scan, a bounded scan, a reverse
+/// scan.
+fn views(store: &SledStore, tree: Tree) -> Vec<String> {
+    let show = |pairs: crate::store::RawPairs| -> String {
+        pairs
+            .iter()
+            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let gets = ["k1", "k2", "k3", "k4", "x1"]
+        .iter()
+        .map(|k| format!("{k}={:?}", store.get::<u64>(tree, k.as_bytes()).unwrap()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    vec![
+        gets,
+        show(store.scan_raw(tree, b"k", None, 100).unwrap()),
+        show(store.scan_raw(tree, b"k", Some(b"k2"), 2).unwrap()),
+        show(store.scan_raw_rev(tree, Some(b"x"), 2).unwrap()),
+        show(store.scan_raw_rev(tree, None, 100).unwrap()),
+    ]
+}
+
+#[test]
+fn readers_see_the_same_before_and_after_a_checkpoint() {
+    use crate::store::journal::Publish;
+    use crate::store::TxExt;
+    let store = SledStore::temporary().unwrap();
+    let tree = Tree("overlay-test");
+    // In the tree already: k1, k2, x1. Then one record replaces k2, removes k1, adds k3, k4.
+    for (k, n) in [("k1", 1u64), ("k2", 2), ("x1", 9)] {
+        store.put(tree, k.as_bytes(), &n).unwrap();
+    }
+    store
+        .append("test", Publish::default(), &|tx| {
+            tx.put(tree, b"k2", &20u64)?;
+            tx.remove(tree, b"k1")?;
+            tx.put(tree, b"k3", &3u64)?;
+            tx.put(tree, b"k4", &4u64)
+        })
+        .unwrap();
+    assert_eq!(store.unchecked(), 4);
+    let before = views(&store, tree);
+    assert_eq!(
+        before,
+        [
+            "k1=None k2=Some(20) k3=Some(3) k4=Some(4) x1=Some(9)",
+            "k2,k3,k4",
+            "k2,k3",
+            "k4,k3",
+            "x1,k4,k3,k2",
+        ]
+    );
+    assert_eq!(store.checkpoint().unwrap(), 4);
+    assert_eq!(store.unchecked(), 0);
+    assert_eq!(views(&store, tree), before);
+    // A plain write over a key the overlay holds wins, and leaves the overlay.
+    store
+        .append("test", Publish::default(), &|tx| {
+            tx.put(tree, b"k3", &30u64)
+        })
+        .unwrap();
+    store.put(tree, b"k3", &31u64).unwrap();
+    assert_eq!(store.unchecked(), 0);
+    assert_eq!(store.get::<u64>(tree, b"k3").unwrap(), Some(31));
+}
