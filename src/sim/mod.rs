@@ -1,6 +1,7 @@
 //! The OFSC simulator: a faithful subset of OFSC's REST API over real HTTP, plus a ledger,
 //! fault injection and dispatcher controls under `/__sim` for tests and demos.
 
+mod activities;
 mod control;
 mod events;
 mod faults;

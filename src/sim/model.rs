@@ -81,7 +81,7 @@ pub struct StoredFile {
 #[derive(Debug, Default)]
 pub struct Tenant {
     pub resources: BTreeMap<String, Resource>,
-    pub activities: BTreeMap<i64, Activity>,
+    pub activities: super::activities::Activities,
     next_activity_id: i64,
     pub routes: HashMap<(String, String), RouteState>,
     pub inventories: BTreeMap<i64, Inventory>,
@@ -197,13 +197,7 @@ impl Tenant {
 
     /// Activities of one route, ordered ones first by position, then the rest by id.
     pub fn route_items(&self, resource_id: &str, date: &str) -> Vec<&Activity> {
-        let mut items: Vec<&Activity> = self
-            .activities
-            .values()
-            .filter(|a| {
-                a.resource_id.as_deref() == Some(resource_id) && a.date.as_deref() == Some(date)
-            })
-            .collect();
+        let mut items = self.activities.on_route(resource_id, date);
         items.sort_by_key(|a| (a.position_in_route.unwrap_or(i64::MAX), a.activity_id));
         items
     }
