@@ -5,6 +5,7 @@ pub mod api;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod bulk_load;
 pub mod cache;
 pub mod config;
 pub mod device_sim;

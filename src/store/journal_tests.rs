@@ -162,9 +162,20 @@ fn check_finds_an_index_that_disagrees_with_the_journal() {
             tx.remove(A, &1u64.to_be_bytes())
         })
         .unwrap();
+    // A large value is compared by its seal, a small one whole.
+    let long = "x".repeat(500);
+    store
+        .append("test.long", Publish::default(), &|tx| {
+            tx.put(B, b"long", &long)
+        })
+        .unwrap();
     let clean = check(&store, &[A, B]).unwrap();
     assert!(clean.is_clean(), "{clean:?}");
-    assert_eq!(clean.records, 3);
+    assert_eq!(clean.records, 4);
+    store.put(B, b"long", &"y".repeat(500)).unwrap();
+    let report = check(&store, &[A, B]).unwrap();
+    assert_eq!(report.differences.len(), 1, "{report:?}");
+    store.put(B, b"long", &long).unwrap();
     store.put(A, &2u64.to_be_bytes(), &99u64).unwrap();
     store.put(A, &1u64.to_be_bytes(), &1u64).unwrap();
     store.remove(B, &2u64.to_be_bytes()).unwrap();
