@@ -234,19 +234,6 @@ impl Default for ReplaySettings {
     }
 }
 
-impl ReplaySettings {
-    pub fn to_config(&self) -> crate::replay::ReplayConfig {
-        crate::replay::ReplayConfig {
-            max_lanes: self.max_lanes,
-            max_attempts: self.max_attempts,
-            max_age: Duration::from_secs(self.max_age_hours * 3600),
-            base_backoff: Duration::from_millis(self.base_backoff_ms),
-            max_backoff: Duration::from_millis(self.max_backoff_ms),
-            announce_ops: true,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {

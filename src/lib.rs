@@ -18,6 +18,7 @@ pub mod renders;
 pub mod replay;
 pub mod sim;
 pub mod startup;
+pub mod state;
 pub mod stock;
 pub mod store;
 pub mod telemetry;

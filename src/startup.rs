@@ -11,13 +11,14 @@ use crate::directory::Directory;
 use crate::ofsc::OfscClient;
 use crate::replay::Replayer;
 use crate::sim::{seed, Sim, SimServer};
+use crate::state::{AppState, LaneLocks, OfscHealth};
 use crate::stock::Stock;
 use crate::store::{GroupCommit, SledStore, Storage};
 use crate::store::{StorageExt, Tree};
 use actix_web::{web, App, HttpServer};
-use chrono::{DateTime, Utc};
+
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Request bodies above this are refused with a 413 problem.
@@ -35,96 +36,6 @@ pub enum StartupError {
     Ofsc(String),
     #[error("webhooks: {0}")]
     Webhooks(String),
-}
-
-/// What readiness knows about OFSC.
-#[derive(Debug, Default, Clone)]
-pub struct OfscHealthSnapshot {
-    pub ok: bool,
-    pub reached: bool,
-    pub last_ok_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-}
-
-#[derive(Debug, Default)]
-pub struct OfscHealth(Mutex<OfscHealthSnapshot>);
-
-impl OfscHealth {
-    pub fn snapshot(&self) -> OfscHealthSnapshot {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-    fn record(&self, result: Result<(), String>) {
-        if let Ok(mut s) = self.0.lock() {
-            match result {
-                Ok(()) => {
-                    s.ok = true;
-                    s.reached = true;
-                    s.last_ok_at = Some(Utc::now());
-                    s.last_error = None;
-                }
-                Err(e) => {
-                    s.ok = false;
-                    s.last_error = Some(e);
-                }
-            }
-        }
-    }
-}
-
-/// Shared by every handler.
-pub struct AppState {
-    pub store: Arc<SledStore>,
-    pub commit: GroupCommit,
-    pub ofsc: Arc<OfscClient>,
-    pub ofsc_health: Arc<OfscHealth>,
-    pub keys: TokenKeys,
-    pub throttle: LoginThrottle,
-    pub refresh_ttl_days: i64,
-    pub directory: Arc<Directory>,
-    pub cache: Arc<Cache>,
-    pub stock: Arc<Stock>,
-    pub replayer: Arc<Replayer>,
-    pub lanes: LaneLocks,
-    pub approvals: crate::config::ApprovalSettings,
-    /// `GET /metrics` needs this bearer token when set (`server.metrics_token`).
-    pub metrics_token: Option<crate::config::Secret>,
-    /// The window device times must fall in (`server.max_future_secs`, `max_past_hours`).
-    pub time_window: crate::domain::times::TimeWindow,
-    pub webhooks: Arc<crate::webhooks::Webhooks>,
-    pub uploads: crate::config::UploadSettings,
-    pub files: Arc<crate::uploads::Files>,
-    pub upload_keys: Vec<crate::uploads::grant::SigningKey>,
-    /// Uploads whose last byte arrived, for the background decode (`api::upload_finish`).
-    pub processing: tokio::sync::mpsc::UnboundedSender<String>,
-    /// Where listings of pending approvals start.
-    pub pending_approvals: crate::approvals::PendingFloor,
-}
-
-/// Serializes validate-then-write per route, so two writes cannot both pass the lifecycle
-/// check against the same view.
-#[derive(Default)]
-pub struct LaneLocks(Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl LaneLocks {
-    /// Above this many entries, the locks nobody holds are forgotten (routes of past days,
-    /// finished uploads).
-    const PRUNE_ABOVE: usize = 4096;
-
-    pub fn lock(&self, resource: &str, date: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > Self::PRUNE_ABOVE {
-            map.retain(|_, m| Arc::strong_count(m) > 1);
-        }
-        map.entry(format!("{resource}\u{0}{date}"))
-            .or_default()
-            .clone()
-    }
-}
-
-impl AppState {
-    pub fn store_check(&self) -> Result<(), String> {
-        self.store.check().map_err(|e| e.to_string())
-    }
 }
 
 /// A built, bound, not yet running service.
@@ -147,61 +58,14 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         crate::telemetry::prometheus();
         let data_dir = settings.server.data_dir.clone();
-        crate::store::private_files();
-        if data_dir.exists() && !settings.server.allow_shared_data_dir {
-            crate::store::check_private(&data_dir)
-                .map_err(|e| StartupError::Store(data_dir.display().to_string(), e))?;
-        }
-        let store = Arc::new(
-            SledStore::open_with_cache(&data_dir, settings.server.sled_cache_mb * 1024 * 1024)
-                .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?,
-        );
-        // The one scan of every op: queue depth and metrics read live counts afterwards.
-        crate::outbox::recount(store.as_ref())
-            .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
-        let commit = GroupCommit::start(store.clone() as Arc<dyn Storage>)
-            .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
-        crate::store::checkpointer::start(&(store.clone() as Arc<dyn Storage>))
-            .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
+        let store_err = |e: String| StartupError::Store(data_dir.display().to_string(), e);
+        let (store, commit) = open_store(&settings)?;
 
-        let (tenant, sim) = match &settings.ofsc {
-            Some(t) => (t.clone(), None),
-            None => {
-                let text = match &settings.sim.seed_file {
-                    Some(path) => std::fs::read_to_string(path)
-                        .map_err(|e| StartupError::Seed(format!("{}: {e}", path.display())))?,
-                    None => seed::DEMO_TENANT.to_string(),
-                };
-                let seed = seed::parse(&text).map_err(|e| StartupError::Seed(e.to_string()))?;
-                let sim = Sim::new(seed).map_err(|e| StartupError::Seed(e.to_string()))?;
-                let server = SimServer::start("127.0.0.1:0", sim, 1)
-                    .map_err(|e| StartupError::Listen("127.0.0.1:0".into(), e))?;
-                tracing::warn!(
-                    url = %server.url(),
-                    "no OFSC tenant configured: using the built-in OFSC simulator with the DEMO tenant \
-                     (resources tech1, tech2, tech3 under field-ops; routes laid on today)"
-                );
-                (TenantSettings::demo_at(&server.url()), Some(server))
-            }
-        };
+        let (tenant, sim) = tenant_or_sim(&settings)?;
         tracing::info!(base_url = %tenant.base_url, instance = %tenant.instance, auth = ?tenant.auth, "OFSC tenant");
-        let demo = tenant.client_id == "fieldsync-demo" && tenant.instance == "demo";
-        if demo {
-            let created = users::seed_demo(store.as_ref(), settings.demo.password.expose())
-                .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
-            let password_hint = if std::env::var_os("FIELDSYNC__DEMO__PASSWORD").is_some() {
-                "the value of FIELDSYNC__DEMO__PASSWORD"
-            } else {
-                "demo"
-            };
-            tracing::warn!(
-                newly_created = ?created,
-                "DEMO TENANT: demo logins tech1, tech2, tech3 (technicians), super1 (supervisor over all three), \
-                 admin; password: {password_hint}. Do not use this configuration in production."
-            );
-        }
-        let secret = jwt_secret(store.as_ref(), &settings)
-            .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
+        seed_demo_logins(store.as_ref(), &settings, &tenant)
+            .map_err(|e| store_err(e.to_string()))?;
+        let secret = jwt_secret(store.as_ref(), &settings).map_err(|e| store_err(e.to_string()))?;
         let keys = TokenKeys::new(
             &secret,
             &settings.auth.issuer,
@@ -216,7 +80,7 @@ impl Application {
         );
         let directory = Arc::new(
             Directory::load(store.clone() as Arc<dyn Storage>)
-                .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?,
+                .map_err(|e| store_err(e.to_string()))?,
         );
         let ofsc = Arc::new(
             OfscClient::new(tenant.client_config())
@@ -265,7 +129,7 @@ impl Application {
                 announce_ops: ["op.applied", "op.rejected", "op.dead"]
                     .iter()
                     .any(|t| settings.webhooks.wants(t)),
-                ..settings.replay.to_config()
+                ..crate::replay::ReplayConfig::from_settings(&settings.replay)
             },
         );
         let webhooks = crate::webhooks::Webhooks::new(
@@ -327,42 +191,7 @@ impl Application {
             state.clone(),
             to_process,
         ));
-        let listen = settings.server.listen.clone();
-        let listener =
-            TcpListener::bind(&listen).map_err(|e| StartupError::Listen(listen.clone(), e))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| StartupError::Listen(listen.clone(), e))?
-            .port();
-        let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .configure(|cfg| api::extractor_config(cfg, MAX_JSON_BODY))
-                .wrap(tracing_actix())
-                .wrap(actix_web::middleware::from_fn(record_latency))
-                // Every answer, problems and 404s included: browsers must not sniff a JSON
-                // or image body into something they would run.
-                .wrap(
-                    actix_web::middleware::DefaultHeaders::new()
-                        .add(("X-Content-Type-Options", "nosniff")),
-                )
-                .configure(api::routes)
-                .default_service(web::to(api::problem::not_found))
-        })
-        .disable_signals();
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        let server = server
-            .listen(listener)
-            .map_err(|e| StartupError::Listen(listen.clone(), e))?
-            .run();
-        let host = listen
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or("127.0.0.1");
-        tracing::info!("fieldsync listening on http://{host}:{port}");
+        let (port, server) = serve_http(&settings, state.clone())?;
         Ok(Application {
             port,
             server,
@@ -420,6 +249,120 @@ impl Application {
         }
         result
     }
+}
+
+/// Opens the store (refusing a data directory others may enter), counts its ops, and starts
+/// the group commit and the checkpoint thread.
+fn open_store(settings: &Settings) -> Result<(Arc<SledStore>, GroupCommit), StartupError> {
+    let data_dir = settings.server.data_dir.clone();
+    let err = |e: String| StartupError::Store(data_dir.display().to_string(), e);
+    crate::store::private_files();
+    if data_dir.exists() && !settings.server.allow_shared_data_dir {
+        crate::store::check_private(&data_dir).map_err(err)?;
+    }
+    let store = Arc::new(
+        SledStore::open_with_cache(&data_dir, settings.server.sled_cache_mb * 1024 * 1024)
+            .map_err(|e| err(e.to_string()))?,
+    );
+    // The one scan of every op: queue depth and metrics read live counts afterwards.
+    crate::outbox::recount(store.as_ref()).map_err(|e| err(e.to_string()))?;
+    let commit =
+        GroupCommit::start(store.clone() as Arc<dyn Storage>).map_err(|e| err(e.to_string()))?;
+    crate::store::checkpointer::start(&(store.clone() as Arc<dyn Storage>))
+        .map_err(|e| err(e.to_string()))?;
+    Ok((store, commit))
+}
+
+/// The configured OFSC tenant, or the built-in simulator with its seed (the demo tenant by
+/// default), started on a free port.
+fn tenant_or_sim(settings: &Settings) -> Result<(TenantSettings, Option<SimServer>), StartupError> {
+    if let Some(t) = &settings.ofsc {
+        return Ok((t.clone(), None));
+    }
+    let text = match &settings.sim.seed_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| StartupError::Seed(format!("{}: {e}", path.display())))?,
+        None => seed::DEMO_TENANT.to_string(),
+    };
+    let seed = seed::parse(&text).map_err(|e| StartupError::Seed(e.to_string()))?;
+    let sim = Sim::new(seed).map_err(|e| StartupError::Seed(e.to_string()))?;
+    let server = SimServer::start("127.0.0.1:0", sim, 1)
+        .map_err(|e| StartupError::Listen("127.0.0.1:0".into(), e))?;
+    tracing::warn!(
+        url = %server.url(),
+        "no OFSC tenant configured: using the built-in OFSC simulator with the DEMO tenant \
+         (resources tech1, tech2, tech3 under field-ops; routes laid on today)"
+    );
+    Ok((TenantSettings::demo_at(&server.url()), Some(server)))
+}
+
+/// On the demo tenant, the demo logins exist (made once), and the log says so loudly.
+fn seed_demo_logins(
+    store: &dyn Storage,
+    settings: &Settings,
+    tenant: &TenantSettings,
+) -> Result<(), String> {
+    if !(tenant.client_id == "fieldsync-demo" && tenant.instance == "demo") {
+        return Ok(());
+    }
+    let created =
+        users::seed_demo(store, settings.demo.password.expose()).map_err(|e| e.to_string())?;
+    let password_hint = if std::env::var_os("FIELDSYNC__DEMO__PASSWORD").is_some() {
+        "the value of FIELDSYNC__DEMO__PASSWORD"
+    } else {
+        "demo"
+    };
+    tracing::warn!(
+        newly_created = ?created,
+        "DEMO TENANT: demo logins tech1, tech2, tech3 (technicians), super1 (supervisor over all three), \
+         admin; password: {password_hint}. Do not use this configuration in production."
+    );
+    Ok(())
+}
+
+/// Binds the listener (port 0 picks one) and starts the HTTP server on it.
+fn serve_http(
+    settings: &Settings,
+    state: web::Data<AppState>,
+) -> Result<(u16, actix_web::dev::Server), StartupError> {
+    let listen = settings.server.listen.clone();
+    let listener =
+        TcpListener::bind(&listen).map_err(|e| StartupError::Listen(listen.clone(), e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| StartupError::Listen(listen.clone(), e))?
+        .port();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(|cfg| api::extractor_config(cfg, MAX_JSON_BODY))
+            .wrap(tracing_actix())
+            .wrap(actix_web::middleware::from_fn(
+                api::middleware::record_latency,
+            ))
+            // Every answer, problems and 404s included: browsers must not sniff a JSON
+            // or image body into something they would run.
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff")),
+            )
+            .configure(api::routes)
+            .default_service(web::to(api::problem::not_found))
+    })
+    .disable_signals();
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    let server = server
+        .listen(listener)
+        .map_err(|e| StartupError::Listen(listen.clone(), e))?
+        .run();
+    let host = listen
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or("127.0.0.1");
+    tracing::info!("fieldsync listening on http://{host}:{port}");
+    Ok((port, server))
 }
 
 /// Deletes abandoned uploads once a minute, each pass from where the last one left open.
@@ -506,84 +449,9 @@ async fn probe_ofsc(
     }
 }
 
-/// The request id: the caller's `X-Request-Id` when it is sane, else a fresh UUIDv7. It is
-/// echoed in the answer and recorded in the audit trail.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-fn request_id_of(req: &actix_web::dev::ServiceRequest) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
-}
-
-/// Request latency for `/metrics`, labelled by method, matched route pattern and status
-/// (never the raw path: ids would explode the label space), and the request id.
-async fn record_latency(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use actix_web::HttpMessage;
-    let started = std::time::Instant::now();
-    // Labels come from closed sets only: anything a client makes up would otherwise become
-    // a new series, and the scrape would grow with every junk request.
-    let method: &'static str = match req.method().as_str() {
-        "GET" => "GET",
-        "HEAD" => "HEAD",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "OPTIONS" => "OPTIONS",
-        _ => "other",
-    };
-    let rid = request_id_of(&req);
-    req.extensions_mut().insert(RequestId(rid.clone()));
-    let mut res = next.call(req).await?;
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&rid) {
-        res.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("x-request-id"),
-            v,
-        );
-    }
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "other".to_string());
-    metrics::histogram!(
-        "fieldsync_http_request_duration_seconds",
-        "method" => method,
-        "route" => route,
-        "status" => res.status().as_u16().to_string()
-    )
-    .record(started.elapsed().as_secs_f64());
-    Ok(res)
-}
-
 fn tracing_actix() -> actix_web::middleware::Logger {
     // The path without its query: upload grants travel in query strings and are never logged.
     actix_web::middleware::Logger::new("%{method}xi %U %s %Dms rid=%{x-request-id}o")
         .custom_request_replace("method", |req| req.method().to_string())
         .exclude("/healthz")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::LaneLocks;
-
-    #[test]
-    fn lane_locks_forget_the_ones_nobody_holds() {
-        let locks = LaneLocks::default();
-        let held = locks.lock("tech1", "2026-11-28");
-        for n in 0..=LaneLocks::PRUNE_ABOVE {
-            drop(locks.lock("upload", &n.to_string()));
-        }
-        let again = locks.lock("tech1", "2026-11-28");
-        assert!(std::sync::Arc::ptr_eq(&held, &again), "a held lock is kept");
-        let size = locks.0.lock().unwrap().len();
-        assert!(size <= 3, "{size} entries left");
-    }
 }

@@ -9,7 +9,7 @@ use crate::domain::times;
 use crate::ofsc::time as ofsc_time;
 use crate::ofsc::wire::Activity;
 use crate::outbox::{self, Enqueued, Location, NewOp, OpKind, Submitter};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::Storage;
 use crate::view::{self, DeviceRoute};
 use actix_web::{web, HttpRequest, HttpResponse};

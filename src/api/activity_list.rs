@@ -8,7 +8,7 @@ use crate::auth::{Principal, Role};
 use crate::ofsc::time as ofsc_time;
 use crate::ofsc::wire::Activity;
 use crate::outbox::{self, NewOp, OpKind, Submitter};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::Storage;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;

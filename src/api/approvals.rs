@@ -7,7 +7,7 @@ use crate::approvals::{self, Approval, ApprovalStatus, Decision};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{Storage, TxExt};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@ use super::ApiError;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::outbox::{self, Enqueued, IdemRecord, Submitter, IDEMPOTENCY};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{Storage, TxExt};
 use crate::uploads::{self, grant, Attachment, Kind, UploadState};
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -5,7 +5,7 @@ use super::ApiError;
 use crate::audit::{self, AuditEntry};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;

@@ -2,7 +2,7 @@
 
 use super::ApiError;
 use crate::auth::{refresh, users, AuthError, Principal};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
 use std::future::{ready, Ready};
 
@@ -71,7 +71,7 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         family: claims.fam,
         request_id: req
             .extensions()
-            .get::<crate::startup::RequestId>()
+            .get::<crate::api::middleware::RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default(),
     })

@@ -6,7 +6,7 @@ use super::ApiError;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::outbox::{self, Enqueued, Fix, NewOp, OpKind, Submitter};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};

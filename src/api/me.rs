@@ -3,7 +3,7 @@
 use super::ApiError;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 

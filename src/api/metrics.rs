@@ -3,7 +3,7 @@
 
 use super::ApiError;
 use crate::outbox;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use subtle::ConstantTimeEq;

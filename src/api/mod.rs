@@ -11,6 +11,7 @@ mod health;
 mod locations;
 mod me;
 mod metrics;
+pub mod middleware;
 mod ops;
 mod parts;
 mod present;

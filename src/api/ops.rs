@@ -4,7 +4,7 @@ use super::ApiError;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::outbox::{self, Op};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 

@@ -6,7 +6,7 @@ use crate::auth::policy::{self, Function, Role};
 use crate::auth::Principal;
 use crate::domain::parts::{self, PartRequest, Refusal};
 use crate::outbox::{self, Enqueued, NewOp, Op, OpKind, Submitter};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::stock;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};

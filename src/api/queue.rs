@@ -7,7 +7,7 @@ use crate::audit;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::outbox::{self, Op, OpState};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;

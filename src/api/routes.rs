@@ -5,7 +5,7 @@ use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::cache::RouteRead;
 use crate::renders::Rendered;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::Storage;
 use crate::view;
 use actix_web::{web, HttpRequest, HttpResponse};

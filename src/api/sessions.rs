@@ -5,7 +5,7 @@ use crate::auth::refresh::{self, Pair};
 use crate::auth::totp::{self, TotpCheck};
 use crate::auth::users::{self, User};
 use crate::auth::{password, AuthError, Principal};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;

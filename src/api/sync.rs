@@ -11,7 +11,7 @@ use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::domain::times;
 use crate::outbox::{self, Change, Enqueued, Stage, Submitter, CHANGES};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::keys::KeyBuf;
 use crate::store::Storage;
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -4,7 +4,7 @@
 //! a time. After the last byte, `finish.rs` checks and keeps the file.
 
 use super::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::uploads::sink::{self, Held, Sink};
 use crate::uploads::{self, grant, Attachment, UploadState};
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -8,8 +8,9 @@
 
 use super::tus::err;
 use super::ApiError;
+use crate::api::middleware::RequestId;
 use crate::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
-use crate::startup::{AppState, RequestId};
+use crate::state::AppState;
 use crate::store::{Storage, TxExt};
 use crate::uploads::decoder::DecoderError;
 use crate::uploads::image_check::{self, ImageRejection};

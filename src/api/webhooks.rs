@@ -5,7 +5,7 @@ use super::ApiError;
 use crate::audit;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::webhooks::{self, Delivery, DeliveryState};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;

@@ -32,6 +32,20 @@ pub struct ReplayConfig {
     pub announce_ops: bool,
 }
 
+impl ReplayConfig {
+    /// The replayer's settings as configured (`[replay]`).
+    pub fn from_settings(s: &crate::config::ReplaySettings) -> ReplayConfig {
+        ReplayConfig {
+            max_lanes: s.max_lanes,
+            max_attempts: s.max_attempts,
+            max_age: Duration::from_secs(s.max_age_hours * 3600),
+            base_backoff: Duration::from_millis(s.base_backoff_ms),
+            max_backoff: Duration::from_millis(s.max_backoff_ms),
+            announce_ops: true,
+        }
+    }
+}
+
 impl Default for ReplayConfig {
     fn default() -> Self {
         ReplayConfig {

@@ -136,7 +136,7 @@ pub const JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 pub struct TestApp {
     pub port: u16,
     pub http: reqwest::Client,
-    pub state: actix_web::web::Data<fieldsync::startup::AppState>,
+    pub state: actix_web::web::Data<fieldsync::state::AppState>,
     pub _dir: tempfile::TempDir,
 }
 
