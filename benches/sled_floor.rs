@@ -126,14 +126,26 @@ fn run(label: &str, layout: &[Record], per_tx: u64, writes: u64, cache_mb: u64) 
     );
 }
 
+/// When a journal layout writes its index records.
+#[derive(Clone, Copy)]
+enum Indexes {
+    /// Never: the journal alone, the floor of projections kept only in memory.
+    Never,
+    /// Right after each journal record, as plain inserts.
+    Inline,
+    /// As the service's checkpoint does: every this many writes, all of their index records
+    /// at once, sorted by tree and key (the overlay is a sorted map per tree).
+    Checkpoint(u64),
+}
+
 /// The journal layout: per record, one appended journal value holding every index record of
-/// its `per_record` writes, then (with `indexes`) those records as plain inserts. No sled
-/// transaction: nothing here takes sled's process-wide lock.
+/// its `per_record` writes, then its index records as `indexes` says. No sled transaction:
+/// nothing here takes sled's process-wide lock.
 fn run_journal(
     label: &str,
     layout: &[Record],
     per_record: u64,
-    indexes: bool,
+    indexes: Indexes,
     writes: u64,
     cache_mb: u64,
 ) {
@@ -143,18 +155,34 @@ fn run_journal(
     let one_write: usize = layout.iter().map(|r| r.size + 30).sum();
     let record = sled::IVec::from(vec![b'j'; one_write * per_record as usize]);
     let started = Instant::now();
+    let mut waiting: Vec<(usize, [u8; 16])> = Vec::new();
     for batch in 0..writes / per_record {
         journal
             .insert(batch.to_be_bytes(), record.clone())
             .expect("journal insert");
-        if indexes {
-            for w in 0..per_record {
-                let seq = batch * per_record + w;
-                for (i, r) in layout.iter().enumerate() {
-                    trees[i]
-                        .insert(key(seq, r.spread), values[i].clone())
-                        .expect("index insert");
+        for w in 0..per_record {
+            let seq = batch * per_record + w;
+            for (i, r) in layout.iter().enumerate() {
+                match indexes {
+                    Indexes::Never => {}
+                    Indexes::Inline => {
+                        trees[i]
+                            .insert(key(seq, r.spread), values[i].clone())
+                            .expect("index insert");
+                    }
+                    Indexes::Checkpoint(_) => waiting.push((i, key(seq, r.spread))),
                 }
+            }
+        }
+        let due = match indexes {
+            Indexes::Checkpoint(every) => (batch + 1) * per_record % every == 0,
+            _ => false,
+        };
+        if due || (batch + 1) * per_record >= writes {
+            waiting.sort_unstable();
+            waiting.dedup();
+            for (i, k) in waiting.drain(..) {
+                trees[i].insert(k, values[i].clone()).expect("index insert");
             }
         }
     }
@@ -204,23 +232,37 @@ fn main() {
     for (label, layout, per_tx) in layouts {
         run(label, layout, per_tx, writes, cache_mb);
     }
-    let journal: [(&str, u64, bool); 4] = [
+    let journal: [(&str, u64, Indexes); 6] = [
         (
             "journal: 1 record + 8 plain index inserts per write",
             1,
-            true,
+            Indexes::Inline,
         ),
         (
             "journal: 1 record per 100-op batch + 8 plain index inserts per op",
             100,
-            true,
+            Indexes::Inline,
+        ),
+        (
+            "journal: 1 record per write + checkpoint of sorted index inserts every 2,500 writes",
+            1,
+            Indexes::Checkpoint(2_500),
+        ),
+        (
+            "journal: 1 record per 100-op batch + checkpoint every 2,500 ops",
+            100,
+            Indexes::Checkpoint(2_500),
         ),
         (
             "journal alone, 1 record per write (projections in memory)",
             1,
-            false,
+            Indexes::Never,
         ),
-        ("journal alone, 1 record per 100-op batch", 100, false),
+        (
+            "journal alone, 1 record per 100-op batch",
+            100,
+            Indexes::Never,
+        ),
     ];
     for (label, per_record, indexes) in journal {
         run_journal(label, &SERVICE, per_record, indexes, writes, cache_mb);
