@@ -59,35 +59,53 @@ pub struct EventsPoller {
     interval: Duration,
 }
 
-/// The routes an event touches, as (resource, date).
+/// The routes an event touches, as (resource, date): the activity's (for a move, where it
+/// was), where its changes put it (for a move, where it went), and the route's own.
 fn routes_of(e: &Event) -> Vec<(String, String)> {
-    let pair = |v: Option<&Value>, r: &str, d: &str| -> Option<(String, String)> {
-        let v = v?;
-        Some((
-            v.get(r)?.as_str()?.to_string(),
-            v.get(d)?.as_str()?.to_string(),
-        ))
+    let field =
+        |v: Option<&Value>, k: &str| -> Option<String> { Some(v?.get(k)?.as_str()?.to_string()) };
+    let details = e.activity_details.as_ref();
+    let changes = e.activity_changes.as_ref();
+    let pair = |v: Option<&Value>| Some((field(v, "resourceId")?, field(v, "date")?));
+    let changed_to = match (field(changes, "resourceId"), field(changes, "date")) {
+        (None, None) => None,
+        (r, d) => r
+            .or_else(|| field(details, "resourceId"))
+            .zip(d.or_else(|| field(details, "date"))),
     };
-    [
-        pair(e.activity_details.as_ref(), "resourceId", "date"),
-        pair(e.route_details.as_ref(), "resourceId", "date"),
-        pair(e.move_details.as_ref(), "fromResourceId", "fromDate"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+    let mut out: Vec<(String, String)> =
+        [pair(details), changed_to, pair(e.route_details.as_ref())]
+            .into_iter()
+            .flatten()
+            .collect();
+    out.dedup();
+    out
 }
 
-/// The resource whose devices should hear about an event.
+/// Where an inventory event's item is (its resource, its activity), from the fields
+/// Oracle puts beside `inventoryDetails`: `inventoryChanges` and `activityDetails`.
+fn inventory_place(e: &Event) -> (Option<String>, Option<i64>) {
+    let changes = e.inventory_changes.as_ref();
+    let activity = e.activity_details.as_ref();
+    let resource = [changes, activity]
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.get("resourceId").and_then(Value::as_str))
+        .map(str::to_string);
+    let activity_id = [activity, changes]
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.get("activityId").and_then(Value::as_i64));
+    (resource, activity_id)
+}
+
+/// The resources whose devices should hear about an event.
 fn resources_of(e: &Event) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = routes_of(e).into_iter().map(|(r, _)| r).collect();
-    if let Some(r) = e
-        .inventory_details
-        .as_ref()
-        .and_then(|d| d.get("resourceId"))
-        .and_then(Value::as_str)
-    {
-        out.insert(r.to_string());
+    if e.inventory_details.is_some() {
+        if let (Some(r), _) = inventory_place(e) {
+            out.insert(r);
+        }
     }
     out
 }
@@ -215,13 +233,10 @@ impl EventsPoller {
     async fn refresh_stock(&self, events: &[Event]) {
         let mut vans = BTreeSet::new();
         let mut sites = BTreeSet::new();
-        for d in events.iter().filter_map(|e| e.inventory_details.as_ref()) {
-            if let Some(r) = d.get("resourceId").and_then(Value::as_str) {
-                vans.insert(r.to_string());
-            }
-            if let Some(a) = d.get("activityId").and_then(Value::as_i64) {
-                sites.insert(a);
-            }
+        for e in events.iter().filter(|e| e.inventory_details.is_some()) {
+            let (resource, activity) = inventory_place(e);
+            vans.extend(resource);
+            sites.extend(activity);
         }
         for r in vans {
             if let Err(e) = self.stock.refresh_van_if_kept(&r).await {
@@ -319,5 +334,56 @@ mod refresh_tests {
         ] {
             assert_eq!(worth_refreshing(date, today), want, "{date}");
         }
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+
+    fn event(v: Value) -> Event {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_move_touches_the_route_it_left_and_the_route_it_joined() {
+        let e = event(json!({
+            "eventType": "activityMoved", "time": "2026-12-02 10:00:00",
+            "activityDetails": {"activityId": 7, "resourceId": "tech1", "date": "2026-12-02"},
+            "activityChanges": {"resourceId": "tech2", "date": "2026-12-03"},
+            "moveDetails": {"moveCondition": "resourceToResource"},
+        }));
+        assert_eq!(
+            routes_of(&e),
+            [
+                ("tech1".to_string(), "2026-12-02".to_string()),
+                ("tech2".to_string(), "2026-12-03".to_string())
+            ]
+        );
+        assert_eq!(resources_of(&e).len(), 2);
+        // A move to another day of the same technician: the date alone changes.
+        let e = event(json!({
+            "eventType": "activityMoved", "time": "2026-12-02 10:00:00",
+            "activityDetails": {"activityId": 7, "resourceId": "tech1", "date": "2026-12-02"},
+            "activityChanges": {"date": "2026-12-04"},
+        }));
+        assert_eq!(routes_of(&e)[1], ("tech1".into(), "2026-12-04".into()));
+    }
+
+    #[test]
+    fn an_inventory_event_names_its_van_and_site_beside_its_details() {
+        let e = event(json!({
+            "eventType": "resourceInventoryUpdated", "time": "2026-12-02 10:00:00",
+            "inventoryDetails": {"inventoryId": 5, "inventoryType": "CABLE", "status": "resource"},
+            "inventoryChanges": {"resourceId": "tech3", "quantity": 40},
+        }));
+        assert_eq!(inventory_place(&e), (Some("tech3".into()), None));
+        assert!(resources_of(&e).contains("tech3"));
+        let e = event(json!({
+            "eventType": "inventoryInstalled", "time": "2026-12-02 10:00:00",
+            "inventoryDetails": {"inventoryId": 5, "inventoryType": "MODEM", "status": "installed"},
+            "activityDetails": {"activityId": 9, "resourceId": "tech1", "date": "2026-12-02"},
+        }));
+        assert_eq!(inventory_place(&e), (Some("tech1".into()), Some(9)));
     }
 }

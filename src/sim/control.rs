@@ -103,6 +103,14 @@ enum Dispatch {
         #[serde(rename = "activityType", default)]
         activity_type: Option<String>,
     },
+    /// Puts stock into a technician's van (as `POST /resources/{id}/inventories` does).
+    Restock {
+        #[serde(rename = "resourceId")]
+        resource_id: String,
+        #[serde(rename = "inventoryType")]
+        inventory_type: String,
+        quantity: f64,
+    },
 }
 
 async fn dispatch(sim: Data, body: web::Bytes) -> HttpResponse {
@@ -145,6 +153,20 @@ async fn dispatch(sim: Data, body: web::Bytes) -> HttpResponse {
                 let map = body.as_object().cloned().unwrap_or_default();
                 t.create_activity(&call, map).map(|a| json!(a))
             }
+            Dispatch::Restock {
+                resource_id,
+                inventory_type,
+                quantity,
+            } => t.resource(&resource_id).map(|_| ()).and_then(|()| {
+                let inv = crate::ofsc::wire::Inventory {
+                    status: "resource".into(),
+                    inventory_type,
+                    quantity: Some(quantity),
+                    resource_id: Some(resource_id),
+                    ..Default::default()
+                };
+                t.create_inventory(&call, inv).map(|i| json!(i))
+            }),
         }
     }))
 }

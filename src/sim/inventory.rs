@@ -66,15 +66,27 @@ impl Tenant {
         let Some(inv) = self.inventories.get(&id).cloned() else {
             return;
         };
+        // Oracle's `inventoryEvent`: the item in `inventoryDetails` (id, type, serial,
+        // status only), where it is now in `inventoryChanges`, and the activity it is on
+        // in `activityDetails`.
+        let activity = inv.activity_id.and_then(|a| {
+            self.activities
+                .get(&a)
+                .map(|act| super::model::activity_details(a, act))
+        });
         self.events.emit(crate::ofsc::wire::Event {
             event_type: event_type.to_string(),
             time: crate::ofsc::time::to_utc_string(&chrono::Utc::now()),
             user: Some("fieldsync-demo".into()),
             inventory_details: Some(json!({
-                "inventoryId": id, "inventoryType": inv.inventory_type, "serialNumber": inv.serial_number,
-                "status": inv.status, "resourceId": inv.resource_id, "activityId": inv.activity_id,
-                "quantity": inv.quantity,
+                "inventoryId": id, "inventoryType": inv.inventory_type,
+                "serialNumber": inv.serial_number, "status": inv.status,
             })),
+            inventory_changes: Some(json!({
+                "status": inv.status, "resourceId": inv.resource_id,
+                "activityId": inv.activity_id, "quantity": inv.quantity,
+            })),
+            activity_details: activity,
             ..Default::default()
         });
     }

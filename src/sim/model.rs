@@ -92,6 +92,18 @@ pub struct Tenant {
     pub positions: Vec<Position>,
 }
 
+/// `activityDetails` of an event: Oracle's fields, plus those fieldsync subscribes to.
+pub fn activity_details(id: i64, a: &Activity) -> Value {
+    json!({
+        "activityId": id,
+        "resourceId": a.resource_id,
+        "date": a.date,
+        "apptNumber": a.appt_number,
+        "status": a.status,
+        "activityType": a.activity_type,
+    })
+}
+
 impl Tenant {
     pub fn from_seed(seed: &Expanded) -> Tenant {
         let mut t = Tenant {
@@ -421,20 +433,27 @@ impl Tenant {
         let Some(a) = self.activities.get(&id) else {
             return;
         };
-        let details = json!({
-            "activityId": id,
-            "resourceId": a.resource_id,
-            "date": a.date,
-            "apptNumber": a.appt_number,
-            "status": a.status,
-            "activityType": a.activity_type,
-        });
+        let details = activity_details(id, a);
+        self.emit_activity_event(event_type, details, changes, None);
+    }
+
+    /// An activity event as Oracle's `activityEvent` schema has it: `activityDetails` (the
+    /// activity as the event found it: for a move, where it was), `activityChanges` (what
+    /// changed, new values), `moveDetails` for moves.
+    pub fn emit_activity_event(
+        &mut self,
+        event_type: &str,
+        details: Value,
+        changes: Value,
+        move_details: Option<Value>,
+    ) {
         self.events.emit(Event {
             event_type: event_type.to_string(),
             time: time::to_utc_string(&Utc::now()),
             user: Some("fieldsync-demo".into()),
             activity_details: Some(details),
             activity_changes: Some(changes),
+            move_details,
             ..Default::default()
         });
     }

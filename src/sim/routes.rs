@@ -111,14 +111,15 @@ impl Tenant {
             call,
             None,
             Some(action),
-            Some(ts),
+            Some(ts.clone()),
             Some(resource_id.to_string()),
             None,
         );
+        // Oracle's `routeChanges` carries the times, not flags.
         let (event, change) = if action == "activate" {
-            ("routeActivated", json!({"activated": true}))
+            ("routeActivated", json!({"activated": ts}))
         } else {
-            ("routeDeactivated", json!({"deactivated": true}))
+            ("routeDeactivated", json!({"deactivated": ts}))
         };
         self.emit_route(event, resource_id, date, change);
         Ok(())
@@ -161,15 +162,19 @@ impl Tenant {
             Some(resource_id.to_string()),
             None,
         );
-        let details = json!({"fromResourceId": a.resource_id, "fromDate": a.date, "toResourceId": resource_id, "toDate": date});
-        self.emit_activity(
+        // Oracle's shape: where it was in `activityDetails`, where it went in
+        // `activityChanges`; `moveDetails` holds only the move's reason and checks.
+        let from = super::model::activity_details(id, &a);
+        self.emit_activity_event(
             "activityMoved",
-            id,
+            from,
             json!({"resourceId": resource_id, "date": date}),
+            Some(json!({
+                "moveCondition": "resourceToResource",
+                "workZoneMismatch": false,
+                "workSkillMismatch": false,
+            })),
         );
-        if let Some(last) = self.events.last_mut() {
-            last.move_details = Some(details);
-        }
         Ok(())
     }
 

@@ -548,3 +548,27 @@ async fn a_deinstall_taken_while_ofsc_is_down_is_resolved_at_replay() {
     let serials: Vec<Option<String>> = out.into_iter().map(|i| i.serial_number).collect();
     assert_eq!(serials, [Some(serial)]);
 }
+
+#[tokio::test]
+async fn a_van_restocked_by_the_dispatcher_is_refreshed_from_ofscs_inventory_event() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let before = bulk(&get(&stack, &s, "/inventory").await, "CAT6_M");
+    stack
+        .sim
+        .control(
+            "/__sim/dispatch",
+            json!({"action": "restock", "resourceId": "tech1", "inventoryType": "CAT6_M", "quantity": 100}),
+        )
+        .await;
+    // Oracle's inventory event names the van beside inventoryDetails, not in it.
+    let mut now = before;
+    for _ in 0..50 {
+        now = bulk(&get(&stack, &s, "/inventory").await, "CAT6_M");
+        if now > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(now, before + 100.0);
+}

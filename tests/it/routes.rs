@@ -185,6 +185,83 @@ async fn dispatcher_changes_arrive_through_ofsc_events() {
     assert!(changes.len() >= 3, "events reach the change log");
 }
 
+/// The change log a technician's device pulls, from `cursor`: (items, next cursor).
+async fn pull(stack: &Stack, access: &str, cursor: &str) -> (Vec<Value>, String) {
+    let body: Value = stack
+        .app
+        .http
+        .get(
+            stack
+                .app
+                .url(&format!("/sync/pull?cursor={cursor}&limit=500")),
+        )
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = body["items"].as_array().cloned().unwrap_or_default();
+    (
+        items,
+        body["nextCursor"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_move_between_two_technicians_reaches_both_of_their_devices() {
+    let stack = Stack::start().await;
+    let from = stack.app.login("tech1").await;
+    let to = stack.app.login("tech2").await;
+    let date = today(&stack, "tech1").await;
+    let date2 = today(&stack, "tech2").await;
+    let ids: Vec<i64> = stack.route(&from, &date).await["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["activityId"].as_i64().unwrap())
+        .collect();
+    stack.route(&to, &date2).await;
+    let (_, c_from) = pull(&stack, &from.access, "").await;
+    let (_, c_to) = pull(&stack, &to.access, "").await;
+    stack
+        .sim
+        .control(
+            "/__sim/dispatch",
+            json!({"action": "move", "activityId": ids[2], "resourceId": "tech2", "date": date2}),
+        )
+        .await;
+    let learned = |items: &[Value]| {
+        items
+            .iter()
+            .any(|c| c["activityId"] == ids[2] && c["data"]["eventType"] == "activityMoved")
+    };
+    let mut seen = (false, false);
+    for _ in 0..50 {
+        seen = (
+            learned(&pull(&stack, &from.access, &c_from).await.0),
+            learned(&pull(&stack, &to.access, &c_to).await.0),
+        );
+        if seen == (true, true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen,
+        (true, true),
+        "(the technician it left, the one it joined)"
+    );
+    // Both routes were refreshed from the event, not only the one it names first.
+    let theirs = stack.route(&to, &date2).await;
+    assert!(theirs["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["activityId"] == ids[2]));
+}
+
 #[tokio::test]
 async fn an_expired_subscription_is_renewed() {
     let stack = Stack::start().await;

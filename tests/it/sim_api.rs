@@ -504,12 +504,27 @@ async fn events_follow_actions_and_dispatcher_changes() {
             "activityCreated"
         ]
     );
+    // Oracle's shape: where it was in the details, where it went in the changes, and
+    // only the move's reason and checks in moveDetails.
     let moved = &page.items[3];
     assert_eq!(
         moved.activity_details.as_ref().unwrap()["resourceId"],
+        "tech1"
+    );
+    assert_eq!(
+        moved.activity_changes.as_ref().unwrap()["resourceId"],
         "tech2"
     );
-    assert!(moved.move_details.is_some());
+    let how = moved.move_details.as_ref().unwrap().as_object().unwrap();
+    assert_eq!(how["moveCondition"], "resourceToResource");
+    assert!(how.keys().all(|k| [
+        "moveReason",
+        "workZoneMismatch",
+        "workSkillMismatch",
+        "moveCondition"
+    ]
+    .contains(&k.as_str())));
+    assert!(page.items[0].route_changes.as_ref().unwrap()["activated"].is_string());
     let again = sim
         .client
         .events(&sub.subscription_id, Some(&page.next_page), 100)
