@@ -3,8 +3,8 @@
 
 use super::error::OfscError;
 use super::wire::{
-    Activity, ActivityPage, EventsPage, FileMeta, Inventory, InventoryAction, Items, Paged,
-    Position, PositionsResult, Resource, Route, Subscription, TokenResponse,
+    Activity, ActivityPage, EventsPage, FileMeta, Inventory, InventoryAction, Paged, Position,
+    PositionsResult, Resource, Route, Subscription, TokenResponse,
 };
 use base64::Engine;
 use reqwest::{header, Method, StatusCode};
@@ -438,36 +438,54 @@ impl OfscClient {
 
     // ----- inventories -----
 
+    /// A van's items: every page of them.
     pub async fn resource_inventories(
         &self,
         resource_id: &str,
     ) -> Result<Vec<Inventory>, OfscError> {
-        let page: Items<Inventory> = self
-            .json(
-                Method::GET,
-                &format!("/resources/{}/inventories", seg(resource_id)?),
-                &[],
-                Body::None,
-            )
-            .await?;
-        Ok(page.items)
+        self.inventory_pages(&format!("/resources/{}/inventories", seg(resource_id)?))
+            .await
     }
 
-    /// `customerInventories`, `installedInventories` or `deinstalledInventories`.
+    /// `customerInventories`, `installedInventories` or `deinstalledInventories`: every page.
     pub async fn activity_inventories(
         &self,
         id: i64,
         which: &str,
     ) -> Result<Vec<Inventory>, OfscError> {
-        let page: Items<Inventory> = self
-            .json(
-                Method::GET,
-                &format!("/activities/{id}/{which}"),
-                &[],
-                Body::None,
-            )
-            .await?;
-        Ok(page.items)
+        self.inventory_pages(&format!("/activities/{id}/{which}"))
+            .await
+    }
+
+    /// Reads an inventory list to its end. OFSC answers at most 100 items a page; a read-back
+    /// that counted only the first page would miscount a fuller van, and send twice.
+    async fn inventory_pages(&self, path: &str) -> Result<Vec<Inventory>, OfscError> {
+        const LIMIT: usize = 100;
+        const MAX_PAGES: usize = 1000;
+        let mut all = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page: crate::ofsc::wire::InventoryPage = self
+                .json(
+                    Method::GET,
+                    path,
+                    &[
+                        ("limit", LIMIT.to_string()),
+                        ("offset", all.len().to_string()),
+                    ],
+                    Body::None,
+                )
+                .await?;
+            let n = page.items.len();
+            all.extend(page.items);
+            let more = page.has_more.unwrap_or(n >= LIMIT);
+            if !more || n == 0 {
+                return Ok(all);
+            }
+        }
+        Err(OfscError::Server {
+            status: 200,
+            detail: format!("{path}: more than {} inventory items", LIMIT * MAX_PAGES),
+        })
     }
 
     /// Installs an item from a technician's van on an activity.

@@ -156,10 +156,14 @@ pub struct InventoryAction {
     pub exchanged_inventory_id: Option<i64>,
 }
 
-/// `{items}` envelope of inventory lists.
+/// An inventory list page: OFSC answers `items` (at most `limit`, 100); `hasMore`, when
+/// present, says whether more follow.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Items<T> {
-    pub items: Vec<T>,
+#[serde(rename_all = "camelCase")]
+pub struct InventoryPage {
+    pub items: Vec<Inventory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_more: Option<bool>,
 }
 
 /// `GET /activities` envelope. `hasMore` is present only on a truncated page.

@@ -163,14 +163,9 @@ impl Replayer {
                     .install_from_van(&op.resource_id, subject, &body)
                     .await?
             }
+            // OFSC requires the quantity of a non-serialized item for deinstall and for both
+            // undo actions (how much of it moves back); a serialized one moves whole.
             other => {
-                let body = InventoryAction {
-                    // Undo actions move the whole item back.
-                    quantity: (other == OfscPartAction::Deinstall)
-                        .then_some(body.quantity)
-                        .flatten(),
-                    ..body
-                };
                 self.ofsc
                     .inventory_action(subject, other.path_name(), &body)
                     .await?

@@ -196,7 +196,9 @@ impl Tenant {
                 "Inventory {id} belongs to another activity"
             )));
         }
-        let moved = if action == "deinstall" {
+        // Deinstall and both undo actions take a non-serialized item's quantity (OFSC
+        // refuses them without one); the rest of the item stays where it was.
+        let moved = if action == "deinstall" || action.starts_with("undo") {
             self.split(id, body.quantity)?
         } else {
             id

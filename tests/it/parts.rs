@@ -572,3 +572,55 @@ async fn a_van_restocked_by_the_dispatcher_is_refreshed_from_ofscs_inventory_eve
     }
     assert_eq!(now, before + 100.0);
 }
+
+#[tokio::test]
+async fn undoing_a_bulk_consumption_sends_its_quantity_back() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let (_, job, _) = stops(&stack, &s).await;
+    let mut ops = start(&stack, &s, job, "st").await;
+    let (code, four) = parts(
+        &stack,
+        &s,
+        job,
+        json!([{"action": "consume", "inventoryType": "RJ45", "quantity": 4}]),
+        "four",
+    )
+    .await;
+    assert_eq!(code, 202, "{four}");
+    let (code, two) = parts(
+        &stack,
+        &s,
+        job,
+        json!([{"action": "consume", "inventoryType": "RJ45", "quantity": 2}]),
+        "two",
+    )
+    .await;
+    assert_eq!(code, 202, "{two}");
+    ops.extend(op_ids(&four));
+    ops.extend(op_ids(&two));
+    let (code, undo) = parts(
+        &stack,
+        &s,
+        job,
+        json!([{"action": "undo", "undoes": op_ids(&four)[0]}]),
+        "undo",
+    )
+    .await;
+    assert_eq!(code, 202, "{undo}");
+    ops.extend(op_ids(&undo));
+    // OFSC refuses an undo of a non-serialized item without its quantity.
+    let done = stack.settle(&s, &ops, Duration::from_secs(20)).await;
+    assert!(done.iter().all(|o| o["state"] == "applied"), "{done:#?}");
+    let installed: f64 = stack
+        .sim
+        .client
+        .activity_inventories(job, "installedInventories")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|i| i.inventory_type == "RJ45")
+        .filter_map(|i| i.quantity)
+        .sum();
+    assert_eq!(installed, 2.0, "the four went back, the two stay");
+}

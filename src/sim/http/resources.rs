@@ -29,13 +29,31 @@ pub(super) async fn get_resource(
     ofsc_call(&sim, &req, |t, _| ok(t.resource(&path)?)).await
 }
 
+/// One page of an inventory list, as OFSC pages them: `offset`, and `limit` of at most 100
+/// (0, absent or more: 100); `hasMore` says whether items follow.
+fn inventory_page(all: Vec<Inventory>, q: &HashMap<String, String>) -> serde_json::Value {
+    let offset = q
+        .get("offset")
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(0);
+    let limit = q
+        .get("limit")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| (1..=100).contains(n))
+        .unwrap_or(100);
+    let has_more = all.len() > offset.saturating_add(limit);
+    let items: Vec<Inventory> = all.into_iter().skip(offset).take(limit).collect();
+    json!({"items": items, "offset": offset, "limit": limit, "hasMore": has_more})
+}
+
 pub(super) async fn resource_inventories(
     sim: Data,
     req: HttpRequest,
     path: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
     ofsc_call(&sim, &req, |t, _| {
-        ok(json!({"items": t.resource_inventories(&path)?}))
+        ok(inventory_page(t.resource_inventories(&path)?, &q))
     })
     .await
 }
@@ -97,6 +115,7 @@ pub(super) async fn activity_inventories(
     sim: Data,
     req: HttpRequest,
     path: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
     let which = req.path().rsplit('/').next().unwrap_or("").to_string();
     let status = match which.as_str() {
@@ -105,7 +124,10 @@ pub(super) async fn activity_inventories(
         _ => "deinstalled",
     };
     ofsc_call(&sim, &req, |t, _| {
-        ok(json!({"items": t.activity_inventories(activity_id(&path)?, status)?}))
+        ok(inventory_page(
+            t.activity_inventories(activity_id(&path)?, status)?,
+            &q,
+        ))
     })
     .await
 }
