@@ -313,10 +313,18 @@ impl OfscClient {
             .await
     }
 
+    /// `POST /activities` with the create schema's fields only.
     pub async fn create_activity(&self, activity: &Activity) -> Result<Activity, OfscError> {
-        let body = serde_json::to_value(activity).map_err(|e| OfscError::Config(e.to_string()))?;
-        self.json(Method::POST, "/activities", &[], Body::Json(body))
-            .await
+        let body = activity
+            .create_body()
+            .map_err(|e| OfscError::Config(e.to_string()))?;
+        self.json(
+            Method::POST,
+            "/activities",
+            &[],
+            Body::Json(Value::Object(body)),
+        )
+        .await
     }
 
     pub async fn update_activity(&self, id: i64, patch: Value) -> Result<Activity, OfscError> {

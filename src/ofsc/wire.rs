@@ -76,6 +76,47 @@ pub struct Activity {
     pub properties: Map<String, Value>,
 }
 
+/// The standard fields of Oracle's `createActivitySchema` that an [`Activity`] can carry.
+const CREATE_FIELDS: &[&str] = &[
+    "activityType",
+    "apptNumber",
+    "city",
+    "customerCell",
+    "customerEmail",
+    "customerName",
+    "customerNumber",
+    "customerPhone",
+    "date",
+    "duration",
+    "latitude",
+    "longitude",
+    "postalCode",
+    "resourceId",
+    "serviceWindowEnd",
+    "serviceWindowStart",
+    "setPositionInRoute",
+    "slaWindowEnd",
+    "slaWindowStart",
+    "stateProvince",
+    "streetAddress",
+    "timeSlot",
+    "timeZone",
+];
+
+impl Activity {
+    /// The body of `POST /activities`: the create schema's standard fields and the custom
+    /// properties, nothing OFSC sets itself (status, ids, computed times, resource zones).
+    pub fn create_body(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        let Value::Object(all) = serde_json::to_value(self)? else {
+            return Ok(Map::new());
+        };
+        Ok(all
+            .into_iter()
+            .filter(|(k, _)| CREATE_FIELDS.contains(&k.as_str()) || self.properties.contains_key(k))
+            .collect())
+    }
+}
+
 /// A resource (technician, bucket, organization unit).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -280,4 +321,40 @@ pub struct PositionsResult {
     pub items_failed: i64,
     #[serde(default)]
     pub errors: Vec<Value>,
+}
+
+#[cfg(test)]
+mod create_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_create_body_holds_the_schemas_fields_and_custom_properties_only() {
+        let mut a = Activity {
+            activity_id: Some(-3),
+            resource_id: Some("tech1".into()),
+            date: Some("2026-12-02".into()),
+            activity_type: Some("REPAIR".into()),
+            status: Some("pending".into()),
+            resource_time_zone_iana: Some("America/New_York".into()),
+            customer_name: Some("Ada".into()),
+            position_in_route: Some(4),
+            ..Default::default()
+        };
+        a.properties
+            .insert("XA_NOTES".into(), json!("gate code 1234"));
+        let body = a.create_body().unwrap_or_default();
+        let mut keys: Vec<&str> = body.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "XA_NOTES",
+                "activityType",
+                "customerName",
+                "date",
+                "resourceId"
+            ]
+        );
+    }
 }
