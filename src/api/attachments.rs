@@ -196,6 +196,7 @@ pub async fn submit_grant(
         op_id: None,
         label: None,
         request_id: None,
+        session: Some(who.family.clone()),
     };
     let response = json!({
         "attachmentId": a.id,

@@ -1,7 +1,7 @@
 //! The `Principal` extractor: bearer access token → verified claims → live session and user.
 
 use super::ApiError;
-use crate::auth::{refresh, users, AuthError, Principal};
+use crate::auth::{refresh, AuthError, Principal};
 use crate::state::AppState;
 use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
 use std::future::{ready, Ready};
@@ -27,18 +27,9 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or_else(|| unauthorized("missing-token", "a bearer access token is required"))?;
     let claims = state.keys.verify(token.trim())?;
-    let store = state.store.as_ref();
-    let family = refresh::family(store, &claims.fam)?
-        .ok_or_else(|| unauthorized("session-revoked", "the session does not exist"))?;
-    let user = users::get(store, &family.username)?
-        .ok_or_else(|| unauthorized("session-revoked", "the user no longer exists"))?;
-    if family.revoked.is_some()
-        || user.disabled
-        || user.epoch != family.epoch
-        || user.id != claims.sub
-    {
-        return Err(AuthError::unauthorized("session-revoked", "the session was revoked").into());
-    }
+    let (family, user) = refresh::live(state.store.as_ref(), &claims.fam)?
+        .filter(|(_, user)| user.id == claims.sub)
+        .ok_or_else(|| AuthError::unauthorized("session-revoked", "the session was revoked"))?;
     // The device claim must be the session's own: a token minted for one device cannot
     // speak for another of the same session family.
     if family.device_id != claims.did {

@@ -52,6 +52,14 @@ fn admit(state: &AppState, req: &HttpRequest, id: &str) -> Result<Attachment, Ap
             "the upload URL does not match its grant",
         ));
     }
+    // A grant acts for its session: logged out, revoked or disabled, the upload stops.
+    if !uploads::grant_owner_live(state.store.as_ref(), &a)? {
+        return Err(err(
+            403,
+            "grant-revoked",
+            "the session that asked for this upload was signed out or revoked",
+        ));
+    }
     let now = Utc::now();
     if a.state == UploadState::Granted && f.expires + state.uploads.skew_secs < now.timestamp() {
         return Err(err(

@@ -212,6 +212,15 @@ async fn process(state: &AppState, id: &str) -> Result<(), ApiError> {
     if a.state != UploadState::Processing {
         return Ok(());
     }
+    // Revoked between the last byte and now: nothing goes to OFSC in its name.
+    if !uploads::grant_owner_live(state.store.as_ref(), &a)? {
+        let e = err(
+            403,
+            "grant-revoked",
+            "the session that asked for this upload was signed out or revoked",
+        );
+        return refuse(state, a, &e).await;
+    }
     let rules = *a.kind.rules();
     let source = source_of(state, &a);
     // `finish` inspected the bytes and matched their type to the grant's before recording

@@ -204,6 +204,23 @@ pub fn family(store: &dyn Storage, id: &str) -> Result<Option<Family>, AuthError
     Ok(store.get(FAMILIES, id.as_bytes())?)
 }
 
+/// The session family and its user, while the session can still act: the family exists
+/// and is not revoked, its user exists and is enabled, and the user's epoch (moved by a
+/// password change or a disable) is the family's. `None` once any of that fails.
+pub fn live(
+    store: &dyn Storage,
+    id: &str,
+) -> Result<Option<(Family, super::users::User)>, AuthError> {
+    let Some(family) = family(store, id)? else {
+        return Ok(None);
+    };
+    let Some(user) = super::users::get(store, &family.username)? else {
+        return Ok(None);
+    };
+    let live = family.revoked.is_none() && !user.disabled && user.epoch == family.epoch;
+    Ok(live.then_some((family, user)))
+}
+
 /// Revokes one family (logout).
 pub fn revoke(store: &dyn Storage, id: &str, reason: &str) -> Result<(), AuthError> {
     store.update::<Family>(FAMILIES, id.as_bytes(), &mut |current| {

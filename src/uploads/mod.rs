@@ -90,6 +90,25 @@ pub struct Attachment {
     /// The request that delivered the last byte, for the audit entry of the queued op.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The session (refresh family) that asked for the grant: the upload proceeds, and
+    /// replays, only while it can still act.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// Whether whoever asked for the upload's grant can still act: its session is live (not
+/// logged out or revoked, the user enabled, no password change since), and is that user's.
+/// An upload granted before sessions were recorded needs its user enabled.
+pub fn grant_owner_live(
+    store: &dyn crate::store::Storage,
+    a: &Attachment,
+) -> Result<bool, crate::auth::AuthError> {
+    match &a.session {
+        Some(family) => Ok(crate::auth::refresh::live(store, family)?
+            .is_some_and(|(_, user)| user.id == a.user_id)),
+        None => Ok(crate::auth::users::get(store, &a.username)?
+            .is_some_and(|u| !u.disabled && u.id == a.user_id)),
+    }
 }
 
 pub fn attachment_id(seq: u64) -> String {

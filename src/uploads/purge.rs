@@ -90,6 +90,7 @@ mod tests {
             op_id: None,
             label: None,
             request_id: None,
+            session: None,
         }
     }
 

@@ -901,3 +901,31 @@ async fn a_processing_failure_of_our_own_is_retried_until_it_succeeds() {
         .await;
     assert_eq!(thumb.status(), 200);
 }
+
+#[tokio::test]
+async fn a_grant_dies_with_its_session_and_its_user() {
+    let stack = Stack::start().await;
+    let http = &stack.app.http;
+    let photo = samples::photo(64, 64, 3, None);
+    // Signed out between the grant and the upload.
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let (code, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "g1").await;
+    assert_eq!(code, 201, "{g}");
+    let signed_out = stack.app.call("delete", "/sessions", Some(&s.access)).await;
+    assert_eq!(signed_out.status(), 204);
+    let r = upload_all(http, &url_of(&g), &photo).await;
+    assert_eq!(problem(r).await, (403, "grant-revoked".to_string()));
+    // The user disabled between the grant and the upload.
+    let s = stack.app.login("tech1").await;
+    let (code, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "g2").await;
+    assert_eq!(code, 201, "{g}");
+    fieldsync::auth::users::disable(stack.app.state.store.as_ref(), "tech1").unwrap();
+    let r = upload_all(http, &url_of(&g), &photo).await;
+    assert_eq!(problem(r).await, (403, "grant-revoked".to_string()));
+    // Nothing went to OFSC.
+    let ledger = stack.sim.ledger().await;
+    assert!(!ledger
+        .iter()
+        .any(|e| e["source"] == "api" && e["method"] == "PUT"));
+}
