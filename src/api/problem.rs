@@ -48,7 +48,8 @@ pub enum ApiError {
     /// A device time outside the accepted window (`domain::times`).
     #[error("{0}")]
     TimeOutOfRange(String),
-    #[error("OFSC is unreachable and nothing is cached: {0}")]
+    /// The cause (upstream URLs, error text) is logged, never answered.
+    #[error("OFSC is unreachable and nothing is cached; the logs hold the cause under this answer's X-Request-Id")]
     OfscUnavailable(String),
     #[error("the service is not ready: {0}")]
     Unavailable(String),
@@ -183,8 +184,10 @@ impl ResponseError for ApiError {
             460 => "Checksum Mismatch",
             _ => status.canonical_reason().unwrap_or("Error"),
         };
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(%cause, "internal error");
+        match self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
+            ApiError::OfscUnavailable(cause) => tracing::warn!(%cause, "OFSC unavailable"),
+            _ => {}
         }
         let mut builder = HttpResponse::build(status);
         match self {
