@@ -73,15 +73,11 @@ fn validate(b: &GrantBody) -> Result<(), ApiError> {
         ));
     }
     if let Some(name) = &b.file_name {
-        let ok = !name.is_empty()
-            && name.chars().count() <= 255
-            && !name
-                .chars()
-                .any(|c| c.is_control() || c == '/' || c == '\\' || c == '"');
-        if !ok {
+        if !uploads::names::acceptable(name) {
             return Err(bad(
                 "invalid-file-name",
-                "fileName is 1-255 characters without control characters, slashes or quotes",
+                "fileName is 1-255 characters without control or bidirectional-override \
+                 characters, slashes or quotes",
             ));
         }
     }
@@ -306,6 +302,7 @@ async fn serve(
         )
     } else {
         let name = a.file_name.clone().unwrap_or_else(|| a.id.clone());
+        let name = uploads::names::served(&name, &a.content_type);
         (state.files.blob(&a.sha256), a.content_type.clone(), name)
     };
     let bytes = tokio::fs::read(&path)

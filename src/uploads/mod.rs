@@ -4,6 +4,7 @@
 pub mod decoder;
 pub mod grant;
 pub mod image_check;
+pub mod names;
 pub mod purge;
 pub mod samples;
 pub mod sink;

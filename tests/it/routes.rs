@@ -118,7 +118,10 @@ async fn with_ofsc_down_the_cached_route_is_served_stale() {
     assert_eq!(problem["code"], "ofsc-unavailable");
     // The cause is logged; the answer names no upstream address or error text.
     let detail = problem["detail"].as_str().unwrap();
-    assert!(!detail.contains("http") && !detail.contains("127.0.0.1"), "{detail}");
+    assert!(
+        !detail.contains("http") && !detail.contains("127.0.0.1"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]

@@ -34,7 +34,10 @@ async fn readiness_fails_while_ofsc_was_never_reached() {
     assert_eq!(body["ofsc"]["state"], "not-yet-reached");
     // Unauthenticated: states, never the upstream's address or error text.
     let text = body.to_string();
-    assert!(!text.contains(&url) && !text.contains("127.0.0.1"), "{text}");
+    assert!(
+        !text.contains(&url) && !text.contains("127.0.0.1"),
+        "{text}"
+    );
     assert_eq!(app.get_json("/healthz").await.0, 200);
 }
 

@@ -929,3 +929,26 @@ async fn a_grant_dies_with_its_session_and_its_user() {
         .iter()
         .any(|e| e["source"] == "api" && e["method"] == "PUT"));
 }
+
+#[tokio::test]
+async fn a_file_name_with_bidi_overrides_is_refused() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let photo = samples::photo(64, 64, 3, None);
+    let resp = stack
+        .app
+        .http
+        .post(stack.app.url(&format!("/activities/{id}/attachments")))
+        .bearer_auth(&s.access)
+        .header("Idempotency-Key", "bidi")
+        .json(
+            &json!({"kind": "photo", "contentType": "image/jpeg", "size": photo.len(),
+                      "sha256": sha_hex(&photo), "fileName": "photo\u{202E}gpj.exe",
+                      "capturedAt": "2026-11-28T08:00:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await, (400, "invalid-file-name".to_string()));
+}
