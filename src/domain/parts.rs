@@ -188,8 +188,32 @@ pub fn plan(view: &PartsView, started: bool, req: &PartRequest) -> Result<Planne
     }
 }
 
+/// Whether `id` names customer equipment of this activity's site: still there, or taken
+/// out by a live deinstall entry of this activity (the usual half of an exchange).
+fn at_this_site(view: &PartsView, id: i64) -> bool {
+    let on_site = view
+        .site
+        .as_ref()
+        .is_some_and(|site| site.iter().any(|i| i.inventory_id == id));
+    on_site
+        || view.recorded.iter().any(|r| {
+            r.live && r.plan.ofsc == OfscPartAction::Deinstall && r.plan.inventory_id == Some(id)
+        })
+}
+
 fn plan_from_van(view: &PartsView, req: &PartRequest) -> Result<PlannedPart, Refusal> {
     let kind = required_type(req)?;
+    // An exchange may only name equipment of this site: OFSC links whatever id it is given,
+    // so anyone's equipment could otherwise be marked exchanged.
+    if let Some(x) = req.exchanged_inventory_id {
+        if !at_this_site(view, x) {
+            return Err(refuse(
+                "equipment-not-at-site",
+                409,
+                format!("exchangedInventoryId {x} is not customer equipment at this site"),
+            ));
+        }
+    }
     let base = PlannedPart {
         action: req.action,
         ofsc: OfscPartAction::InstallFromVan,

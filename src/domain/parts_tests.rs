@@ -146,6 +146,33 @@ fn an_exchange_links_the_install_to_the_deinstalled_item() {
 }
 
 #[test]
+fn an_exchange_may_name_only_equipment_of_this_site() {
+    let v = view();
+    let mut r = req(PartAction::Install, "ONT", Some("ONT-2"), None);
+    // Still at the site: fine, before its deinstall as after it (above).
+    r.exchanged_inventory_id = Some(10);
+    assert!(plan(&v, true, &r).is_ok());
+    // Another customer's equipment, or the van's own item.
+    for other in [999, 1] {
+        r.exchanged_inventory_id = Some(other);
+        assert_eq!(
+            plan(&v, true, &r).unwrap_err().code,
+            "equipment-not-at-site"
+        );
+    }
+    // The site's equipment unknown (OFSC unreachable) and nothing deinstalled here: refused.
+    let unknown = PartsView {
+        site: None,
+        ..view()
+    };
+    r.exchanged_inventory_id = Some(10);
+    assert_eq!(
+        plan(&unknown, true, &r).unwrap_err().code,
+        "equipment-not-at-site"
+    );
+}
+
+#[test]
 fn an_undo_takes_back_one_entry_once() {
     let mut v = view();
     let p = ok(&v, req(PartAction::Install, "ONT", Some("ONT-1"), None));
