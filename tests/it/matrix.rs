@@ -372,7 +372,8 @@ const MATRIX: &[Row] = &[
     Row("get", "/admin/ops", Super, NoObject, 200),
     Row("get", "/admin/ops", Admin, NoObject, 200),
     Row("get", "/admin/quarantine", Tech, NoObject, 403),
-    Row("get", "/admin/quarantine", Super, NoObject, 200),
+    // A corrupt record cannot be attributed to a resource: admins only.
+    Row("get", "/admin/quarantine", Super, NoObject, 403),
     Row("get", "/admin/quarantine", Admin, NoObject, 200),
     // The setup ops are applied: retry and discard are refused with 409 once access is granted.
     Row("post", "/admin/ops/{opId}/retry", Tech, Own, 403),
