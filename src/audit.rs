@@ -24,7 +24,11 @@ pub struct AuditEntry {
     pub resource_id: Option<String>,
     #[serde(default)]
     pub activity_id: Option<i64>,
+    /// The server's id of the request.
     pub request_id: String,
+    /// The caller's own `X-Request-Id`, when it sent one of the safe form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     #[serde(default)]
     pub detail: Value,
 }
@@ -58,6 +62,7 @@ pub fn record(
         resource_id: e.resource_id,
         activity_id: e.activity_id,
         request_id: e.request_id,
+        client_request_id: who.client_request_id.clone(),
         detail: e.detail,
     };
     store.put(AUDIT, &audit_key(seq), &entry)?;

@@ -74,6 +74,7 @@ pub fn load(store: &dyn Storage, b: &Backlog) -> Result<Loaded, StoreError> {
             role: Role::Technician,
             device_id: "load".into(),
             request_id: format!("load-{}", done.records),
+            client_request_id: None,
             action: "sync.push",
             idempotency_key: format!("load-{}-{}", b.date, done.records),
             request_sha256: String::new(),

@@ -399,6 +399,7 @@ fn operator() -> fieldsync::auth::Principal {
         device_id: "command-line".into(),
         family: String::new(),
         request_id: uuid::Uuid::now_v7().to_string(),
+        client_request_id: None,
     }
 }
 

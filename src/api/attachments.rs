@@ -242,6 +242,7 @@ pub async fn submit_grant(
                     resource_id: Some(a.resource_id.clone()),
                     activity_id: Some(a.activity_id),
                     request_id: who.request_id.clone(),
+                    client_request_id: who.client_request_id.clone(),
                     detail: json!({"kind": a.kind, "size": a.size, "contentType": a.content_type}),
                 },
             )

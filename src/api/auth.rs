@@ -65,6 +65,10 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
             .get::<crate::api::middleware::RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default(),
+        client_request_id: req
+            .extensions()
+            .get::<crate::api::middleware::ClientRequestId>()
+            .map(|r| r.0.clone()),
     })
 }
 

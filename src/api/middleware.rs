@@ -1,18 +1,23 @@
-//! Request middleware: the request id (echoed, audited) and request latency metrics with
-//! labels from closed sets.
+//! Request middleware: request ids (the server's, answered and audited; the caller's, audited
+//! beside it when safe) and request latency metrics with labels from closed sets.
 
-/// The request id: the caller's `X-Request-Id` when it is sane, else a fresh UUIDv7. It is
-/// echoed in the answer and recorded in the audit trail.
+/// The server's id of a request: a fresh UUIDv7, answered as `X-Request-Id`, in the logs and
+/// the audit trail.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-fn request_id_of(req: &actix_web::dev::ServiceRequest) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+/// The caller's own `X-Request-Id`, when it has the safe form ([`client_request_id`]):
+/// recorded in the audit trail beside the server's, never in its place.
+#[derive(Debug, Clone)]
+pub struct ClientRequestId(pub String);
+
+/// A caller's request id is kept only as 1-64 of `A-Z a-z 0-9 . _ : -`: it lands in the
+/// audit trail, where anything else could forge lines or smuggle markup.
+pub fn client_request_id(v: &str) -> Option<String> {
+    let ok = (1..=64).contains(&v.len())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    ok.then(|| v.to_string())
 }
 
 /// Request latency for `/metrics`, labelled by method, matched route pattern and status
@@ -35,8 +40,16 @@ pub async fn record_latency(
         "OPTIONS" => "OPTIONS",
         _ => "other",
     };
-    let rid = request_id_of(&req);
+    let rid = uuid::Uuid::now_v7().to_string();
     req.extensions_mut().insert(RequestId(rid.clone()));
+    let client = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(client_request_id);
+    if let Some(c) = client {
+        req.extensions_mut().insert(ClientRequestId(c));
+    }
     let mut res = next.call(req).await?;
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&rid) {
         res.headers_mut().insert(
@@ -56,4 +69,20 @@ pub async fn record_latency(
     )
     .record(started.elapsed().as_secs_f64());
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_request_id;
+
+    #[test]
+    fn a_callers_request_id_is_kept_only_in_its_safe_form() {
+        assert_eq!(
+            client_request_id("abc-123_x.y:z").as_deref(),
+            Some("abc-123_x.y:z")
+        );
+        for bad in ["", "a b", "a\nb", "<script>", "é", &"x".repeat(65)] {
+            assert_eq!(client_request_id(bad), None, "{bad:?}");
+        }
+    }
 }

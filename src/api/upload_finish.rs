@@ -298,6 +298,7 @@ async fn queue(state: &AppState, mut a: Attachment) -> Result<(), ApiError> {
         role,
         device_id: a.device_id.clone(),
         request_id: a.request_id.clone().unwrap_or_default(),
+        client_request_id: None,
         action: "upload",
         idempotency_key: format!("upload:{}", a.id),
         request_sha256: a.sha256.clone(),

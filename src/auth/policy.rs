@@ -52,8 +52,10 @@ pub struct Principal {
     pub oversees_parent: Option<String>,
     pub device_id: String,
     pub family: String,
-    /// The id of the request this caller made, for the audit trail.
+    /// The server's id of the request this caller made, for the audit trail.
     pub request_id: String,
+    /// The caller's own request id, when it sent a safe one: audited beside the server's.
+    pub client_request_id: Option<String>,
 }
 
 /// The resource hierarchy, for supervisors who oversee a parent.
@@ -175,6 +177,7 @@ mod tests {
             device_id: "d".into(),
             family: "f".into(),
             request_id: "r".into(),
+            client_request_id: None,
         }
     }
 

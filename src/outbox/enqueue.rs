@@ -45,6 +45,8 @@ pub struct Submitter {
     pub role: crate::auth::Role,
     pub device_id: String,
     pub request_id: String,
+    /// The caller's own request id, audited beside the server's.
+    pub client_request_id: Option<String>,
     /// What the write is, for the audit trail (`status`, `parts`, `approval.decide`...).
     pub action: &'static str,
     pub idempotency_key: String,
@@ -109,6 +111,7 @@ impl Submitter {
             role: who.role,
             device_id: who.device_id.clone(),
             request_id: who.request_id.clone(),
+            client_request_id: who.client_request_id.clone(),
             action,
             idempotency_key,
             request_sha256,
@@ -366,6 +369,7 @@ fn audit_of(who: &Submitter, ops: &[Op], seq: u64, at: DateTime<Utc>) -> crate::
         resource_id: last.map(|o| o.resource_id.clone()),
         activity_id: last.and_then(|o| o.activity_id),
         request_id: who.request_id.clone(),
+        client_request_id: who.client_request_id.clone(),
         detail: serde_json::json!({
             "opIds": ops.iter().map(|o| o.id.clone()).collect::<Vec<_>>(),
             "idempotencyKey": who.idempotency_key,

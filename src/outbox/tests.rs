@@ -11,6 +11,7 @@ pub(crate) fn who(key: &str, hash: &str) -> Submitter {
         role: crate::auth::Role::Technician,
         device_id: "d1".into(),
         request_id: "r1".into(),
+        client_request_id: None,
         action: "status",
         idempotency_key: key.into(),
         request_sha256: hash.into(),

@@ -443,3 +443,54 @@ async fn a_status_time_outside_the_window_is_a_422_and_the_route_goes_on() {
     let (code, body) = stack.status(&s, first, "enroute", "t-ok").await;
     assert_eq!(code, 202, "{body}");
 }
+
+#[tokio::test]
+async fn the_audit_keeps_the_servers_request_id_and_a_safe_caller_id_beside_it() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let sup = stack.app.login("super1").await;
+    let date = today(&stack, "tech1").await;
+    let ids = stop_ids(&stack.route(&s, &date).await);
+    let write = |status: &'static str, key: &'static str, rid: &'static str| {
+        let req = stack
+            .app
+            .http
+            .patch(stack.app.url(&format!("/activities/{}/status", ids[0])))
+            .bearer_auth(&s.access)
+            .header("Idempotency-Key", key)
+            .header("X-Request-Id", rid)
+            .json(&json!({ "status": status }));
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 202);
+            resp.headers()["x-request-id"].to_str().unwrap().to_string()
+        }
+    };
+    let first = write("enroute", "a", "device-42:try.1").await;
+    let second = write("pending", "b", "<img src=x>").await;
+    for answered in [&first, &second] {
+        assert!(uuid::Uuid::parse_str(answered).is_ok(), "{answered}");
+    }
+    let audit: Value = stack
+        .app
+        .http
+        .get(stack.app.url(&format!("/audit?activityId={}", ids[0])))
+        .bearer_auth(&sup.access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = |rid: &str| {
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["requestId"] == rid)
+            .cloned()
+            .unwrap_or_else(|| panic!("{rid} not in {audit}"))
+    };
+    assert_eq!(entry(&first)["clientRequestId"], "device-42:try.1");
+    assert!(entry(&second).get("clientRequestId").is_none());
+}
