@@ -32,9 +32,11 @@ use actix_web::web;
 /// authorization-matrix tests read come from the same list, so they cannot drift apart.
 macro_rules! api_routes {
     ($($method:ident $path:literal => $handler:path),* $(,)?) => {
-        /// Registers every route of the API.
+        /// Registers every route of the API, then, per path, a 405 with `Allow` for the
+        /// methods it does not have.
         pub fn routes(cfg: &mut web::ServiceConfig) {
             $( cfg.route($path, web::$method().to($handler)); )*
+            method_not_allowed(cfg);
         }
 
         /// Every (method, path) the API serves, in OpenAPI path syntax.
@@ -83,6 +85,28 @@ api_routes! {
     get "/admin/webhooks/deliveries" => webhooks::deliveries,
     post "/admin/webhooks/deliveries/{deliveryId}/redeliver" => webhooks::redeliver,
     get "/audit" => audit::list,
+}
+
+/// After a path's own routes: any other method gets 405 with the path's `Allow`.
+fn method_not_allowed(cfg: &mut web::ServiceConfig) {
+    let mut paths: Vec<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths {
+        let allow = ROUTES
+            .iter()
+            .filter(|(_, p)| *p == path)
+            .map(|(m, _)| m.to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(", ");
+        cfg.route(
+            path,
+            web::route().to(move || {
+                let allow = allow.clone();
+                async move { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+            }),
+        );
+    }
 }
 
 /// Routes that need no access token; every other route must have authorization-matrix rows.

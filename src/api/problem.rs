@@ -22,6 +22,9 @@ pub enum ApiError {
     TooManyOps { count: usize, limit: usize },
     #[error("not found")]
     NotFound,
+    /// The path exists, the method does not: `allow` lists the ones it has.
+    #[error("this path answers {allow} only")]
+    MethodNotAllowed { allow: String },
     #[error("{detail}")]
     InvalidTransition {
         detail: String,
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "too-many-attempts",
             ApiError::TooManyOps { .. } => "batch-too-large",
             ApiError::NotFound => "not-found",
+            ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::InvalidTransition { .. } => "invalid-transition",
             ApiError::Conflict { code, .. } => code,
             ApiError::Upload { code, .. } => code,
@@ -164,6 +168,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooManyOps { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::InvalidTransition { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Upload { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
@@ -196,6 +201,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized { .. } => {
                 builder.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                builder.insert_header(("Allow", allow.as_str()));
             }
             ApiError::Upload { status, .. } => {
                 builder.insert_header(("Tus-Resumable", "1.0.0"));

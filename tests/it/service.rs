@@ -262,3 +262,39 @@ async fn the_data_directory_is_private_and_a_shared_one_is_refused() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn a_method_a_path_does_not_have_gets_405_with_allow() {
+    let app = TestApp::spawn(|_| {}).await;
+    for (method, path, allow) in [
+        ("DELETE", "/me", "GET"),
+        ("PUT", "/activities/1/status", "PATCH"),
+        ("GET", "/sync/push", "POST"),
+        ("PUT", "/sessions", "POST, DELETE"),
+        ("GET", "/uploads/att_1", "POST, HEAD, PATCH, DELETE"),
+    ] {
+        let resp = app
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url(path),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "method-not-allowed");
+    }
+    // A path that does not exist is still 404, and the right method still works.
+    let resp = app
+        .http
+        .delete(app.url("/no/such/thing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(app.get_json("/healthz").await.0, 200);
+}
