@@ -105,7 +105,7 @@ pub async fn list(
             "dateTo must be on or after dateFrom, at most 31 days",
         ));
     }
-    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let limit = super::page_limit(q.limit, 50, 200)?;
     let offset = match &q.cursor {
         Some(c) => decode_cursor(c).ok_or_else(|| bad("invalid-cursor", "unknown cursor"))?,
         None => 0,

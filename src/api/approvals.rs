@@ -49,7 +49,7 @@ pub async fn list(
         }
         None => 0,
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = super::page_limit(q.limit, 50, 500)?;
     let dir = state.directory.as_ref();
     let keep = |a: &Approval| {
         status.is_none_or(|s| a.status == s)

@@ -42,7 +42,7 @@ pub async fn list(
             .ok_or_else(bad_cursor)?,
         None => 0,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::page_limit(q.limit, 100, 1000)?;
     let dir = state.directory.as_ref();
     let mut items = Vec::new();
     let mut more = false;

@@ -87,6 +87,23 @@ api_routes! {
     get "/audit" => audit::list,
 }
 
+/// A listing's `limit`: `default` when absent; outside 1..=`max` (the spec's bounds) a 400,
+/// never a silently clamped answer.
+pub(crate) fn page_limit(
+    asked: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match asked {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest {
+            code: "invalid-query",
+            detail: format!("limit must be 1 to {max}, not {n}"),
+        }),
+    }
+}
+
 /// After a path's own routes: any other method gets 405 with the path's `Allow`.
 fn method_not_allowed(cfg: &mut web::ServiceConfig) {
     let mut paths: Vec<&str> = ROUTES.iter().map(|(_, p)| *p).collect();

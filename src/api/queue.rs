@@ -64,7 +64,7 @@ pub async fn list(
         })?,
         None => 0,
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = super::page_limit(q.limit, 50, 500)?;
     let visible = sees(&state, &who);
     let matching: Vec<Op> = if wanted.iter().all(|s| outbox::ATTENTION.contains(s)) {
         // Dead, rejected and blocked ops are few and kept by id: no scan of the history.

@@ -365,7 +365,7 @@ pub async fn pull(
     let resource = who.resource_id.clone().ok_or(ApiError::NotFound)?;
     let store = state.store.as_ref();
     let watermark = store.watermark();
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let limit = super::page_limit(q.limit, 100, 500)?;
     let after = q
         .cursor
         .as_deref()

@@ -55,7 +55,7 @@ pub async fn deliveries(
         ),
         None => None,
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = super::page_limit(q.limit, 50, 500)?;
     let (items, more) = webhooks::list(state.store.as_ref(), wanted, before, limit)?;
     let next = if more {
         items.last().map(|d| d.id.clone())

@@ -298,3 +298,25 @@ async fn a_method_a_path_does_not_have_gets_405_with_allow() {
     assert_eq!(resp.status(), 404);
     assert_eq!(app.get_json("/healthz").await.0, 200);
 }
+
+#[tokio::test]
+async fn a_limit_outside_the_specs_bounds_is_400_not_clamped() {
+    let app = TestApp::spawn(|_| {}).await;
+    let s = app.login("super1").await;
+    for path in [
+        "/audit?limit=1001",
+        "/audit?limit=0",
+        "/approvals?limit=501",
+        "/admin/ops?limit=501",
+        "/sync/pull?limit=9999",
+    ] {
+        let resp = app.call("get", path, Some(&s.access)).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "invalid-query", "{path}");
+    }
+    for path in ["/audit?limit=1000", "/approvals?limit=1", "/admin/ops"] {
+        let resp = app.call("get", path, Some(&s.access)).await;
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+}
