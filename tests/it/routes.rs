@@ -10,6 +10,16 @@ async fn today(stack: &Stack, r: &str) -> String {
     stack.sim.today_route(r).await.0
 }
 
+/// The activity ids of a route's stops, in route order.
+fn stop_ids(route: &Value) -> Vec<i64> {
+    route["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["activityId"].as_i64().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_route_has_everything_a_technician_needs() {
     let stack = Stack::start().await;
@@ -130,13 +140,7 @@ async fn dispatcher_changes_arrive_through_ofsc_events() {
     let s = stack.app.login("tech1").await;
     let other = stack.app.login("tech2").await;
     let date = today(&stack, "tech1").await;
-    let route = stack.route(&s, &date).await;
-    let ids: Vec<i64> = route["stops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["activityId"].as_i64().unwrap())
-        .collect();
+    let ids = stop_ids(&stack.route(&s, &date).await);
     let date2 = today(&stack, "tech2").await;
     stack.route(&other, &date2).await;
     stack
@@ -220,12 +224,7 @@ async fn a_move_between_two_technicians_reaches_both_of_their_devices() {
     let to = stack.app.login("tech2").await;
     let date = today(&stack, "tech1").await;
     let date2 = today(&stack, "tech2").await;
-    let ids: Vec<i64> = stack.route(&from, &date).await["stops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["activityId"].as_i64().unwrap())
-        .collect();
+    let ids: Vec<i64> = stop_ids(&stack.route(&from, &date).await);
     stack.route(&to, &date2).await;
     let (_, c_from) = pull(&stack, &from.access, "").await;
     let (_, c_to) = pull(&stack, &to.access, "").await;
@@ -271,12 +270,7 @@ async fn an_expired_subscription_is_renewed() {
     let stack = Stack::start().await;
     let s = stack.app.login("tech3").await;
     let date = today(&stack, "tech3").await;
-    let ids: Vec<i64> = stack.route(&s, &date).await["stops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["activityId"].as_i64().unwrap())
-        .collect();
+    let ids: Vec<i64> = stop_ids(&stack.route(&s, &date).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     stack
         .sim
