@@ -131,12 +131,41 @@ pub async fn create(
         .json(session_body(&state, &pair, &user)))
 }
 
+/// The throttle's "user" for refresh attempts: the device that makes them, so a guessing
+/// client locks out its own device and address, not its owner's other phone.
+fn refresh_subject(device_id: &str) -> String {
+    format!("\u{0}refresh\u{0}{device_id}")
+}
+
 pub async fn refresh(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Refresh>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     check_device(&body.device_id)?;
+    let addr = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    // Failed refreshes count like failed logins: per device and address, per address, and
+    // per device everywhere, so refresh tokens cannot be guessed at line rate.
+    let subject = refresh_subject(&body.device_id);
+    state
+        .throttle
+        .check(&subject, &addr)
+        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
+    let rotated = rotate_refresh(&state, &body).await;
+    match &rotated {
+        Err(ApiError::Unauthorized { .. }) => state.throttle.record_failure(&subject, &addr),
+        Ok(_) => state.throttle.record_success(&subject, &addr),
+        Err(_) => {}
+    }
+    rotated
+}
+
+/// Rotates the refresh token (durably) and answers the new pair.
+async fn rotate_refresh(state: &AppState, body: &Refresh) -> Result<HttpResponse, ApiError> {
     let store = state.store.as_ref();
     let epoch_of = |username: &str| -> Result<Option<u32>, AuthError> {
         Ok(users::get(store, username)?
@@ -155,7 +184,7 @@ pub async fn refresh(
     let user = users::get(store, &family.username)?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok()
         .insert_header(NO_STORE)
-        .json(session_body(&state, &pair, &user)))
+        .json(session_body(state, &pair, &user)))
 }
 
 pub async fn delete(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {

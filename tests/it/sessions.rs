@@ -441,3 +441,26 @@ async fn token_answers_are_not_stored_and_no_answer_is_sniffed() {
         );
     }
 }
+
+#[tokio::test]
+async fn refresh_attempts_are_throttled_per_device_like_logins() {
+    let app = TestApp::spawn(|_| {}).await;
+    let s = app.login("tech1").await;
+    // Five guesses for this device: each a 401.
+    for n in 0..5 {
+        let resp = app.refresh(&format!("guess-{n}"), &s.device).await;
+        assert_eq!(resp.status(), 401, "guess {n}");
+    }
+    // Then the device is throttled, even with its real token, and told when to come back.
+    let resp = app.refresh(&s.refresh, &s.device).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get("retry-after").is_some());
+    let (_, body) = problem(resp).await;
+    assert_eq!(body["code"], "too-many-attempts");
+    // Another device (another technician's phone, same address) is not.
+    let other = app.login("tech2").await;
+    assert_eq!(
+        app.refresh(&other.refresh, &other.device).await.status(),
+        200
+    );
+}
