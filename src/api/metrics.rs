@@ -47,6 +47,10 @@ pub async fn metrics(
     if let Ok(n) = crate::store::StorageExt::quarantined_count(state.store.as_ref()) {
         metrics::gauge!("fieldsync_quarantined_records").set(n as f64);
     }
+    // Index keys held in memory until the next checkpoint: it grows only while checkpoints
+    // fail (their errors are logged).
+    metrics::gauge!("fieldsync_index_keys_unchecked")
+        .set(crate::store::Storage::unchecked(store) as f64);
     metrics::gauge!("fieldsync_ofsc_up").set(if state.ofsc_health.snapshot().ok {
         1.0
     } else {

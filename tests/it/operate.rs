@@ -74,6 +74,10 @@ async fn a_corrupted_queued_op_is_quarantined_and_never_sent() {
         metrics.contains("fieldsync_quarantined_records 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("fieldsync_index_keys_unchecked "),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
