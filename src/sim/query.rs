@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 pub const DEFAULT_FIELDS: &str = "activityId,resourceId,date,status";
 
-/// Validates `dateFrom`/`dateTo`: both or neither, ordered, at most 31 days.
+/// Validates `dateFrom`/`dateTo`: both or neither, ordered, `dateTo - dateFrom` at most 31
+/// days (Oracle's rule: 2026-01-01 to 2026-02-01 is allowed).
 pub fn date_range(
     from: Option<&str>,
     to: Option<&str>,
@@ -23,7 +24,7 @@ pub fn date_range(
             if t < f {
                 return Err(SimError::bad_request("dateTo is earlier than dateFrom"));
             }
-            if (t - f).num_days() + 1 > 31 {
+            if (t - f).num_days() > 31 {
                 return Err(SimError::bad_request(
                     "Date interval contains more than 31 days",
                 ));

@@ -7,8 +7,10 @@ use fieldsync::ofsc::{ActivityQuery, AuthKind, OfscError};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
+/// One day of the demo organization's activities (OFSC wants the resources to search in).
 fn range(date: &str) -> ActivityQuery {
     ActivityQuery {
+        resources: vec!["field-ops".into()],
         date_from: Some(date.into()),
         date_to: Some(date.into()),
         ..Default::default()
@@ -18,9 +20,11 @@ fn range(date: &str) -> ActivityQuery {
 #[tokio::test]
 async fn list_enforces_the_31_day_rule() {
     let sim = TestSim::start().await;
+    // Oracle's rule: dateTo - dateFrom <= 31, so January 1st to February 1st is allowed.
     let q = ActivityQuery {
+        resources: vec!["tech1".into()],
         date_from: Some("2026-01-01".into()),
-        date_to: Some("2026-02-01".into()),
+        date_to: Some("2026-02-02".into()),
         ..Default::default()
     };
     match sim.client.list_activities(&q).await.unwrap_err() {
@@ -32,15 +36,29 @@ async fn list_enforces_the_31_day_rule() {
         other => panic!("{other:?}"),
     }
     let ok = ActivityQuery {
-        date_to: Some("2026-01-31".into()),
-        ..q
+        date_to: Some("2026-02-01".into()),
+        ..q.clone()
     };
     sim.client.list_activities(&ok).await.unwrap();
     let missing = ActivityQuery {
+        resources: vec!["tech1".into()],
         date_from: Some("2026-01-01".into()),
         ..Default::default()
     };
     assert!(sim.client.list_activities(&missing).await.is_err());
+    // And OFSC wants the resources to search in.
+    let nowhere = ActivityQuery {
+        resources: Vec::new(),
+        ..ok
+    };
+    match sim.client.list_activities(&nowhere).await.unwrap_err() {
+        OfscError::Rejected {
+            status: 400,
+            detail,
+            ..
+        } => assert_eq!(detail, "resources is required"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -65,6 +65,10 @@ pub(super) async fn list_activities(
                     .collect()
             })
             .unwrap_or_default();
+        // OFSC requires the resources to search in.
+        if wanted.is_empty() {
+            return Err(SimError::bad_request("resources is required"));
+        }
         if get("includeChildren") != Some("none") {
             let mut i = 0;
             while i < wanted.len() {
