@@ -829,13 +829,23 @@ async fn an_image_that_fails_its_background_decode_is_rejected_and_the_device_to
         !stack.app.state.files.partial(att).exists(),
         "bytes deleted"
     );
-    let page = pull(&stack, &s, Some(cursor)).await;
-    let told: Vec<&Value> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["kind"] == "attachment")
-        .collect();
+    // The change reaches pulls once the group commit that covers it is on disk, which can
+    // be a moment after the listing shows the rejection.
+    let mut told: Vec<Value> = Vec::new();
+    for _ in 0..50 {
+        let page = pull(&stack, &s, Some(cursor)).await;
+        told = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == "attachment")
+            .cloned()
+            .collect();
+        if !told.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0]["data"]["attachmentId"], att);
     assert_eq!(told[0]["data"]["state"], "rejected");
