@@ -417,3 +417,13 @@ pub async fn wait_up(http: &reqwest::Client, url: &str) {
     }
     panic!("{url} did not come up");
 }
+
+/// The activity ids of a route's stops, in route order.
+pub fn stop_ids(route: &Value) -> Vec<i64> {
+    route["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["activityId"].as_i64().unwrap())
+        .collect()
+}

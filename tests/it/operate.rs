@@ -8,13 +8,7 @@ use std::time::Duration;
 
 async fn first_stops(stack: &Stack, s: &crate::helpers::Session, tech: &str) -> Vec<i64> {
     let date = stack.sim.today_route(tech).await.0;
-    let route = stack.route(s, &date).await;
-    route["stops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["activityId"].as_i64().unwrap())
-        .collect()
+    crate::helpers::stop_ids(&stack.route(s, &date).await)
 }
 
 #[tokio::test]

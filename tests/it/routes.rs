@@ -1,23 +1,13 @@
 //! The read side: routes and activities from the cache, offline, fresh through OFSC events,
 //! time zones honoured; creating follow-up activities with provisional ids.
 
-use crate::helpers::Stack;
+use crate::helpers::{stop_ids, Stack};
 use fieldsync::auth::{users, Role};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 async fn today(stack: &Stack, r: &str) -> String {
     stack.sim.today_route(r).await.0
-}
-
-/// The activity ids of a route's stops, in route order.
-fn stop_ids(route: &Value) -> Vec<i64> {
-    route["stops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["activityId"].as_i64().unwrap())
-        .collect()
 }
 
 #[tokio::test]

@@ -1,17 +1,8 @@
 //! Status writes: lifecycle checks, idempotency, the outbox and replay into the simulator.
 
-use crate::helpers::Stack;
+use crate::helpers::{stop_ids, Stack};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-fn stop_ids(route: &Value) -> Vec<i64> {
-    route["stops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["activityId"].as_i64().unwrap())
-        .collect()
-}
 
 async fn today(stack: &Stack, resource: &str) -> String {
     stack.sim.today_route(resource).await.0
