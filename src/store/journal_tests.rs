@@ -16,7 +16,7 @@ fn put_two(store: &dyn Storage, n: u64) -> Option<u64> {
 }
 
 fn open(dir: &std::path::Path) -> SledStore {
-    SledStore::open_with_cache(dir, 4 << 20).unwrap()
+    SledStore::reopen(dir).unwrap()
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn a_data_directory_from_before_the_journal_is_converted_and_one_from_the_future
         store.put(Tree::META, LAYOUT_KEY, &(LAYOUT + 1)).unwrap();
         store.flush_blocking().unwrap();
     }
-    match SledStore::open_with_cache(dir.path(), 4 << 20) {
+    match SledStore::reopen(dir.path()) {
         Err(StoreError::Layout(msg)) => assert!(msg.contains("layout"), "{msg}"),
         other => panic!("expected a layout refusal, got {other:?}"),
     }

@@ -91,6 +91,26 @@ impl SledStore {
         Self::recovered(db, data_file, dir.to_path_buf())
     }
 
+    /// Reopens a directory in a test, in the same process that just dropped its store:
+    /// sled's background threads let go of the directory lock a moment after the drop
+    /// (seen as a flaky "could not acquire lock" under load), so a lock refusal is retried
+    /// for up to two seconds.
+    #[cfg(test)]
+    pub fn reopen(dir: &Path) -> Result<Self, StoreError> {
+        let mut tries = 0;
+        loop {
+            match Self::open_with_cache(dir, 4 << 20) {
+                Err(StoreError::Sled(sled::Error::Io(e)))
+                    if tries < 100 && e.to_string().contains("could not acquire lock") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// A throwaway store for tests: in a temporary directory that sled removes on drop.
     pub fn temporary() -> Result<Self, StoreError> {
         let db = sled::Config::new().temporary(true).open()?;

@@ -79,11 +79,11 @@ fn scan_respects_prefix_start_and_limit() {
 fn data_survives_reopen_after_flush() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::reopen(dir.path()).unwrap();
         store.put(Tree::META, b"k", &"v").unwrap();
         store.flush_blocking().unwrap();
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::reopen(dir.path()).unwrap();
     assert_eq!(
         store.get::<String>(Tree::META, b"k").unwrap().as_deref(),
         Some("v")
