@@ -92,6 +92,12 @@ pub async fn device_route_of(
 
 /// [`device_route_of`] for a staged write: a view rebuilt from sled would miss the batch's
 /// staged ops, so they are committed first.
+///
+/// The kept view is taken in the same step as the check. Checking first and reading again
+/// later lost staged ops: the replayer or an OFSC event can move the route's version in
+/// between (neither takes the lane lock), and the second read rebuilt the view from sled
+/// without the batch's uncommitted ops, so a later op of the batch was judged against the
+/// route as it was before them.
 async fn staged_route_of(
     state: &AppState,
     stage: &outbox::Stage,
@@ -100,9 +106,10 @@ async fn staged_route_of(
 ) -> Result<DeviceRoute, ApiError> {
     let views = &state.cache.views;
     let tag = views.tag(state.store.as_ref(), &state.cache, resource, date);
-    if views.get(resource, date, tag).is_none() {
-        stage.commit(state.store.as_ref())?;
+    if let Some(dev) = views.get(resource, date, tag) {
+        return Ok(dev);
     }
+    stage.commit(state.store.as_ref())?;
     device_route_of(state, resource, date).await
 }
 
