@@ -200,7 +200,7 @@ async fn sorted_latencies(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) ->
 }
 
 fn toggle(n: u64) -> &'static str {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         "enroute"
     } else {
         "pending"

@@ -175,7 +175,7 @@ fn run_journal(
             }
         }
         let due = match indexes {
-            Indexes::Checkpoint(every) => (batch + 1) * per_record % every == 0,
+            Indexes::Checkpoint(every) => ((batch + 1) * per_record).is_multiple_of(every),
             _ => false,
         };
         if due || (batch + 1) * per_record >= writes {

@@ -39,7 +39,7 @@ pub fn load(store: &dyn Storage, b: &Backlog) -> Result<Loaded, StoreError> {
         let ops = (done.ops..done.ops + n)
             .map(|i| {
                 let route = i % routes;
-                let status = if (i / routes) % 2 == 0 {
+                let status = if (i / routes).is_multiple_of(2) {
                     DeviceStatus::Enroute
                 } else {
                     DeviceStatus::Pending
@@ -93,7 +93,7 @@ pub fn load(store: &dyn Storage, b: &Backlog) -> Result<Loaded, StoreError> {
         }
         done.ops += n;
         done.records += 1;
-        if done.records % 200 == 0 {
+        if done.records.is_multiple_of(200) {
             store.checkpoint()?;
         }
     }

@@ -58,6 +58,9 @@ pub struct Settings {
     pub approvals: ApprovalSettings,
     pub webhooks: WebhookSettings,
     pub uploads: UploadSettings,
+    /// Single sign-on; absent: local users only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSettings>,
 }
 
 /// A key that signs upload grants.
@@ -384,6 +387,10 @@ pub struct SimSettings {
     pub seed_file: Option<PathBuf>,
 }
 
+#[path = "config_oidc.rs"]
+mod oidc;
+pub use oidc::OidcSettings;
+
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
@@ -431,6 +438,9 @@ impl Settings {
         }
         if let Some(t) = &self.server.metrics_token {
             need("server.metrics_token".into(), t, 16);
+        }
+        if let Some(o) = &self.oidc {
+            o.validate()?;
         }
         match short.is_empty() {
             true => Ok(()),

@@ -79,3 +79,48 @@ fn secrets_too_short_to_be_secrets_are_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn the_oidc_section_loads_from_env_and_redacts_its_secret() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env(
+            "FSOIDC__OIDC__ISSUER",
+            "https://login.example.com/tenant/v2.0",
+        );
+        jail.set_env("FSOIDC__OIDC__CLIENT_ID", "fieldsync-app");
+        jail.set_env("FSOIDC__OIDC__CLIENT_SECRET", "console-secret-value");
+        jail.set_env(
+            "FSOIDC__OIDC__ROLE_MAP",
+            r#"{fieldsync-technicians="technician",fieldsync-supervisors="supervisor"}"#,
+        );
+        jail.set_env("FSOIDC__OIDC__PROVISION", "true");
+        jail.set_env("FSOIDC__OIDC__ALGORITHMS", "[RS256,ES256]");
+        let s = Settings::load_with_env(None, "FSOIDC__").unwrap();
+        let o = s.oidc.as_ref().unwrap();
+        assert_eq!(o.client_id, "fieldsync-app");
+        assert_eq!(
+            o.role_map.get("fieldsync-technicians"),
+            Some(&crate::auth::Role::Technician)
+        );
+        assert!(o.provision);
+        assert_eq!(o.algorithms, ["RS256", "ES256"]);
+        let printed = s.to_redacted_toml();
+        assert!(printed.contains("[oidc]"), "{printed}");
+        assert!(!printed.contains("console-secret-value"), "{printed}");
+
+        jail.set_env("FSOIDC__OIDC__ALGORITHMS", "[HS256]");
+        let err = Settings::load_with_env(None, "FSOIDC__").unwrap_err();
+        assert!(err.to_string().contains("HS256"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn without_an_oidc_section_sso_is_off() {
+    figment::Jail::expect_with(|_| {
+        let s = Settings::load_with_env(None, "FSNOOIDC__").unwrap();
+        assert!(s.oidc.is_none());
+        assert!(!s.to_redacted_toml().contains("[oidc]"));
+        Ok(())
+    });
+}

@@ -36,6 +36,8 @@ pub enum StartupError {
     Ofsc(String),
     #[error("webhooks: {0}")]
     Webhooks(String),
+    #[error("single sign-on: {0}")]
+    Oidc(String),
 }
 
 /// A built, bound, not yet running service.
@@ -186,6 +188,13 @@ impl Application {
             upload_keys,
             processing,
             pending_approvals: Default::default(),
+            oidc: match &settings.oidc {
+                Some(o) => Some(Arc::new(
+                    crate::auth::oidc::Verifier::new(o.clone())
+                        .map_err(|e| StartupError::Oidc(e.to_string()))?,
+                )),
+                None => None,
+            },
         });
         let process_task = tokio::spawn(api::upload_finish::process_uploads(
             state.clone(),

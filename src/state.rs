@@ -74,6 +74,8 @@ pub struct AppState {
     pub processing: tokio::sync::mpsc::UnboundedSender<String>,
     /// Where listings of pending approvals start.
     pub pending_approvals: crate::approvals::PendingFloor,
+    /// Single sign-on's ID-token checks; `None` when `[oidc]` is not configured.
+    pub oidc: Option<Arc<crate::auth::oidc::Verifier>>,
 }
 
 /// Serializes validate-then-write per route, so two writes cannot both pass the lifecycle

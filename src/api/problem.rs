@@ -16,6 +16,10 @@ pub enum ApiError {
     Unauthorized { code: &'static str, detail: String },
     #[error("this role may not use {0}")]
     Forbidden(String),
+    /// A refusal of who the caller is rather than of their role (an SSO user fieldsync does
+    /// not know, or knows as disabled).
+    #[error("{detail}")]
+    Refused { code: &'static str, detail: String },
     #[error("too many failed attempts; retry in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("the batch has {count} ops; at most {limit} are accepted")]
@@ -56,6 +60,9 @@ pub enum ApiError {
     OfscUnavailable(String),
     #[error("the service is not ready: {0}")]
     Unavailable(String),
+    /// The identity provider could not be asked; the cause is logged, never answered.
+    #[error("the identity provider is unreachable; the logs hold the cause under this answer's X-Request-Id")]
+    IdpUnavailable(String),
     /// Anything unexpected. The cause is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -68,6 +75,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::Unauthorized { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::Refused { code, .. } => code,
             ApiError::TooManyRequests { .. } => "too-many-attempts",
             ApiError::TooManyOps { .. } => "batch-too-large",
             ApiError::NotFound => "not-found",
@@ -79,6 +87,7 @@ impl ApiError {
             ApiError::TimeOutOfRange(_) => "time-out-of-range",
             ApiError::OfscUnavailable(_) => "ofsc-unavailable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::IdpUnavailable(_) => "idp-unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -113,6 +122,8 @@ impl From<crate::auth::AuthError> for ApiError {
             A::Unauthorized { code, detail } => ApiError::Unauthorized { code, detail },
             A::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
             A::Forbidden(what) => ApiError::Forbidden(what),
+            A::Refused { code, detail } => ApiError::Refused { code, detail },
+            A::ProviderUnavailable(cause) => ApiError::IdpUnavailable(cause),
             A::NotFound => ApiError::NotFound,
             A::Invalid(detail) => ApiError::BadRequest {
                 code: "invalid-body",
@@ -164,7 +175,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooManyOps { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -177,7 +188,9 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::OfscUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::IdpUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -192,6 +205,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
             ApiError::OfscUnavailable(cause) => tracing::warn!(%cause, "OFSC unavailable"),
+            ApiError::IdpUnavailable(cause) => {
+                tracing::warn!(%cause, "identity provider unavailable")
+            }
             _ => {}
         }
         let mut builder = HttpResponse::build(status);

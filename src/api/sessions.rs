@@ -1,10 +1,11 @@
-//! `POST /sessions`, `POST /sessions/refresh`, `DELETE /sessions`.
+//! `POST /sessions` (password or OpenID Connect ID token), `POST /sessions/refresh`,
+//! `DELETE /sessions`.
 
 use super::ApiError;
 use crate::auth::refresh::{self, Pair};
 use crate::auth::totp::{self, TotpCheck};
 use crate::auth::users::{self, User};
-use crate::auth::{password, AuthError, Principal};
+use crate::auth::{password, sso, AuthError, Principal};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -13,14 +14,22 @@ use serde_json::json;
 /// Token answers are never cached, by browsers or proxies (RFC 6749 §5.1).
 const NO_STORE: (&str, &str) = ("Cache-Control", "no-store");
 
+/// A sign-in: a local user's password (and TOTP), or an ID token from the company's
+/// OpenID provider (with the `nonce` the app put in its authorization request, if any).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Login {
-    username: String,
-    password: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
     device_id: String,
     #[serde(default)]
     totp: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,28 +77,69 @@ pub async fn create(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
+    let user = match (&login.id_token, &login.username, &login.password) {
+        (Some(token), None, None) if login.totp.is_none() => {
+            sso_login(&state, &addr, token, login.nonce.as_deref()).await?
+        }
+        (None, Some(username), Some(password)) if login.nonce.is_none() => {
+            password_login(&state, &addr, username, password, login.totp.as_deref()).await?
+        }
+        _ => {
+            return Err(ApiError::BadRequest {
+                code: "invalid-body",
+                detail: "send either username and password (and totp), or idToken (and nonce)"
+                    .into(),
+            })
+        }
+    };
+    let ttl = chrono::Duration::days(state.refresh_ttl_days);
+    let pair = refresh::start(
+        state.store.as_ref(),
+        &state.keys,
+        &user,
+        &login.device_id,
+        ttl,
+    )?;
+    state.commit.flush().await?;
+    tracing::info!(user = %user.username, device = %login.device_id, "session started");
+    Ok(HttpResponse::Created()
+        .insert_header(NO_STORE)
+        .json(session_body(&state, &pair, &user)))
+}
+
+/// A local user's password, and TOTP when enrolled.
+async fn password_login(
+    state: &AppState,
+    addr: &str,
+    username: &str,
+    password: &str,
+    totp_code: Option<&str>,
+) -> Result<User, ApiError> {
     state
         .throttle
-        .check(&login.username, &addr)
+        .check(username, addr)
         .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
-    let user = users::get(state.store.as_ref(), &login.username)?;
+    let user = users::get(state.store.as_ref(), username)?;
+    // A user only the identity provider signs in has no hash: it costs the decoy's time too.
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| password::decoy().to_string());
-    let pw = login.password.clone();
+        .filter(|h| !h.is_empty());
+    let has_hash = hash.is_some();
+    let hash = hash.unwrap_or_else(|| password::decoy().to_string());
+    let pw = password.to_string();
     let matches = web::block(move || password::verify(&pw, &hash))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let user = match user {
-        Some(u) if matches && !u.disabled => u,
+        Some(u) if matches && has_hash && !u.disabled => u,
         _ => {
-            state.throttle.record_failure(&login.username, &addr);
+            state.throttle.record_failure(username, addr);
             return Err(bad_credentials());
         }
     };
     if let Some(secret) = &user.totp_secret {
-        let Some(code) = login.totp.as_deref() else {
+        let Some(code) = totp_code else {
             return Err(ApiError::Unauthorized {
                 code: "mfa-required",
                 detail: "a TOTP code is required for this user".into(),
@@ -107,7 +157,7 @@ pub async fn create(
                 })
             }
             TotpCheck::Invalid => {
-                state.throttle.record_failure(&login.username, &addr);
+                state.throttle.record_failure(username, addr);
                 return Err(ApiError::Unauthorized {
                     code: "invalid-totp",
                     detail: "the TOTP code is wrong".into(),
@@ -115,20 +165,45 @@ pub async fn create(
             }
         }
     }
-    state.throttle.record_success(&login.username, &addr);
-    let ttl = chrono::Duration::days(state.refresh_ttl_days);
-    let pair = refresh::start(
-        state.store.as_ref(),
-        &state.keys,
-        &user,
-        &login.device_id,
-        ttl,
-    )?;
-    state.commit.flush().await?;
-    tracing::info!(user = %user.username, device = %login.device_id, "session started");
-    Ok(HttpResponse::Created()
-        .insert_header(NO_STORE)
-        .json(session_body(&state, &pair, &user)))
+    state.throttle.record_success(username, addr);
+    Ok(user)
+}
+
+/// The throttle's "user" for ID-token sign-ins: forged tokens from one address are
+/// throttled like wrong passwords, whoever they claim to be.
+const SSO_SUBJECT: &str = "\u{0}sso";
+
+/// An ID token from the configured OpenID provider, mapped to a user (`auth::sso`).
+async fn sso_login(
+    state: &AppState,
+    addr: &str,
+    token: &str,
+    nonce: Option<&str>,
+) -> Result<User, ApiError> {
+    let Some(verifier) = &state.oidc else {
+        return Err(ApiError::BadRequest {
+            code: "sso-not-configured",
+            detail: "single sign-on is not configured on this server".into(),
+        });
+    };
+    state
+        .throttle
+        .check(SSO_SUBJECT, addr)
+        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
+    let claims = match verifier.verify(token, nonce).await {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(e, AuthError::Unauthorized { .. }) {
+                state.throttle.record_failure(SSO_SUBJECT, addr);
+            }
+            return Err(e.into());
+        }
+    };
+    let settings = verifier.settings();
+    let id = sso::identity(settings, &claims)?;
+    let user = sso::admit(state.store.as_ref(), settings, &id)?;
+    state.throttle.record_success(SSO_SUBJECT, addr);
+    Ok(user)
 }
 
 /// The throttle's "user" for refresh attempts: the device that makes them, so a guessing

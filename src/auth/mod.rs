@@ -1,9 +1,12 @@
 //! Sessions and access: users, passwords, TOTP, access JWTs, refresh-token families, login
-//! throttling, and the one policy that decides who may touch what.
+//! throttling, single sign-on through an OpenID provider, and the one policy that decides
+//! who may touch what.
 
+pub mod oidc;
 pub mod password;
 pub mod policy;
 pub mod refresh;
+pub mod sso;
 pub mod throttle;
 pub mod tokens;
 pub mod totp;
@@ -20,6 +23,12 @@ pub enum AuthError {
     Throttled { retry_after_secs: u64 },
     #[error("{0}")]
     Forbidden(String),
+    /// Who the caller is, not their role, is refused (403 with this code).
+    #[error("{detail}")]
+    Refused { code: &'static str, detail: String },
+    /// The identity provider could not be asked (discovery or keys).
+    #[error("identity provider: {0}")]
+    ProviderUnavailable(String),
     #[error("not found")]
     NotFound,
     #[error("{0}")]

@@ -52,14 +52,18 @@ fn key(username: &str) -> Vec<u8> {
     username.to_lowercase().into_bytes()
 }
 
+/// 1-64 characters of a-z, 0-9, `. _ - @`.
+pub fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+}
+
 /// Validates the role's resource rules.
 pub fn validate(u: &NewUser) -> Result<(), AuthError> {
-    let name_ok = !u.username.is_empty()
-        && u.username.len() <= 64
-        && u.username
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if !name_ok {
+    if !valid_username(&u.username) {
         return Err(AuthError::Invalid(
             "username: 1-64 characters of a-z, 0-9, . _ - @".into(),
         ));
@@ -124,6 +128,47 @@ pub fn add(store: &dyn Storage, new: NewUser) -> Result<User, AuthError> {
     };
     put(store, &user)?;
     Ok(user)
+}
+
+/// Creates a user at first single sign-on. It has no password (only the provider signs it
+/// in); a supervisor oversees the resources under its own.
+pub fn provision(store: &dyn Storage, id: &super::sso::Identity) -> Result<User, AuthError> {
+    let needs_resource = matches!(id.role, Role::Technician | Role::Supervisor);
+    if needs_resource && id.resource_id.is_none() {
+        return Err(AuthError::Refused {
+            code: "sso-no-resource",
+            detail: "provisioning a technician or supervisor needs an OFSC resource id claim"
+                .into(),
+        });
+    }
+    let user = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        username: id.username.clone(),
+        name: id.name.clone(),
+        role: id.role,
+        resource_id: id.resource_id.clone(),
+        oversees: vec![],
+        oversees_parent: match id.role {
+            Role::Supervisor => id.resource_id.clone(),
+            _ => None,
+        },
+        password_hash: String::new(),
+        disabled: false,
+        epoch: 0,
+        totp_secret: None,
+        totp_last_step: 0,
+        created_at: Utc::now(),
+    };
+    // Two first sign-ins at once: the first record stays and both sign in as it.
+    let mut existing = None;
+    store.update::<User>(USERS, &key(&user.username), &mut |current| match current {
+        Some(u) => {
+            existing = Some(u);
+            Ok(None)
+        }
+        None => Ok(Some(user.clone())),
+    })?;
+    Ok(existing.unwrap_or(user))
 }
 
 fn update(
