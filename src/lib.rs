@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bulk_load;
 pub mod cache;
 pub mod config;
+pub mod console;
 pub mod device_sim;
 pub mod directory;
 pub mod domain;

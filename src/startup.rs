@@ -188,6 +188,7 @@ impl Application {
             upload_keys,
             processing,
             pending_approvals: Default::default(),
+            last_sync: Default::default(),
             oidc: match &settings.oidc {
                 Some(o) => Some(Arc::new(
                     crate::auth::oidc::Verifier::new(o.clone())
@@ -356,6 +357,7 @@ fn serve_http(
                     .add(("X-Content-Type-Options", "nosniff")),
             )
             .configure(api::routes)
+            .configure(crate::console::routes)
             .default_service(web::to(api::problem::not_found))
     })
     .disable_signals();

@@ -74,8 +74,27 @@ pub struct AppState {
     pub processing: tokio::sync::mpsc::UnboundedSender<String>,
     /// Where listings of pending approvals start.
     pub pending_approvals: crate::approvals::PendingFloor,
+    /// When each user's device last synced (this process's memory: the console's "last
+    /// sync" and stale marker; after a restart it fills again as devices sync).
+    pub last_sync: LastSync,
     /// Single sign-on's ID-token checks; `None` when `[oidc]` is not configured.
     pub oidc: Option<Arc<crate::auth::oidc::Verifier>>,
+}
+
+/// When each user last called `/sync/push` or `/sync/pull`.
+#[derive(Default)]
+pub struct LastSync(Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>);
+
+impl LastSync {
+    pub fn saw(&self, username: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(username.to_string(), chrono::Utc::now());
+    }
+
+    pub fn of(&self, username: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(username).copied()
+    }
 }
 
 /// Serializes validate-then-write per route, so two writes cannot both pass the lifecycle

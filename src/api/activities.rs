@@ -258,11 +258,17 @@ pub async fn set_status(
 
 /// Makes an accepted write durable (group commit) before answering, and wakes the replayer.
 pub async fn acknowledge(state: &AppState, result: Enqueued) -> Result<HttpResponse, ApiError> {
-    if let Enqueued::Accepted { .. } = &result {
+    settle(state, &result).await?;
+    answer_of(result)
+}
+
+/// An accepted write is flushed (then it may be acknowledged) and the replayer woken.
+pub async fn settle(state: &AppState, result: &Enqueued) -> Result<(), ApiError> {
+    if let Enqueued::Accepted { .. } = result {
         state.commit.flush().await?;
         state.replayer.wake();
     }
-    answer_of(result)
+    Ok(())
 }
 
 /// Who submits a single write (`action`, for the audit trail), under its `Idempotency-Key`,

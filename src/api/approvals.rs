@@ -68,7 +68,7 @@ pub async fn list(
 }
 
 /// The approval, if the caller may see it (supervisors who oversee the resource, admins).
-fn visible(state: &AppState, who: &Principal, id: &str) -> Result<Approval, ApiError> {
+pub fn visible(state: &AppState, who: &Principal, id: &str) -> Result<Approval, ApiError> {
     let a = approvals::get(state.store.as_ref(), id)?.ok_or(ApiError::NotFound)?;
     if !policy::oversees(who, &a.resource_id, state.directory.as_ref()) {
         return Err(ApiError::NotFound);
@@ -130,17 +130,28 @@ pub async fn decide(
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::Decide)?;
     let a = visible(&state, &who, &path)?;
-    policy::may_decide(&who, &a.resource_id, state.directory.as_ref())?;
+    let key = activities::idempotency_key(&req)?;
+    let result = decide_as(&state, &who, &a, body.into_inner(), key).await?;
+    activities::acknowledge(&state, result).await
+}
+
+/// The one decision path: the API's handler and the console's form both come here, with
+/// the same checks (oversight, the 4-eyes rule), audit entry and ops. Not yet flushed.
+pub async fn decide_as(
+    state: &AppState,
+    who: &Principal,
+    a: &Approval,
+    body: DecisionBody,
+    idempotency_key: String,
+) -> Result<Enqueued, ApiError> {
+    policy::may_decide(who, &a.resource_id, state.directory.as_ref())?;
     if a.technician_user_id == who.user_id {
         return Err(ApiError::Forbidden("deciding on one's own work".into()));
     }
-    let key = activities::idempotency_key(&req)?;
-    let body = body.into_inner();
     let approve = validate(&body)?;
     let request = json!({"approvalId": a.id, "body": body});
-    let submitter = activities::submitter(&who, "approval.decide", key, &request)?;
-    let result = submit_decision(&state, &who, &a, &body, approve, submitter).await?;
-    activities::acknowledge(&state, result).await
+    let submitter = activities::submitter(who, "approval.decide", idempotency_key, &request)?;
+    submit_decision(state, who, a, &body, approve, submitter).await
 }
 
 async fn submit_decision(

@@ -283,7 +283,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({"activityId": id, "items": items})))
 }
 
-async fn serve(
+pub(crate) async fn serve(
     state: &AppState,
     who: &Principal,
     id: &str,

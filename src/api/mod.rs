@@ -1,10 +1,10 @@
 //! The device- and supervisor-facing HTTP API: one file per resource, one error mapping.
 
-mod activities;
+pub(crate) mod activities;
 mod activity_list;
 mod admin;
-mod approvals;
-mod attachments;
+pub(crate) mod approvals;
+pub(crate) mod attachments;
 mod audit;
 mod auth;
 mod health;
@@ -14,15 +14,15 @@ mod metrics;
 pub mod middleware;
 mod ops;
 mod parts;
-mod present;
+pub(crate) mod present;
 pub mod problem;
-mod queue;
+pub(crate) mod queue;
 mod routes;
-mod sessions;
+pub(crate) mod sessions;
 mod sync;
 mod tus;
 pub mod upload_finish;
-mod webhooks;
+pub(crate) mod webhooks;
 
 pub use problem::ApiError;
 

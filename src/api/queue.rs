@@ -20,17 +20,27 @@ fn sees<'a>(state: &'a AppState, who: &'a Principal) -> impl Fn(&str) -> bool + 
 }
 
 pub async fn summary(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
-    policy::may_use(&who, Function::Operate)?;
+    let (by_state, oldest) = health(&state, &who)?;
+    Ok(HttpResponse::Ok().json(json!({"byState": by_state, "oldestQueuedAgeSeconds": oldest})))
+}
+
+/// Op counts by state and the oldest open op's age in seconds, over what the caller sees
+/// (the API's summary and the console's queue page).
+pub fn health(
+    state: &AppState,
+    who: &Principal,
+) -> Result<(BTreeMap<&'static str, u64>, f64), ApiError> {
+    policy::may_use(who, Function::Operate)?;
     let store = state.store.as_ref();
-    let visible = sees(&state, &who);
-    let by_state: BTreeMap<&str, u64> = outbox::counts_by_state(store, &visible)
+    let visible = sees(state, who);
+    let by_state = outbox::counts_by_state(store, &visible)
         .into_iter()
         .map(|(s, n)| (s.name(), n))
         .collect();
     let oldest = outbox::oldest_open(store, &visible)?
         .map(|at| (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0)
         .unwrap_or(0.0);
-    Ok(HttpResponse::Ok().json(json!({"byState": by_state, "oldestQueuedAgeSeconds": oldest})))
+    Ok((by_state, oldest))
 }
 
 #[derive(Deserialize)]
@@ -67,25 +77,7 @@ pub async fn list(
     let limit = super::page_limit(q.limit, 50, 500)?;
     let visible = sees(&state, &who);
     let matching: Vec<Op> = if wanted.iter().all(|s| outbox::ATTENTION.contains(s)) {
-        // Dead, rejected and blocked ops are few and kept by id: no scan of the history.
-        let mut found = Vec::new();
-        for seq in outbox::marked_ops(state.store.as_ref(), &wanted, after) {
-            if found.len() > limit {
-                break;
-            }
-            match outbox::get_op(state.store.as_ref(), seq) {
-                Ok(Some(op)) if wanted.contains(&op.state) && visible(&op.resource_id) => {
-                    found.push(op)
-                }
-                Ok(_) => {}
-                // As in the full listing: the replayer or `GET /ops/{id}` quarantines it.
-                Err(e @ crate::store::StoreError::Corrupt { .. }) => {
-                    tracing::error!(error = %e, "skipping a corrupt op in a listing")
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        found
+        needing_attention(&state, &who, &wanted, after, limit + 1)?
     } else {
         outbox::ops_after(state.store.as_ref(), after, limit + 1, &|o| {
             wanted.contains(&o.state) && visible(&o.resource_id)
@@ -101,16 +93,58 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({"items": items, "nextCursor": next, "hasMore": has_more})))
 }
 
+/// Dead, rejected or blocked ops (`wanted`) after `after` that the caller sees, up to
+/// `limit`. They are few and kept by id: no scan of the history.
+pub fn needing_attention(
+    state: &AppState,
+    who: &Principal,
+    wanted: &[OpState],
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Op>, ApiError> {
+    policy::may_use(who, Function::Operate)?;
+    let visible = sees(state, who);
+    let mut found = Vec::new();
+    for seq in outbox::marked_ops(state.store.as_ref(), wanted, after) {
+        if found.len() >= limit {
+            break;
+        }
+        match outbox::get_op(state.store.as_ref(), seq) {
+            Ok(Some(op)) if wanted.contains(&op.state) && visible(&op.resource_id) => {
+                found.push(op)
+            }
+            Ok(_) => {}
+            // As in the full listing: the replayer or `GET /ops/{id}` quarantines it.
+            Err(e @ crate::store::StoreError::Corrupt { .. }) => {
+                tracing::error!(error = %e, "skipping a corrupt op in a listing")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(found)
+}
+
 async fn act(
     state: web::Data<AppState>,
     who: Principal,
     id: String,
     retry: bool,
 ) -> Result<HttpResponse, ApiError> {
-    policy::may_use(&who, Function::Operate)?;
-    let seq = Op::seq_of(&id).ok_or(ApiError::NotFound)?;
+    let updated = act_as(&state, &who, &id, retry).await?;
+    Ok(HttpResponse::Ok().json(op_json(&updated)))
+}
+
+/// Retries or discards an op, audited and flushed: the API's and the console's one path.
+pub async fn act_as(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    retry: bool,
+) -> Result<Op, ApiError> {
+    policy::may_use(who, Function::Operate)?;
+    let seq = Op::seq_of(id).ok_or(ApiError::NotFound)?;
     let op = outbox::get_op(state.store.as_ref(), seq)?.ok_or(ApiError::NotFound)?;
-    policy::may_see(&who, &op.resource_id, state.directory.as_ref())?;
+    policy::may_see(who, &op.resource_id, state.directory.as_ref())?;
     let allowed_from: &[OpState] = if retry {
         &[OpState::Dead, OpState::Rejected, OpState::Blocked]
     } else {
@@ -136,7 +170,7 @@ async fn act(
     };
     audit::record(
         state.store.as_ref(),
-        &who,
+        who,
         audit::Event {
             action: if retry { "op.retry" } else { "op.discard" },
             object: op.id.clone(),
@@ -153,7 +187,7 @@ async fn act(
     if retry {
         state.replayer.wake();
     }
-    Ok(HttpResponse::Ok().json(op_json(&updated)))
+    Ok(updated)
 }
 
 pub async fn retry(

@@ -108,7 +108,7 @@ pub async fn create(
 }
 
 /// A local user's password, and TOTP when enrolled.
-async fn password_login(
+pub(crate) async fn password_login(
     state: &AppState,
     addr: &str,
     username: &str,

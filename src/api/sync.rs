@@ -276,6 +276,7 @@ pub async fn push(
     body: web::Json<PushBody>,
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::FieldWrite)?;
+    state.last_sync.saw(&who.username);
     let mut body = body.into_inner();
     if body.device_id != who.device_id {
         return Err(ApiError::BadRequest {
@@ -362,6 +363,7 @@ pub async fn pull(
     q: web::Query<PullQuery>,
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::FieldWrite)?;
+    state.last_sync.saw(&who.username);
     let resource = who.resource_id.clone().ok_or(ApiError::NotFound)?;
     let store = state.store.as_ref();
     let watermark = store.watermark();

@@ -72,12 +72,22 @@ pub async fn redeliver(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    policy::may_use(&who, Function::Administer)?;
-    let seq = webhooks::delivery_seq(&path).ok_or(ApiError::NotFound)?;
+    let d = redeliver_as(&state, &who, &path).await?;
+    Ok(HttpResponse::Accepted().json(delivery_json(&d)))
+}
+
+/// Makes a delivery due again, audited and flushed: the API's and the console's one path.
+pub async fn redeliver_as(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<Delivery, ApiError> {
+    policy::may_use(who, Function::Administer)?;
+    let seq = webhooks::delivery_seq(id).ok_or(ApiError::NotFound)?;
     let d = webhooks::redeliver(state.store.as_ref(), seq)?.ok_or(ApiError::NotFound)?;
     audit::record(
         state.store.as_ref(),
-        &who,
+        who,
         audit::Event {
             action: "webhook.redeliver",
             object: d.id.clone(),
@@ -89,5 +99,5 @@ pub async fn redeliver(
     )?;
     state.commit.flush().await?;
     state.webhooks.wake();
-    Ok(HttpResponse::Accepted().json(delivery_json(&d)))
+    Ok(d)
 }
