@@ -6,7 +6,7 @@ mod assets;
 mod guard;
 mod pages;
 mod queue_page;
-mod session;
+pub mod session;
 mod team;
 mod views;
 

@@ -198,6 +198,23 @@ pub fn inbox(chrome: &Chrome, v: &Inbox) -> Markup {
     layout("Approvals", Some(chrome), body)
 }
 
+/// An instant as the technician's local date and time ("2026-12-02 08:10"), or the raw
+/// value when it is not RFC 3339.
+fn when(v: &Value) -> String {
+    match v.as_str().map(chrono::DateTime::parse_from_rfc3339) {
+        Some(Ok(t)) => t.format("%Y-%m-%d %H:%M").to_string(),
+        _ => text(v),
+    }
+}
+
+/// Only the local time of day ("08:10").
+fn clock(v: &Value) -> String {
+    match v.as_str().map(chrono::DateTime::parse_from_rfc3339) {
+        Some(Ok(t)) => t.format("%H:%M").to_string(),
+        _ => text(v),
+    }
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "—".into(),
@@ -238,7 +255,7 @@ pub fn approval(chrome: &Chrome, v: &ApprovalView) -> Markup {
                             " " (text(&j["address"]["postalCode"]))
                         }
                         dt { "Service window" } dd {
-                            (text(&j["serviceWindow"]["start"])) " – " (text(&j["serviceWindow"]["end"]))
+                            (when(&j["serviceWindow"]["start"])) "–" (clock(&j["serviceWindow"]["end"]))
                         }
                         dt { "Type" } dd { (text(&j["type"])) }
                         dt { "Status" } dd { (text(&j["status"])) }
@@ -257,18 +274,24 @@ pub fn approval(chrome: &Chrome, v: &ApprovalView) -> Markup {
         }
         section aria-labelledby="timeline-h" {
             h2 #timeline-h { "Timeline" }
-            table {
-                thead { tr { th { "Status" } th { "Device time" } th { "In OFSC" } } }
+            div.scroll { table {
+                thead { tr { th { "Status" } th { "Device time" } th { "OFSC recorded" } th { "Sent to OFSC" } } }
                 tbody {
                     @for t in ev["timeline"].as_array().into_iter().flatten() {
+                        @let recorded = match (t["status"].as_str(), &v.job) {
+                            (Some("started"), Some(j)) => when(&j["plannedStart"]),
+                            (Some("completed"), Some(j)) => when(&j["plannedEnd"]),
+                            _ => "—".to_string(),
+                        };
                         tr {
                             td { (text(&t["status"])) }
-                            td { (text(&t["time"])) }
+                            td { (when(&t["time"])) }
+                            td { (recorded) }
                             td class=(format!("state-{}", text(&t["state"]))) { (text(&t["state"])) }
                         }
                     }
                 }
-            }
+            } }
         }
         section aria-labelledby="parts-h" {
             h2 #parts-h { "Parts used" }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod approvals;
+mod console;
 mod crash;
 mod device_sim;
 mod helpers;
