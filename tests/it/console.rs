@@ -460,6 +460,35 @@ async fn the_console_refuses_what_it_must() {
     b.wait_text("h1", "Not Found").await;
     assert_eq!(approval_status(&stack, &id).await, "pending");
 
+    // Two deciders at once: the one whose page is older loses and sees what happened.
+    b.sign_in(&stack, "super1").await;
+    b.client
+        .goto(&stack.app.url(&format!("/console/approvals/{id}")))
+        .await
+        .unwrap();
+    b.fill("#approve-comment", "looks fine").await;
+    let admin = stack.app.login("admin").await;
+    let first = stack
+        .app
+        .http
+        .post(stack.app.url(&format!("/approvals/{id}/decision")))
+        .bearer_auth(&admin.access)
+        .header("Idempotency-Key", "admin-decides")
+        .json(&json!({"decision": "reject", "comment": "meter photo missing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 202);
+    b.click("#approve").await;
+    let notice = b.text("p.notice.bad").await;
+    assert!(notice.contains("Another supervisor decided"), "{notice}");
+    let decided = b.text("#decided").await;
+    assert!(
+        decided.starts_with("Rejected by Administrator"),
+        "{decided}"
+    );
+    assert_eq!(approval_status(&stack, &id).await, "rejected");
+
     // Admins see the queue page.
     b.sign_in(&stack, "admin").await;
     b.client
