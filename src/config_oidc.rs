@@ -24,6 +24,10 @@ pub struct OidcSettings {
     /// Used only by the console's server-side flow; devices are public clients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<Secret>,
+    /// The console's own client id, when the provider registers it apart from the app's
+    /// (a confidential web client beside a public native one); absent: `client_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_client_id: Option<String>,
     pub scopes: Vec<String>,
     /// The claim that names the fieldsync user: `sub`, `email` or `preferred_username`.
     pub user_claim: String,
@@ -51,6 +55,7 @@ impl Default for OidcSettings {
             issuer: String::new(),
             client_id: String::new(),
             client_secret: None,
+            console_client_id: None,
             scopes: vec!["openid".into(), "profile".into(), "email".into()],
             user_claim: "preferred_username".into(),
             role_claim: "groups".into(),
@@ -66,6 +71,11 @@ impl Default for OidcSettings {
 }
 
 impl OidcSettings {
+    /// The client the console's sign-in runs as.
+    pub fn console_client(&self) -> &str {
+        self.console_client_id.as_deref().unwrap_or(&self.client_id)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut wrong = Vec::new();
         if !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://")) {

@@ -189,6 +189,7 @@ impl Application {
             processing,
             pending_approvals: Default::default(),
             last_sync: Default::default(),
+            sso_flows: Default::default(),
             oidc: match &settings.oidc {
                 Some(o) => Some(Arc::new(
                     crate::auth::oidc::Verifier::new(o.clone())

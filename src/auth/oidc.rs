@@ -178,6 +178,18 @@ impl Verifier {
     /// with a pinned algorithm, `iss`, `aud` (and `azp`), `exp`, `iat` and, when the device
     /// sent one, `nonce`.
     pub async fn verify(&self, token: &str, nonce: Option<&str>) -> Result<Claims, AuthError> {
+        self.verify_for(token, nonce, &self.settings.client_id)
+            .await
+    }
+
+    /// [`Verifier::verify`] for a token issued to `audience` (the console's client, when it
+    /// has its own).
+    pub async fn verify_for(
+        &self,
+        token: &str,
+        nonce: Option<&str>,
+        audience: &str,
+    ) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| refuse("invalid-id-token", "the ID token is not a signed JWT"))?;
         if !self.algorithms.contains(&header.alg) {
@@ -216,16 +228,22 @@ impl Verifier {
                     "the ID token's algorithm is not its key's",
                 ));
             }
-            self.decode(token, header.alg, &key.key)?
+            self.decode(token, header.alg, &key.key, audience)?
         };
-        self.check_claims(&claims, nonce)?;
+        self.check_claims(&claims, nonce, audience)?;
         Ok(claims)
     }
 
-    fn decode(&self, token: &str, alg: Algorithm, key: &DecodingKey) -> Result<Claims, AuthError> {
+    fn decode(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        key: &DecodingKey,
+        audience: &str,
+    ) -> Result<Claims, AuthError> {
         let mut v = Validation::new(alg);
         v.set_issuer(&[&self.settings.issuer]);
-        v.set_audience(&[&self.settings.client_id]);
+        v.set_audience(&[audience]);
         v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         v.leeway = self.settings.leeway_secs;
         jsonwebtoken::decode::<Claims>(token, key, &v)
@@ -260,7 +278,12 @@ impl Verifier {
     }
 
     /// The checks jsonwebtoken leaves to the caller (OpenID Connect Core §3.1.3.7).
-    fn check_claims(&self, claims: &Claims, nonce: Option<&str>) -> Result<(), AuthError> {
+    fn check_claims(
+        &self,
+        claims: &Claims,
+        nonce: Option<&str>,
+        audience: &str,
+    ) -> Result<(), AuthError> {
         let now = chrono::Utc::now().timestamp();
         let leeway = self.settings.leeway_secs as i64;
         match claims.get("iat").and_then(Value::as_i64) {
@@ -276,9 +299,7 @@ impl Verifier {
             .get("aud")
             .and_then(Value::as_array)
             .is_some_and(|a| a.len() > 1);
-        if several_audiences
-            && claims.get("azp").and_then(Value::as_str) != Some(&self.settings.client_id)
-        {
+        if several_audiences && claims.get("azp").and_then(Value::as_str) != Some(audience) {
             return Err(refuse(
                 "id-token-audience",
                 "the ID token was authorized for another client",

@@ -4,6 +4,8 @@ use super::*;
 use crate::auth::Role;
 use serde_json::json;
 
+const APP: &str = "fieldsync-app";
+
 fn verifier() -> Verifier {
     Verifier::new(OidcSettings {
         issuer: "https://idp.example".into(),
@@ -33,14 +35,14 @@ fn iat_in_the_future_beyond_the_leeway_is_refused() {
     let v = verifier();
     let now = chrono::Utc::now().timestamp();
     assert!(v
-        .check_claims(&claims(json!({"iat": now + 20})), None)
+        .check_claims(&claims(json!({"iat": now + 20})), None, APP)
         .is_ok());
     assert_eq!(
-        code(v.check_claims(&claims(json!({"iat": now + 120})), None)),
+        code(v.check_claims(&claims(json!({"iat": now + 120})), None, APP)),
         "invalid-id-token"
     );
     assert_eq!(
-        code(v.check_claims(&claims(json!({})), None)),
+        code(v.check_claims(&claims(json!({})), None, APP)),
         "invalid-id-token"
     );
 }
@@ -51,12 +53,12 @@ fn several_audiences_need_azp_to_be_this_client() {
     let now = chrono::Utc::now().timestamp();
     let two = json!({"iat": now, "aud": ["fieldsync-app", "other"]});
     assert_eq!(
-        code(v.check_claims(&claims(two.clone()), None)),
+        code(v.check_claims(&claims(two.clone()), None, APP)),
         "id-token-audience"
     );
     let mut with_azp = two;
     with_azp["azp"] = json!("fieldsync-app");
-    assert!(v.check_claims(&claims(with_azp), None).is_ok());
+    assert!(v.check_claims(&claims(with_azp), None, APP).is_ok());
 }
 
 #[test]
@@ -64,11 +66,14 @@ fn a_nonce_sent_must_be_the_tokens() {
     let v = verifier();
     let now = chrono::Utc::now().timestamp();
     let c = claims(json!({"iat": now, "nonce": "n-1"}));
-    assert!(v.check_claims(&c, Some("n-1")).is_ok());
-    assert!(v.check_claims(&c, None).is_ok());
-    assert_eq!(code(v.check_claims(&c, Some("n-2"))), "id-token-nonce");
+    assert!(v.check_claims(&c, Some("n-1"), APP).is_ok());
+    assert!(v.check_claims(&c, None, APP).is_ok());
+    assert_eq!(code(v.check_claims(&c, Some("n-2"), APP)), "id-token-nonce");
     let none = claims(json!({"iat": now}));
-    assert_eq!(code(v.check_claims(&none, Some("n-1"))), "id-token-nonce");
+    assert_eq!(
+        code(v.check_claims(&none, Some("n-1"), APP)),
+        "id-token-nonce"
+    );
 }
 
 #[test]

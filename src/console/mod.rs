@@ -7,6 +7,7 @@ mod guard;
 mod pages;
 mod queue_page;
 pub mod session;
+pub mod sso;
 mod team;
 mod views;
 
@@ -45,6 +46,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/login", web::get().to(pages::login_form))
             .route("/login", web::post().to(pages::login))
             .route("/logout", web::post().to(pages::logout))
+            .route("/sso/start", web::get().to(sso::start))
+            .route("/sso/callback", web::get().to(sso::callback))
             .route("/approvals", web::get().to(pages::inbox))
             .route("/approvals/rows", web::get().to(pages::inbox_rows))
             .route("/approvals/{id}", web::get().to(pages::approval))

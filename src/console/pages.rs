@@ -76,8 +76,8 @@ pub async fn home() -> HttpResponse {
     see_other("/console/approvals")
 }
 
-pub async fn login_form() -> HttpResponse {
-    html(views::login(None, false, ""))
+pub async fn login_form(state: web::Data<AppState>) -> HttpResponse {
+    html(views::login(None, false, "", state.oidc.is_some()))
 }
 
 #[derive(Deserialize)]
@@ -122,7 +122,12 @@ pub async fn login(
                 ),
                 _ => return Err(e.into()),
             };
-            let page = views::login(Some(message), need_totp, &form.username);
+            let page = views::login(
+                Some(message),
+                need_totp,
+                &form.username,
+                state.oidc.is_some(),
+            );
             return Ok(HttpResponse::build(
                 actix_web::http::StatusCode::from_u16(status)
                     .unwrap_or(actix_web::http::StatusCode::UNAUTHORIZED),

@@ -76,7 +76,24 @@ pub fn error_page(title: &str, detail: &str) -> Markup {
     )
 }
 
-pub fn login(error: Option<&str>, need_totp: bool, username: &str) -> Markup {
+/// After an SSO sign-in: our own page moves on to the inbox, so the browser sends the new
+/// SameSite=Strict cookie (it would not on a redirect chain that began at the provider).
+pub fn signed_in() -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="0;url=/console/approvals";
+                title { "Signed in · fieldsync console" }
+                link rel="stylesheet" href=(assets::css_url());
+            }
+            body { main #main { p { "Signed in. " a href="/console/approvals" { "Continue to the console" } } } }
+        }
+    }
+}
+
+pub fn login(error: Option<&str>, need_totp: bool, username: &str, sso: bool) -> Markup {
     layout(
         "Sign in",
         None,
@@ -96,6 +113,9 @@ pub fn login(error: Option<&str>, need_totp: bool, username: &str) -> Markup {
                         input #totp name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}";
                     }
                     p { button.primary type="submit" { "Sign in" } }
+                }
+                @if sso {
+                    p { a.button #sso href="/console/sso/start" { "Sign in with SSO" } }
                 }
             }
         },

@@ -530,3 +530,86 @@ async fn an_approval_can_be_made_with_the_keyboard_alone() {
     assert!(decided.starts_with("Approved"), "{decided}");
     ofsc_property(&stack, activity, "XA_APPROVAL_STATUS", "approved").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_signs_in_to_the_console_with_sso() {
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/console/sso/callback");
+    let idp = crate::idp::Idp::start_with("k1", Some(&redirect)).await;
+    let oidc = fieldsync::config::OidcSettings {
+        issuer: idp.issuer.clone(),
+        client_id: "fieldsync-app".into(),
+        console_client_id: Some("fieldsync-console".into()),
+        client_secret: Some(fieldsync::config::Secret::new(
+            "console-secret-for-tests-only",
+        )),
+        scopes: vec!["openid".into(), "profile".into()],
+        resource_claim: Some("ofsc_resource".into()),
+        role_map: [
+            (
+                "fs-technicians".to_string(),
+                fieldsync::auth::Role::Technician,
+            ),
+            (
+                "fs-supervisors".to_string(),
+                fieldsync::auth::Role::Supervisor,
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let stack = Stack::start_with(move |s| {
+        s.server.listen = format!("127.0.0.1:{port}");
+        s.oidc = Some(oidc);
+    })
+    .await;
+    let b = browser().await;
+    for (login, lands_on) in [
+        ("super1", "Approvals waiting for you"),
+        ("tech1", "Forbidden"),
+    ] {
+        // A new browser profile each time: the provider would otherwise remember who
+        // signed in before and not ask.
+        b.client.delete_all_cookies().await.unwrap();
+        b.client
+            .goto(&stack.app.url("/console/login"))
+            .await
+            .unwrap();
+        b.click("#sso").await;
+        // The provider's own sign-in page.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while b
+            .client
+            .find(Locator::Css("input[name=login]"))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                panic!(
+                    "the provider's login page never came: at {} {}",
+                    b.client.current_url().await.unwrap(),
+                    b.client.source().await.unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(b
+            .client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&idp.issuer));
+        b.fill("input[name=login]", login).await;
+        b.fill("input[name=password]", "any").await;
+        b.click("button[type=submit]").await;
+        b.wait_text("h1", lands_on).await;
+        if login == "super1" {
+            b.wait_path("/console/approvals").await;
+            assert!(b.text("header").await.contains("Sam Supervisor"));
+            b.click("header button[type=submit]").await;
+            b.wait_path("/console/login").await;
+        }
+    }
+}

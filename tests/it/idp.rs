@@ -54,13 +54,16 @@ impl Drop for Idp {
     }
 }
 
-fn launch(port: u16, key_dir: &Path, keys: &str) -> Child {
-    Command::new("node")
-        .arg(harness_dir().join("provider.mjs"))
+fn launch(port: u16, key_dir: &Path, keys: &str, console: Option<&str>) -> Child {
+    let mut cmd = Command::new("node");
+    cmd.arg(harness_dir().join("provider.mjs"))
         .env("PORT", port.to_string())
         .env("KEY_DIR", key_dir)
-        .env("KEYS", keys)
-        .stdout(Stdio::null())
+        .env("KEYS", keys);
+    if let Some(redirect) = console {
+        cmd.env("CONSOLE_REDIRECT", redirect);
+    }
+    cmd.stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("node is needed for the SSO tests")
@@ -69,13 +72,19 @@ fn launch(port: u16, key_dir: &Path, keys: &str) -> Child {
 impl Idp {
     /// Starts a provider publishing and signing with `keys` (comma-separated key ids).
     pub async fn start(keys: &str) -> Idp {
+        Self::start_with(keys, None).await
+    }
+
+    /// A provider that also knows the console's confidential client, redirecting to
+    /// `console_redirect`.
+    pub async fn start_with(keys: &str, console_redirect: Option<&str>) -> Idp {
         ensure_installed();
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let idp = Idp {
             port,
             issuer: format!("http://127.0.0.1:{port}"),
-            child: launch(port, dir.path(), keys),
+            child: launch(port, dir.path(), keys, console_redirect),
             keys: dir,
         };
         idp.wait_up().await;
@@ -87,7 +96,7 @@ impl Idp {
     pub async fn rotate(&mut self, keys: &str) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = launch(self.port, self.keys.path(), keys);
+        self.child = launch(self.port, self.keys.path(), keys, None);
         self.wait_up().await;
     }
 

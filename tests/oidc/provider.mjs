@@ -2,7 +2,8 @@
 //
 // Environment: PORT (loopback port to listen on), KEY_DIR (where signing keys are kept
 // across restarts), KEYS (comma-separated key ids to publish and sign with; the first
-// signs). Restarting with other KEYS on the same port is how the tests rotate keys.
+// signs), CONSOLE_REDIRECT (when set: the console's confidential client `fieldsync-console`
+// with that redirect URI). Restarting with other KEYS on the same port rotates keys.
 //
 // Accounts: any login is accepted by the development interactions; the claims below decide
 // who the login is. Clients: `fieldsync-app` (the device app, public, PKCE) and
@@ -46,8 +47,20 @@ const publicClient = (id) => ({
   response_types: ['code'],
 });
 
+const clients = [publicClient('fieldsync-app'), publicClient('other-app')];
+if (process.env.CONSOLE_REDIRECT) {
+  clients.push({
+    client_id: 'fieldsync-console',
+    client_secret: 'console-secret-for-tests-only',
+    token_endpoint_auth_method: 'client_secret_post',
+    redirect_uris: [process.env.CONSOLE_REDIRECT],
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+  });
+}
+
 const provider = new Provider(issuer, {
-  clients: [publicClient('fieldsync-app'), publicClient('other-app')],
+  clients,
   jwks: { keys: kids.map(key) },
   claims: { openid: ['sub'], profile: ['preferred_username', 'name', 'groups', 'ofsc_resource'] },
   // The profile claims go into the ID token itself, as Entra ID and Okta can be set to do.
