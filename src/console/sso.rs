@@ -263,7 +263,7 @@ mod tests {
     fn pkce_challenge_matches_rfc_7636_appendix_b() {
         assert_eq!(
             super::challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGMSstw-cM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 }
