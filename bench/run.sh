@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh - fieldsync benchmarks side by side with their references, on 127.0.0.1.
-#   bash bench/run.sh [routes|ingest|push|replay|upload|all]      (env: SECS=10 RUNS=3)
+#   bash bench/run.sh [routes|ingest|push|replay|upload|console|all]   (env: SECS=10 RUNS=3)
 # Installs nginx-light, wrk and PostgreSQL from Debian if missing, builds the release binary,
 # and prints RESULT lines. See bench/README.md for what each figure means and the targets.
 set -euo pipefail
@@ -170,10 +170,50 @@ JS
   stop_stack
 }
 
+bench_console() {
+  # 1,000 pending approvals, then the console's inbox (first page) and one approval page,
+  # at low concurrency (latency, not throughput), beside nginx serving the same inbox bytes.
+  start_stack false
+  "$LOAD" approvals --url http://127.0.0.1:$APP_PORT --token "$TOKEN" --date "$DATE" --resources 1000
+  COOKIE=$(curl -s -o /dev/null -D - -d 'username=bench&password=bench-pass' http://127.0.0.1:$APP_PORT/console/login \
+    | tr -d '\r' | awk '/^set-cookie: fs_console=/{sub(/^set-cookie: /, ""); sub(/;.*/, ""); print}')
+  INBOX="http://127.0.0.1:$APP_PORT/console/approvals"
+  APR=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$APP_PORT/approvals?status=pending&limit=1" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["approvalId"])')
+  PAGE="http://127.0.0.1:$APP_PORT/console/approvals/$APR"
+  curl -sf -H "Cookie: $COOKIE" "$INBOX" > "$W/www/inbox.html"
+  echo "# inbox page: $(wc -c < "$W/www/inbox.html") bytes, pending count $(grep -o 'id="pending-count"[^>]*>[0-9]*' "$W/www/inbox.html" | grep -o '[0-9]*$')"
+  cat > "$W/nginx.conf" <<NGX
+worker_processes 1; pid $W/nginx.pid; error_log $W/nginx-error.log warn;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; tcp_nodelay on; keepalive_requests 1000000; default_type text/html;
+  client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
+  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
+  server { listen 127.0.0.1:$NGX_PORT; root $W/www; } }
+NGX
+  nginx -e "$W/nginx-error.log" -p "$W" -c "$W/nginx.conf"
+  lat() { wrk -t1 -c4 -d"${SECS}s" --latency "${@:2}" "$1" | awk '
+    function ms(v){ if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)} /^Requests\/sec/ {rps=$2} /Non-2xx/ {bad=1}
+    END {printf "%.0f %.3f %.3f%s\n", rps, p50, p99, (bad ? " NON2XX" : "")}'; }
+  wrk -t1 -c4 -d2s -H "Cookie: $COOKIE" "$INBOX" > /dev/null
+  : > "$W/ngx.runs"; : > "$W/inbox.runs"; : > "$W/page.runs"
+  for _ in $(seq "$RUNS"); do
+    lat "http://127.0.0.1:$NGX_PORT/inbox.html" >> "$W/ngx.runs"
+    lat "$INBOX" -H "Cookie: $COOKIE" >> "$W/inbox.runs"
+    lat "$PAGE" -H "Cookie: $COOKIE" >> "$W/page.runs"
+  done
+  for f in ngx:nginx_static_inbox inbox:fieldsync_console_inbox page:fieldsync_console_approval; do
+    echo "RESULT ${f#*:} c=4: req/s=$(cut -d' ' -f1 "$W/${f%%:*}.runs" | stats) p50_ms=$(cut -d' ' -f2 "$W/${f%%:*}.runs" | stats) p99_ms=$(cut -d' ' -f3 "$W/${f%%:*}.runs" | stats) $(grep -c NON2XX "$W/${f%%:*}.runs" || true) runs_with_non2xx"
+  done
+  kill -QUIT "$(cat "$W/nginx.pid")"; rm -f "$W/nginx.pid"
+  stop_stack
+}
+
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, SECS=$SECS RUNS=$RUNS, client and servers share the machine"
 case "$WHAT" in
   routes) bench_routes ;; ingest) bench_ingest ;; push) bench_push ;; replay) bench_replay ;;
-  upload) bench_upload ;;
+  upload) bench_upload ;; console) bench_console ;;
   all) bench_routes; bench_ingest; bench_push; bench_replay; bench_upload ;;
   *) echo "usage: bash bench/run.sh [routes|ingest|push|replay|all]" >&2; exit 2 ;;
 esac

@@ -9,6 +9,8 @@
 //!   devices (each signs in as `bench`), durable before each answer;
 //! - `enqueue --url U --token T --date D --resources N --per-route K`: queues K writes per route;
 //! - `drain --url U --token T`: waits until the queue is empty; prints ops/s;
+//! - `approvals --url U --token T --date D --resources N`: completes the first stop of N
+//!   routes (en route, started, completed), which opens N pending approvals;
 //! - `steady --url U --token T --date D --resources N --rate R --secs S`: R writes/s, then the
 //!   replay-lag p99 from `/metrics`;
 //! - `upload --url U --target fieldsync|tus --token T --date D --devices C --secs S --mib M`:
@@ -366,6 +368,29 @@ async fn enqueue(m: &HashMap<String, String>) {
     );
 }
 
+async fn approvals(m: &HashMap<String, String>) {
+    let c = Arc::new(Client::new(m));
+    let date = m.get("date").cloned().unwrap();
+    let resources: usize = get(m, "resources", 1000);
+    let sem = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for r in 0..resources {
+        let (c, date, sem) = (c.clone(), date.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire().await.unwrap();
+            let id = c.first_stop(&date, &resource(r)).await;
+            for status in ["enroute", "started", "completed"] {
+                let (code, _) = c.write(id, status, &format!("apr-{r}-{status}")).await;
+                assert_eq!(code, 202, "{status} on {id}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!("# opened {resources} pending approvals");
+}
+
 async fn drain(m: &HashMap<String, String>) {
     let c = Client::new(m);
     let start = Instant::now();
@@ -639,6 +664,7 @@ async fn main() {
         "enqueue" => enqueue(&m).await,
         "push" => push(&m).await,
         "drain" => drain(&m).await,
+        "approvals" => approvals(&m).await,
         "steady" => steady(&m).await,
         "upload" => upload(&m).await,
         other => eprintln!("unknown command {other:?}; see the module docs"),

@@ -190,6 +190,7 @@ impl Application {
             pending_approvals: Default::default(),
             last_sync: Default::default(),
             sso_flows: Default::default(),
+            console_counts: Default::default(),
             oidc: match &settings.oidc {
                 Some(o) => Some(Arc::new(
                     crate::auth::oidc::Verifier::new(o.clone())

@@ -77,6 +77,8 @@ pub struct AppState {
     /// When each user's device last synced (this process's memory: the console's "last
     /// sync" and stale marker; after a restart it fills again as devices sync).
     pub last_sync: LastSync,
+    /// The console's recent pending-approval counts.
+    pub console_counts: crate::console::Counts,
     /// The console's SSO sign-ins in flight.
     pub sso_flows: crate::console::sso::Flows,
     /// Single sign-on's ID-token checks; `None` when `[oidc]` is not configured.

@@ -12,6 +12,7 @@ mod team;
 mod views;
 
 pub use guard::ConsoleUser;
+pub use pages::Counts;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};

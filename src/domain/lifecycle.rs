@@ -1,8 +1,9 @@
-//! The device-facing lifecycle (DESIGN.md "Lifecycle"): which status moves are legal on the
-//! device's view of a route, and which OFSC calls they become. Pure functions.
+//! The device-facing lifecycle: which status moves are legal on the device's view of a route,
+//! and which OFSC calls they become. Pure functions.
 //!
-//! The rules mirror OFSC's (ofsc-api.md §3.1) so that nothing accepted here is refused by OFSC
-//! for a lifecycle reason: the property test at the bottom checks this against the simulator.
+//! The rules mirror OFSC's (docs/ofsc.md, "Activities and their lifecycle") so that nothing
+//! accepted here is refused by OFSC for a lifecycle reason: the property test checks this
+//! against the simulator.
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};

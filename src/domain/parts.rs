@@ -1,4 +1,4 @@
-//! Parts consumption rules (DESIGN.md "Parts consumption"): which part entries are legal on
+//! Parts consumption rules (docs/ofsc.md, "Inventory"): which part entries are legal on
 //! the device's view of the van and the site, and which OFSC inventory action each becomes.
 //! Pure functions; the handler supplies the views, the replayer sends the plan.
 

@@ -4,6 +4,7 @@
 use crate::helpers::{free_port, Session, Stack};
 use fantoccini::{key::Key, Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,11 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// chromedriver and every Chromium process it started share a process group: all go,
+    /// even when the test failed before it could end the session.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
     }
 }
@@ -24,6 +28,7 @@ async fn browser() -> Browser {
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -4,6 +4,7 @@
 
 mod approvals;
 mod console;
+mod console_http;
 mod crash;
 mod device_sim;
 mod helpers;

@@ -1,0 +1,205 @@
+//! The console over plain HTTP: its headers, cookie attributes, cached assets, TOTP at
+//! sign-in, login throttling, and refusals of forged or missing sessions.
+
+use crate::helpers::TestApp;
+use fieldsync::auth::{totp, users};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn login(
+    app: &TestApp,
+    http: &reqwest::Client,
+    user: &str,
+    password: &str,
+    totp: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![("username", user), ("password", password)];
+    if let Some(t) = totp {
+        form.push(("totp", t));
+    }
+    http.post(app.url("/console/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn session_cookie(resp: &reqwest::Response) -> String {
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    assert!(set.contains("Path=/console"), "{set}");
+    // Plain HTTP here: Secure would make the browser drop it; over TLS it is set.
+    assert!(!set.contains("Secure"), "{set}");
+    set.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn pages_carry_the_security_headers_and_assets_are_cached_by_hash() {
+    let app = TestApp::spawn(|_| {}).await;
+    let http = client();
+    let resp = http.get(app.url("/console/login")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "same-origin");
+    let page = resp.text().await.unwrap();
+    assert!(!page.contains("<script>"), "no inline script");
+    let css = page
+        .split("href=\"")
+        .find_map(|s| s.split('"').next().filter(|u| u.ends_with(".css")))
+        .unwrap()
+        .to_string();
+    let asset = http.get(app.url(&css)).send().await.unwrap();
+    assert_eq!(asset.status(), 200);
+    assert!(asset.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age=31536000"));
+    let etag = asset.headers()["etag"].to_str().unwrap().to_string();
+    let again = http
+        .get(app.url(&css))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(
+        http.get(app.url("/console/assets/console.0000.css"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn totp_is_asked_for_and_failed_logins_are_throttled() {
+    let app = TestApp::spawn(|_| {}).await;
+    let http = client();
+    let uri = users::enroll_totp(app.state.store.as_ref(), "super1").unwrap();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let asked = login(&app, &http, "super1", "demo", None).await;
+    assert_eq!(asked.status(), 401);
+    assert!(asked.text().await.unwrap().contains("name=\"totp\""));
+    let wrong = login(&app, &http, "super1", "demo", Some("000000")).await;
+    assert_eq!(wrong.status(), 401);
+    let code = totp::code_at(&secret, chrono::Utc::now().timestamp() as u64).unwrap();
+    let ok = login(&app, &http, "super1", "demo", Some(&code)).await;
+    assert_eq!(ok.status(), 303);
+    let cookie = session_cookie(&ok);
+    let inbox = http
+        .get(app.url("/console/approvals"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inbox.status(), 200);
+
+    // The API's throttle: five wrong passwords, then 429 even with the right one.
+    for _ in 0..5 {
+        assert_eq!(
+            login(&app, &http, "admin", "wrong", None).await.status(),
+            401
+        );
+    }
+    assert_eq!(
+        login(&app, &http, "admin", "demo", None).await.status(),
+        429
+    );
+}
+
+#[tokio::test]
+async fn forged_missing_and_ended_sessions_go_to_the_login_page() {
+    let app = TestApp::spawn(|_| {}).await;
+    let http = client();
+    for cookie in [None, Some("fs_console=forged")] {
+        let mut req = http.get(app.url("/console/approvals"));
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 303);
+        assert_eq!(resp.headers()["location"], "/console/login");
+    }
+    let ok = login(&app, &http, "super1", "demo", None).await;
+    let cookie = session_cookie(&ok);
+    let page = http
+        .get(app.url("/console/approvals"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    // Logout needs the form token too.
+    let refused = http
+        .post(app.url("/console/logout"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", "not-it")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let out = http
+        .post(app.url("/console/logout"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let after = http
+        .get(app.url("/console/approvals"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        303,
+        "the old cookie is worthless after logout"
+    );
+    // Disabling the user ends a live session too.
+    let again = session_cookie(&login(&app, &http, "super1", "demo", None).await);
+    users::disable(app.state.store.as_ref(), "super1").unwrap();
+    let gone = http
+        .get(app.url("/console/approvals"))
+        .header("Cookie", &again)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 303);
+}
