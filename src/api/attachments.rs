@@ -283,11 +283,22 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({"activityId": id, "items": items})))
 }
 
+/// How a served image is to be shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Saved as a file (the API: a device stores it).
+    Attachment,
+    /// Shown by the browser (the console's "open the full image"); the sniffed type and
+    /// `nosniff` keep it an image.
+    Inline,
+}
+
 pub(crate) async fn serve(
     state: &AppState,
     who: &Principal,
     id: &str,
     thumbnail: bool,
+    disposition: Disposition,
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(who, Function::ReadField)?;
     let a = uploads::get(state.store.as_ref(), id)?.ok_or(ApiError::NotFound)?;
@@ -313,7 +324,10 @@ pub(crate) async fn serve(
         .content_type(media)
         .insert_header((
             "Content-Disposition",
-            format!("attachment; filename=\"{name}\""),
+            match disposition {
+                Disposition::Attachment => format!("attachment; filename=\"{name}\""),
+                Disposition::Inline => format!("inline; filename=\"{name}\""),
+            },
         ))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("Cache-Control", "private, max-age=3600"))
@@ -325,7 +339,7 @@ pub async fn thumbnail(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    serve(&state, &who, &path, true).await
+    serve(&state, &who, &path, true, Disposition::Attachment).await
 }
 
 pub async fn content(
@@ -333,5 +347,5 @@ pub async fn content(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    serve(&state, &who, &path, false).await
+    serve(&state, &who, &path, false, Disposition::Attachment).await
 }

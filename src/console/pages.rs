@@ -428,5 +428,6 @@ pub async fn attachment(
         "content" => false,
         _ => return Err(ConsoleError::NotFound),
     };
-    Ok(crate::api::attachments::serve(&state, &user.who, &id, thumbnail).await?)
+    use crate::api::attachments::{serve, Disposition};
+    Ok(serve(&state, &user.who, &id, thumbnail, Disposition::Inline).await?)
 }

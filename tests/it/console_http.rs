@@ -203,3 +203,169 @@ async fn forged_missing_and_ended_sessions_go_to_the_login_page() {
         .unwrap();
     assert_eq!(gone.status(), 303);
 }
+
+/// The admin's queue page: dead ops listed with retry and discard, failed webhook deliveries
+/// with redeliver; each goes through the admin API's own function (state change, audit),
+/// and is refused without the form token.
+#[tokio::test]
+async fn the_queue_page_retries_discards_and_redelivers() {
+    use serde_json::{json, Value};
+    use std::time::Duration;
+    let stack = crate::helpers::Stack::start_with(|s| {
+        s.replay.max_attempts = 2;
+        // Nothing listens on port 9: every delivery fails, at once and for good.
+        s.webhooks.endpoints = vec![fieldsync::config::WebhookEndpoint {
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: fieldsync::config::Secret::new("a-webhook-secret-of-32-bytes-long"),
+            events: vec!["op.dead".into()],
+        }];
+        s.webhooks.max_attempts = 1;
+    })
+    .await;
+    let tech = stack.app.login("tech2").await;
+    let admin = stack.app.login("admin").await;
+    let date = stack.sim.today_route("tech2").await.0;
+    let first = crate::helpers::stop_ids(&stack.route(&tech, &date).await)[0];
+    stack.sim.faults(json!({"rate5xx": 1.0})).await;
+    let (_, started) = stack.status(&tech, first, "started", "q1").await;
+    let op = started["opId"].as_str().unwrap().to_string();
+    let done = stack
+        .settle(&tech, std::slice::from_ref(&op), Duration::from_secs(20))
+        .await;
+    assert_eq!(done[0]["state"], "dead", "{done:?}");
+    stack.sim.faults(json!({})).await;
+
+    let http = client();
+    let cookie = session_cookie(&login(&stack.app, &http, "admin", "demo", None).await);
+    let page = || {
+        let (http, cookie, url) = (
+            http.clone(),
+            cookie.clone(),
+            stack.app.url("/console/queue"),
+        );
+        async move {
+            http.get(url)
+                .header("Cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let shown = page().await;
+    let csrf = shown
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    // Every dead op, in queue order: the route's activation died ahead of the start.
+    let dead: Vec<String> = shown
+        .split("action=\"/console/queue/ops/")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_string())
+        .collect();
+    assert_eq!(dead.len(), 2, "{shown}");
+    assert_eq!(dead[1], op);
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        let (http, cookie, url) = (http.clone(), cookie.clone(), stack.app.url(""));
+        async move {
+            http.post(format!("{url}{path}"))
+                .header("Cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let act = |id: &str, action: &'static str, token: &str| {
+        post(
+            format!("/console/queue/ops/{id}"),
+            vec![("csrf", token.to_string()), ("action", action.to_string())],
+        )
+    };
+    assert_eq!(act(&op, "retry", "wrong").await, 403);
+    for id in &dead {
+        assert_eq!(act(id, "retry", &csrf).await, 303);
+    }
+    let again = stack.settle(&admin, &dead, Duration::from_secs(20)).await;
+    assert!(again.iter().all(|o| o["state"] == "applied"), "{again:?}");
+
+    // Another dead op, discarded from the page.
+    stack.sim.faults(json!({"rate5xx": 1.0})).await;
+    let (_, done2) = stack.status(&tech, first, "completed", "q2").await;
+    let op2 = done2["opId"].as_str().unwrap().to_string();
+    let gone = stack
+        .settle(&tech, std::slice::from_ref(&op2), Duration::from_secs(20))
+        .await;
+    assert_eq!(gone[0]["state"], "dead");
+    stack.sim.faults(json!({})).await;
+    assert_eq!(act(&op2, "discard", &csrf).await, 303);
+    let op2_now: Value = stack
+        .app
+        .call("get", &format!("/ops/{op2}"), Some(&admin.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(op2_now["state"], "discarded");
+
+    // The dead ops' webhook deliveries failed; one is redelivered from the page.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let delivery = loop {
+        let failed: Value = stack
+            .app
+            .call("get", "/admin/webhooks/deliveries", Some(&admin.access))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(d) = failed["items"].as_array().unwrap().first() {
+            break d["deliveryId"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no failed delivery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(page()
+        .await
+        .contains(&format!("/console/queue/deliveries/{delivery}")));
+    let redeliver = format!("/console/queue/deliveries/{delivery}");
+    assert_eq!(
+        post(redeliver.clone(), vec![("csrf", "wrong".to_string())]).await,
+        403
+    );
+    assert_eq!(post(redeliver, vec![("csrf", csrf.clone())]).await, 303);
+    let audit: Value = stack
+        .app
+        .call("get", "/audit?limit=1000", Some(&admin.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let by_console = |action: &str, object: &str| {
+        audit["items"].as_array().unwrap().iter().any(|e| {
+            e["action"] == action
+                && e["object"] == object
+                && e["user"] == "admin"
+                && e["device"] == "console"
+        })
+    };
+    assert!(by_console("op.retry", &op), "{audit}");
+    assert!(by_console("op.discard", &op2), "{audit}");
+    assert!(by_console("webhook.redeliver", &delivery), "{audit}");
+
+    // A supervisor is not an admin: the page is refused.
+    let sup = session_cookie(&login(&stack.app, &http, "super1", "demo", None).await);
+    let refused = http
+        .get(stack.app.url("/console/queue"))
+        .header("Cookie", &sup)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+}
