@@ -369,3 +369,100 @@ async fn the_queue_page_retries_discards_and_redelivers() {
         .unwrap();
     assert_eq!(refused.status(), 403);
 }
+
+/// The inbox pages (25 rows, then "Next page", then "First page") and filters by
+/// technician, date and activity type, keeping the filters in the links and the refresh.
+#[tokio::test]
+async fn the_inbox_pages_and_filters() {
+    use fieldsync::approvals::{self, Approval, ApprovalStatus};
+    use fieldsync::store::Storage;
+    let app = TestApp::spawn(|_| {}).await;
+    let store = app.state.store.as_ref();
+    let tech = users::get(store, "tech1").unwrap().unwrap();
+    let earlier = chrono::Utc::now() - chrono::Duration::hours(1);
+    // 30 pending approvals of tech1's work (odd ones a day earlier, every third a repair),
+    // and 2 of tech2's.
+    let mut made = Vec::new();
+    for i in 0..32u64 {
+        let (seq, event) = (store.next_id().unwrap(), store.next_id().unwrap());
+        let resource = if i < 30 { "tech1" } else { "tech2" };
+        let a = Approval {
+            id: approvals::approval_id(seq),
+            seq,
+            activity_id: 9_000 + i as i64,
+            resource_id: resource.into(),
+            date: if i % 2 == 1 {
+                "2026-11-30"
+            } else {
+                "2026-12-01"
+            }
+            .into(),
+            activity_type: Some(if i % 3 == 0 { "REPAIR" } else { "INST" }.into()),
+            technician: resource.into(),
+            technician_user_id: tech.id.clone(),
+            completion_op_id: format!("op_{i}"),
+            status: ApprovalStatus::Pending,
+            requested_at: earlier,
+            decision: None,
+        };
+        store
+            .append("test.approval", Default::default(), &|tx| {
+                approvals::put_in(tx, &a, event)
+            })
+            .unwrap();
+        made.push(a);
+    }
+    app.state.commit.flush().await.unwrap();
+    let http = client();
+    let cookie = session_cookie(&login(&app, &http, "super1", "demo", None).await);
+    let get = |query: String| {
+        let (http, cookie, url) = (http.clone(), cookie.clone(), app.url("/console/approvals"));
+        async move {
+            http.get(format!("{url}{query}"))
+                .header("Cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let rows = |page: &str| page.matches("href=\"/console/approvals/apr_").count();
+    let first = get(String::new()).await;
+    assert_eq!(rows(&first), 25);
+    assert!(first.contains(">32</span>"), "the header counts all 32");
+    let next = first
+        .split("href=\"/console/approvals?")
+        .find(|s| s.contains(">Next page<"))
+        .map(|s| s.split('"').next().unwrap().replace("&amp;", "&"))
+        .expect("a next page link");
+    let second = get(format!("?{next}")).await;
+    assert_eq!(rows(&second), 7);
+    assert!(second.contains(">First page<"));
+    assert!(!second.contains(">Next page<"));
+
+    let by_tech = get("?technician=tech2".into()).await;
+    assert_eq!(rows(&by_tech), 2);
+    assert!(by_tech.contains("data-refresh=\"/console/approvals/rows?technician=tech2"));
+    let by_date = get("?date=2026-11-30".into()).await;
+    assert_eq!(rows(&by_date), 16);
+    let by_type = get("?type=REPAIR&technician=tech1".into()).await;
+    assert_eq!(rows(&by_type), 10);
+    // The self-refresh answers the same rows for the same filters.
+    let refreshed = http
+        .get(app.url("/console/approvals/rows?type=REPAIR&technician=tech1"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.headers()["x-pending-count"], "32");
+    assert_eq!(rows(&refreshed.text().await.unwrap()), 10);
+    let bad = http
+        .get(app.url("/console/approvals?after=nonsense"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
