@@ -47,6 +47,11 @@ pub struct OidcSettings {
     pub jwks_min_refresh_secs: u64,
     /// Timeout of a request to the provider.
     pub timeout_secs: u64,
+    /// When above 0: a session begun with an ID token is refreshed only if, at most this
+    /// often, the device shows a current access token from the provider and the provider's
+    /// userinfo endpoint still answers for the same `sub` (access removed at the provider
+    /// then ends the session within this interval).
+    pub recheck_secs: u64,
 }
 
 impl Default for OidcSettings {
@@ -66,6 +71,7 @@ impl Default for OidcSettings {
             leeway_secs: 60,
             jwks_min_refresh_secs: 30,
             timeout_secs: 5,
+            recheck_secs: 0,
         }
     }
 }

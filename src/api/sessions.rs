@@ -37,6 +37,10 @@ pub struct Login {
 pub struct Refresh {
     refresh_token: String,
     device_id: String,
+    /// For a session begun with an ID token, when `[oidc] recheck_secs` is set: the
+    /// provider's current access token, shown to its userinfo endpoint.
+    #[serde(default)]
+    provider_access_token: Option<String>,
 }
 
 fn check_device(device: &str) -> Result<(), ApiError> {
@@ -77,13 +81,15 @@ pub async fn create(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    let user = match (&login.id_token, &login.username, &login.password) {
+    let (user, sso_sub) = match (&login.id_token, &login.username, &login.password) {
         (Some(token), None, None) if login.totp.is_none() => {
-            sso_login(&state, &addr, token, login.nonce.as_deref()).await?
+            let (user, sub) = sso_login(&state, &addr, token, login.nonce.as_deref()).await?;
+            (user, Some(sub))
         }
-        (None, Some(username), Some(password)) if login.nonce.is_none() => {
-            password_login(&state, &addr, username, password, login.totp.as_deref()).await?
-        }
+        (None, Some(username), Some(password)) if login.nonce.is_none() => (
+            password_login(&state, &addr, username, password, login.totp.as_deref()).await?,
+            None,
+        ),
         _ => {
             return Err(ApiError::BadRequest {
                 code: "invalid-body",
@@ -99,6 +105,7 @@ pub async fn create(
         &user,
         &login.device_id,
         ttl,
+        sso_sub,
     )?;
     state.commit.flush().await?;
     tracing::info!(user = %user.username, device = %login.device_id, "session started");
@@ -173,13 +180,14 @@ pub(crate) async fn password_login(
 /// throttled like wrong passwords, whoever they claim to be.
 const SSO_SUBJECT: &str = "\u{0}sso";
 
-/// An ID token from the configured OpenID provider, mapped to a user (`auth::sso`).
+/// An ID token from the configured OpenID provider, mapped to a user (`auth::sso`); answers
+/// the user and the provider's `sub` for them.
 async fn sso_login(
     state: &AppState,
     addr: &str,
     token: &str,
     nonce: Option<&str>,
-) -> Result<User, ApiError> {
+) -> Result<(User, String), ApiError> {
     let Some(verifier) = &state.oidc else {
         return Err(ApiError::BadRequest {
             code: "sso-not-configured",
@@ -203,7 +211,61 @@ async fn sso_login(
     let id = sso::identity(settings, &claims)?;
     let user = sso::admit(state.store.as_ref(), settings, &id)?;
     state.throttle.record_success(SSO_SUBJECT, addr);
-    Ok(user)
+    let sub = claims
+        .get("sub")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok((user, sub))
+}
+
+/// For a session begun with an ID token, at most once per `[oidc] recheck_secs`: the
+/// provider must still answer for the user, through its userinfo endpoint, to the access
+/// token the device holds from it now. A refusal there ends the session.
+async fn recheck_provider(state: &AppState, body: &Refresh) -> Result<(), ApiError> {
+    let Some(verifier) = &state.oidc else {
+        return Ok(());
+    };
+    let every = verifier.settings().recheck_secs;
+    if every == 0 {
+        return Ok(());
+    }
+    let store = state.store.as_ref();
+    let Some(family) = refresh::family_of_token(store, &body.refresh_token)? else {
+        return Ok(());
+    };
+    let Some(link) = &family.sso else {
+        return Ok(());
+    };
+    if chrono::Utc::now() - link.checked_at < chrono::Duration::seconds(every as i64) {
+        return Ok(());
+    }
+    let Some(token) = body.provider_access_token.as_deref() else {
+        return Err(ApiError::Unauthorized {
+            code: "sso-recheck-required",
+            detail:
+                "send providerAccessToken: the identity provider must vouch for this session again"
+                    .into(),
+        });
+    };
+    let vouched = verifier
+        .userinfo(token)
+        .await?
+        .is_some_and(|c| c.get("sub").and_then(serde_json::Value::as_str) == Some(&link.sub));
+    if !vouched {
+        refresh::revoke(
+            store,
+            &family.id,
+            "the identity provider no longer vouches for the user",
+        )?;
+        state.commit.flush().await?;
+        return Err(ApiError::Unauthorized {
+            code: "sso-recheck-failed",
+            detail: "the identity provider no longer vouches for this user; sign in again".into(),
+        });
+    }
+    refresh::sso_checked(store, &family.id)?;
+    Ok(())
 }
 
 /// The throttle's "user" for refresh attempts: the device that makes them, so a guessing
@@ -241,6 +303,7 @@ pub async fn refresh(
 
 /// Rotates the refresh token (durably) and answers the new pair.
 async fn rotate_refresh(state: &AppState, body: &Refresh) -> Result<HttpResponse, ApiError> {
+    recheck_provider(state, body).await?;
     let store = state.store.as_ref();
     let epoch_of = |username: &str| -> Result<Option<u32>, AuthError> {
         Ok(users::get(store, username)?

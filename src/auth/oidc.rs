@@ -174,6 +174,30 @@ impl Verifier {
         Ok(())
     }
 
+    /// Asks the provider's userinfo endpoint about the holder of `access_token`: its claims,
+    /// or `None` when the provider refuses the token (expired, revoked, user disabled).
+    pub async fn userinfo(&self, access_token: &str) -> Result<Option<Claims>, AuthError> {
+        let endpoint = self.provider().await?.userinfo_endpoint.ok_or_else(|| {
+            unavailable("userinfo", "the provider publishes no userinfo endpoint")
+        })?;
+        let resp = self
+            .http
+            .get(&endpoint)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| unavailable("userinfo", e))?;
+        match resp.status().as_u16() {
+            200 => resp
+                .json::<Claims>()
+                .await
+                .map(Some)
+                .map_err(|e| unavailable("userinfo", e)),
+            400 | 401 | 403 => Ok(None),
+            other => Err(unavailable("userinfo", format!("answered {other}"))),
+        }
+    }
+
     /// Checks an ID token and answers its claims: signature by one of the provider's keys
     /// with a pinned algorithm, `iss`, `aud` (and `azp`), `exp`, `iat` and, when the device
     /// sent one, `nonce`.

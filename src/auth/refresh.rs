@@ -35,6 +35,17 @@ pub struct Family {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked: Option<String>,
+    /// Set for a session begun with an ID token: whom the identity provider vouched for,
+    /// and when it last did (refreshes re-check it, when `[oidc] recheck_secs` says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<SsoLink>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoLink {
+    pub sub: String,
+    pub checked_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +90,7 @@ pub fn start(
     user: &User,
     device: &str,
     ttl: Duration,
+    sso_sub: Option<String>,
 ) -> Result<Pair, AuthError> {
     let now = Utc::now();
     let family = Family {
@@ -93,6 +105,10 @@ pub fn start(
         created_at: now,
         expires_at: now + ttl,
         revoked: None,
+        sso: sso_sub.map(|sub| SsoLink {
+            sub,
+            checked_at: now,
+        }),
     };
     let p = pair(keys, &family)?;
     let record = TokenRecord {
@@ -202,6 +218,27 @@ pub fn rotate(
 
 pub fn family(store: &dyn Storage, id: &str) -> Result<Option<Family>, AuthError> {
     Ok(store.get(FAMILIES, id.as_bytes())?)
+}
+
+/// The family a refresh token belongs to, if the token is known (any generation).
+pub fn family_of_token(store: &dyn Storage, token: &str) -> Result<Option<Family>, AuthError> {
+    match store.get::<TokenRecord>(REFRESH_TOKENS, &token_key(token))? {
+        Some(r) => family(store, &r.family),
+        None => Ok(None),
+    }
+}
+
+/// Records that the identity provider vouched for the family's user again, now.
+pub fn sso_checked(store: &dyn Storage, id: &str) -> Result<(), AuthError> {
+    store.update::<Family>(FAMILIES, id.as_bytes(), &mut |current| {
+        Ok(current.map(|mut f| {
+            if let Some(link) = f.sso.as_mut() {
+                link.checked_at = Utc::now();
+            }
+            f
+        }))
+    })?;
+    Ok(())
 }
 
 /// The session family and its user, while the session can still act: the family exists

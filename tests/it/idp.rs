@@ -126,6 +126,22 @@ impl Idp {
     /// Signs in `login` at the provider as app `client` (authorization code with PKCE and
     /// `state`), and answers the ID token the token endpoint gives back.
     pub async fn id_token(&self, client: &str, login: &str, nonce: Option<&str>) -> String {
+        self.tokens(client, login, nonce).await.0
+    }
+
+    /// Revokes a token at the provider (RFC 7009), as an administrator removing access would.
+    pub async fn revoke(&self, client: &str, token: &str) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token/revocation", self.issuer))
+            .form(&[("token", token), ("client_id", client)])
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "revocation: {}", resp.status());
+    }
+
+    /// [`Idp::id_token`], with the access token issued beside it: (ID token, access token).
+    pub async fn tokens(&self, client: &str, login: &str, nonce: Option<&str>) -> (String, String) {
         let http = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -186,10 +202,13 @@ impl Idp {
             .json()
             .await
             .unwrap();
-        tokens["id_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no id_token in {tokens}"))
-            .to_string()
+        let get = |k: &str| {
+            tokens[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {k} in {tokens}"))
+                .to_string()
+        };
+        (get("id_token"), get("access_token"))
     }
 
     fn location(&self, resp: reqwest::Response) -> String {

@@ -247,3 +247,71 @@ async fn provisioning_and_the_group_to_role_mapping() {
     let tech1 = idp.id_token("fieldsync-app", "tech1", None).await;
     refused(&on, &tech1, 403, "user-disabled").await;
 }
+
+#[tokio::test]
+async fn refreshing_an_sso_session_needs_the_provider_to_vouch_again() {
+    let idp = Idp::start("k1").await;
+    let mut o = oidc(&idp, false, 30);
+    o.recheck_secs = 1;
+    let st = Stack::start_with(move |s| s.oidc = Some(o)).await;
+    let (id_token, access) = idp.tokens("fieldsync-app", "tech1", None).await;
+    let (status, body) = sign_in(&st, &id_token, None).await;
+    assert_eq!(status, 201, "{body}");
+    let mut refresh_token = body["refreshToken"].as_str().unwrap().to_string();
+    let refresh = |token: String, provider: Option<String>| {
+        let st = &st;
+        async move {
+            let mut b = json!({"refreshToken": token, "deviceId": "sso-phone"});
+            if let Some(p) = provider {
+                b["providerAccessToken"] = json!(p);
+            }
+            let resp = st
+                .app
+                .http
+                .post(st.app.url("/sessions/refresh"))
+                .json(&b)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Within the interval no re-check is due.
+    let (status, body) = refresh(refresh_token.clone(), None).await;
+    assert_eq!(status, 200, "{body}");
+    refresh_token = body["refreshToken"].as_str().unwrap().to_string();
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = refresh(refresh_token.clone(), None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("sso-recheck-required"))
+    );
+    let (status, body) = refresh(refresh_token.clone(), Some(access.clone())).await;
+    assert_eq!(status, 200, "the provider vouches: {body}");
+    refresh_token = body["refreshToken"].as_str().unwrap().to_string();
+
+    // Another person's access token does not vouch for tech1, and ends the session.
+    let (_, someone_else) = idp.tokens("fieldsync-app", "super1", None).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = refresh(refresh_token.clone(), Some(someone_else)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("sso-recheck-failed"))
+    );
+    let (status, _) = refresh(refresh_token.clone(), Some(access.clone())).await;
+    assert_eq!(status, 401, "the session is over");
+
+    // Access removed at the provider: the revoked token no longer vouches.
+    let (id_token, access) = idp.tokens("fieldsync-app", "tech1", None).await;
+    let (_, body) = sign_in(&st, &id_token, None).await;
+    let token = body["refreshToken"].as_str().unwrap().to_string();
+    idp.revoke("fieldsync-app", &access).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = refresh(token, Some(access)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("sso-recheck-failed"))
+    );
+}

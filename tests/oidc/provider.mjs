@@ -65,7 +65,7 @@ const provider = new Provider(issuer, {
   claims: { openid: ['sub'], profile: ['preferred_username', 'name', 'groups', 'ofsc_resource'] },
   // The profile claims go into the ID token itself, as Entra ID and Okta can be set to do.
   conformIdTokenClaims: false,
-  features: { devInteractions: { enabled: true } },
+  features: { devInteractions: { enabled: true }, revocation: { enabled: true } },
   ttl: {
     IdToken: (ctx, token) => (token.available.sub === 'shorty' ? 2 : 3600),
   },
