@@ -296,6 +296,14 @@ pub struct ServerSettings {
     /// When set, `GET /metrics` needs `Authorization: Bearer <this>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_token: Option<Secret>,
+    /// The URL devices and browsers reach this service at (`https://fieldsync.example.com`):
+    /// upload links and the console's SSO callback are built on it. Absent: the request's
+    /// own `Host` (fine on a laptop; set it in production).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Addresses of reverse proxies whose `Forwarded` / `X-Forwarded-*` headers are believed;
+    /// from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerSettings {
@@ -310,6 +318,8 @@ impl Default for ServerSettings {
             max_past_hours: 168,
             allow_shared_data_dir: false,
             metrics_token: None,
+            public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -441,6 +451,15 @@ impl Settings {
         }
         if let Some(o) = &self.oidc {
             o.validate()?;
+        }
+        if let Some(u) = &self.server.public_url {
+            let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                && !u.contains(['?', '#', ' ']);
+            if !ok {
+                short.push(format!(
+                    "server.public_url must be an http(s) URL without query or fragment, not {u:?}"
+                ));
+            }
         }
         match short.is_empty() {
             true => Ok(()),

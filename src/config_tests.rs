@@ -124,3 +124,21 @@ fn without_an_oidc_section_sso_is_off() {
         Ok(())
     });
 }
+
+#[test]
+fn a_public_url_must_be_a_plain_http_url() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("FSPUB__SERVER__PUBLIC_URL", "fieldsync.example.com");
+        assert!(Settings::load_with_env(None, "FSPUB__").is_err());
+        jail.set_env("FSPUB__SERVER__PUBLIC_URL", "https://fs.example.com/?x=1");
+        assert!(Settings::load_with_env(None, "FSPUB__").is_err());
+        jail.set_env("FSPUB__SERVER__PUBLIC_URL", "https://fs.example.com");
+        jail.set_env("FSPUB__SERVER__TRUSTED_PROXIES", "[\"10.0.0.1\"]");
+        let s = Settings::load_with_env(None, "FSPUB__").unwrap();
+        assert_eq!(
+            s.server.trusted_proxies,
+            ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        Ok(())
+    });
+}

@@ -191,6 +191,10 @@ impl Application {
             last_sync: Default::default(),
             sso_flows: Default::default(),
             console_counts: Default::default(),
+            origin: crate::api::origin::OriginConfig {
+                public_url: settings.server.public_url.clone(),
+                trusted_proxies: settings.server.trusted_proxies.clone(),
+            },
             oidc: match &settings.oidc {
                 Some(o) => Some(Arc::new(
                     crate::auth::oidc::Verifier::new(o.clone())
@@ -349,6 +353,7 @@ fn serve_http(
             .app_data(state.clone())
             .configure(|cfg| api::extractor_config(cfg, MAX_JSON_BODY))
             .wrap(tracing_actix())
+            .wrap(actix_web::middleware::from_fn(api::middleware::hsts))
             .wrap(actix_web::middleware::from_fn(
                 api::middleware::record_latency,
             ))

@@ -77,6 +77,8 @@ pub struct AppState {
     /// When each user's device last synced (this process's memory: the console's "last
     /// sync" and stale marker; after a restart it fills again as devices sync).
     pub last_sync: LastSync,
+    /// Where clients reach the service (`server.public_url`, `trusted_proxies`).
+    pub origin: crate::api::origin::OriginConfig,
     /// The console's recent pending-approval counts.
     pub console_counts: crate::console::Counts,
     /// The console's SSO sign-ins in flight.

@@ -102,13 +102,8 @@ fn upload_url(req: &HttpRequest, state: &AppState, a: &Attachment) -> Result<Str
     };
     let query =
         grant::sign(key, &fields).ok_or_else(|| ApiError::Internal("cannot sign".into()))?;
-    let info = req.connection_info();
-    Ok(format!(
-        "{}://{}/uploads/{}?{query}",
-        info.scheme(),
-        info.host(),
-        a.id
-    ))
+    let origin = super::origin::of(req, &state.origin);
+    Ok(format!("{}/uploads/{}?{query}", origin.base, a.id))
 }
 
 /// `POST /activities/{activityId}/attachments`: a signed, single-use upload grant.

@@ -1,5 +1,6 @@
 //! Request middleware: request ids (the server's, answered and audited; the caller's, audited
-//! beside it when safe) and request latency metrics with labels from closed sets.
+//! beside it when safe), request latency metrics with labels from closed sets, and HSTS on
+//! answers that travel over TLS.
 
 /// The server's id of a request: a fresh UUIDv7, answered as `X-Request-Id`, in the logs and
 /// the audit trail.
@@ -68,6 +69,25 @@ pub async fn record_latency(
         "status" => res.status().as_u16().to_string()
     )
     .record(started.elapsed().as_secs_f64());
+    Ok(res)
+}
+
+/// `Strict-Transport-Security` on every answer whose request came over TLS (the configured
+/// public URL is https, or a trusted proxy says so): browsers then refuse plain HTTP to us.
+pub async fn hsts(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let tls = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .is_some_and(|s| super::origin::of(req.request(), &s.origin).tls);
+    let mut res = next.call(req).await?;
+    if tls {
+        res.headers_mut().insert(
+            actix_web::http::header::STRICT_TRANSPORT_SECURITY,
+            actix_web::http::header::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     Ok(res)
 }
 

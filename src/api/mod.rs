@@ -13,6 +13,7 @@ mod me;
 mod metrics;
 pub mod middleware;
 mod ops;
+pub mod origin;
 mod parts;
 pub(crate) mod present;
 pub mod problem;

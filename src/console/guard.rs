@@ -32,9 +32,10 @@ impl ConsoleUser {
     }
 }
 
-/// Whether the request reached us over TLS (directly or through a proxy that says so).
-pub fn over_tls(req: &HttpRequest) -> bool {
-    req.connection_info().scheme() == "https"
+/// Whether the request reached us over TLS (directly, or through a trusted proxy that says
+/// so, or the configured public URL is https).
+pub fn over_tls(req: &HttpRequest, state: &AppState) -> bool {
+    crate::api::origin::of(req, &state.origin).tls
 }
 
 fn identify(req: &HttpRequest) -> Result<ConsoleUser, ConsoleError> {

@@ -175,7 +175,7 @@ pub async fn login(
     state.commit.flush().await.map_err(ApiError::from)?;
     tracing::info!(user = %user.username, "console session started");
     Ok(HttpResponse::SeeOther()
-        .cookie(session::cookie(token, over_tls(&req)))
+        .cookie(session::cookie(token, over_tls(&req, &state)))
         .insert_header(("Location", "/console/approvals"))
         .finish())
 }
@@ -197,7 +197,7 @@ pub async fn logout(
         session::end(state.store.as_ref(), c.value())?;
     }
     Ok(HttpResponse::SeeOther()
-        .cookie(session::cleared(over_tls(&req)))
+        .cookie(session::cleared(over_tls(&req, &state)))
         .insert_header(("Location", "/console/login"))
         .finish())
 }

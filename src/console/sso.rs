@@ -64,9 +64,9 @@ fn verifier_of(state: &AppState) -> Result<&crate::auth::oidc::Verifier, Console
     state.oidc.as_deref().ok_or(ConsoleError::NotFound)
 }
 
-fn callback_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}/console/sso/callback", info.scheme(), info.host())
+fn callback_url(req: &HttpRequest, state: &AppState) -> String {
+    let origin = crate::api::origin::of(req, &state.origin);
+    format!("{}/console/sso/callback", origin.base)
 }
 
 /// Sends the browser to the provider.
@@ -81,7 +81,7 @@ pub async fn start(
     })?;
     let settings = oidc.settings();
     let (flow_state, nonce, verifier) = (random(), random(), random());
-    let redirect_uri = callback_url(&req);
+    let redirect_uri = callback_url(&req, &state);
     let scopes = settings.scopes.join(" ");
     let url = reqwest::Url::parse_with_params(
         &authorize,
@@ -111,7 +111,7 @@ pub async fn start(
         .path("/console/sso")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(over_tls(&req))
+        .secure(over_tls(&req, &state))
         .max_age(actix_web::cookie::time::Duration::seconds(
             FLOW_TTL.as_secs() as i64,
         ))
@@ -194,7 +194,7 @@ pub async fn callback(
     let (token, _) = session::start(state.store.as_ref(), &user)?;
     state.commit.flush().await.map_err(ApiError::from)?;
     tracing::info!(user = %user.username, "console session started through SSO");
-    let tls = over_tls(&req);
+    let tls = over_tls(&req, &state);
     let mut gone = Cookie::build(STATE_COOKIE, "")
         .path("/console/sso")
         .finish();

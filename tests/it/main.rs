@@ -11,6 +11,7 @@ mod helpers;
 mod idp;
 mod matrix;
 mod operate;
+mod origin;
 mod parts;
 mod routes;
 mod service;
