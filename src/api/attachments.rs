@@ -188,6 +188,7 @@ pub async fn submit_grant(
         label: None,
         request_id: None,
         session: Some(who.family.clone()),
+        stored_sha256: None,
     };
     let response = json!({
         "attachmentId": a.id,
@@ -303,14 +304,18 @@ pub(crate) async fn serve(
     }
     let (path, media, name) = if thumbnail {
         (
-            state.files.thumbnail(&a.sha256),
+            state.files.thumbnail(a.content_sha()),
             "image/jpeg".to_string(),
             format!("{}-thumbnail.jpg", a.id),
         )
     } else {
         let name = a.file_name.clone().unwrap_or_else(|| a.id.clone());
         let name = uploads::names::served(&name, &a.content_type);
-        (state.files.blob(&a.sha256), a.content_type.clone(), name)
+        (
+            state.files.blob(a.content_sha()),
+            a.content_type.clone(),
+            name,
+        )
     };
     let bytes = tokio::fs::read(&path)
         .await

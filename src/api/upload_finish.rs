@@ -201,7 +201,7 @@ fn source_of(state: &AppState, a: &Attachment) -> PathBuf {
     if partial.exists() {
         partial
     } else {
-        state.files.blob(&a.sha256)
+        state.files.blob(a.content_sha())
     }
 }
 
@@ -222,11 +222,12 @@ async fn process(state: &AppState, id: &str) -> Result<(), ApiError> {
         return refuse(state, a, &e).await;
     }
     let rules = *a.kind.rules();
-    let source = source_of(state, &a);
     // `finish` inspected the bytes and matched their type to the grant's before recording
     // the upload `processing`: the granted type names the format.
     let format = image::ImageFormat::from_mime_type(&a.content_type)
         .ok_or_else(|| internal(format!("no image format for {}", a.content_type)))?;
+    let a = cut_trailer(state, a, format).await?;
+    let source = source_of(state, &a);
     let cpu = Duration::from_millis(state.uploads.decode_timeout_ms.max(1));
     let decoded = state
         .files
@@ -247,12 +248,49 @@ async fn process(state: &AppState, id: &str) -> Result<(), ApiError> {
     queue(state, a).await
 }
 
+/// Cuts off anything after the image's end marker, before the original is kept. While the
+/// bytes are still at their partial path and no kept hash is recorded, the file is
+/// truncated to the image (durably) and hashed; a hash other than the one sent is recorded
+/// (flushed) before the move, so a crash in between finds the truncated file and records
+/// the same hash again.
+async fn cut_trailer(
+    state: &AppState,
+    mut a: Attachment,
+    format: image::ImageFormat,
+) -> Result<Attachment, ApiError> {
+    let partial = state.files.partial(&a.id);
+    if a.stored_sha256.is_some() || !partial.exists() {
+        return Ok(a);
+    }
+    let p = partial.clone();
+    let kept = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let bytes = std::fs::read(&p)?;
+        let end = uploads::trailer::image_end(&bytes, format).unwrap_or(bytes.len());
+        if end < bytes.len() {
+            let f = std::fs::OpenOptions::new().write(true).open(&p)?;
+            f.set_len(end as u64)?;
+            f.sync_all()?;
+        }
+        Ok(hex::encode(crate::store::record::sha256(&bytes[..end])))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    if kept != a.sha256 {
+        tracing::info!(attachment = %a.id, "cut trailing data after the image's end");
+        a.stored_sha256 = Some(kept);
+        uploads::put(state.store.as_ref(), &a)?;
+        state.commit.flush().await?;
+    }
+    Ok(a)
+}
+
 /// Moves the original to its content address (durably) and writes the thumbnail.
 async fn keep(state: &AppState, a: &Attachment, thumbnail: Vec<u8>) -> Result<(), ApiError> {
     let partial = state.files.partial(&a.id);
-    let blob = state.files.blob(&a.sha256);
+    let blob = state.files.blob(a.content_sha());
     let dir = state.files.blob_dir();
-    let thumb = state.files.thumbnail(&a.sha256);
+    let thumb = state.files.thumbnail(a.content_sha());
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         if blob.exists() {
             match std::fs::remove_file(&partial) {

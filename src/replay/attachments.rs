@@ -45,7 +45,7 @@ impl Replayer {
                 "the activity this op is for was never created in OFSC",
             ));
         }
-        let path = files.blob(&a.sha256);
+        let path = files.blob(a.content_sha());
         let rules = *a.kind.rules();
         let content_type = a.content_type.clone();
         let size = tokio::fs::metadata(&path).await.map_err(config)?.len() as usize;

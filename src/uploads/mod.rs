@@ -8,6 +8,7 @@ pub mod names;
 pub mod purge;
 pub mod samples;
 pub mod sink;
+pub mod trailer;
 
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::{Storage, StorageExt, StoreError, Tree};
@@ -95,6 +96,18 @@ pub struct Attachment {
     /// replays, only while it can still act.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// The SHA-256 of the bytes kept, when they are not the bytes sent: trailing data after
+    /// the image's end was cut off (`trailer`). `sha256` stays what the device sent (the
+    /// grant signs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_sha256: Option<String>,
+}
+
+impl Attachment {
+    /// The content address of the kept original and its thumbnail.
+    pub fn content_sha(&self) -> &str {
+        self.stored_sha256.as_deref().unwrap_or(&self.sha256)
+    }
 }
 
 /// Whether whoever asked for the upload's grant can still act: its session is live (not

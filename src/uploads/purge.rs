@@ -91,6 +91,7 @@ mod tests {
             label: None,
             request_id: None,
             session: None,
+            stored_sha256: None,
         }
     }
 

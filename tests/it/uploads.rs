@@ -962,3 +962,40 @@ async fn a_file_name_with_bidi_overrides_is_refused() {
         .unwrap();
     assert_eq!(problem(resp).await, (400, "invalid-file-name".to_string()));
 }
+
+/// Bytes after the image's end marker (a phone's trailer, or something hidden) are cut off:
+/// the upload completes, and the original served and sent to OFSC is the image alone.
+#[tokio::test]
+async fn trailing_data_after_the_image_is_cut_off() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let photo = samples::photo(320, 240, 11, None);
+    let mut sent = photo.clone();
+    sent.extend_from_slice(b"SEFH\xFF\xD9 vendor trailer or a hidden payload \xFF\xD9");
+    let (code, g) = grant(&stack, &s, id, "photo", "image/jpeg", &sent, "trailer").await;
+    assert_eq!(code, 201, "{g}");
+    let done = upload_all(&stack.app.http, &url_of(&g), &sent).await;
+    assert_eq!(done.status(), 201);
+    let att = g["attachmentId"].as_str().unwrap();
+    let item = settled(&stack, &s, id, att).await;
+    assert_eq!(item["state"], "complete", "{item}");
+    let original = stack
+        .app
+        .call(
+            "get",
+            &format!("/attachments/{att}/content"),
+            Some(&s.access),
+        )
+        .await;
+    assert_eq!(original.bytes().await.unwrap().as_ref(), photo.as_slice());
+    let op = item["opId"].as_str().unwrap().to_string();
+    let applied = stack.settle(&s, &[op], Duration::from_secs(20)).await;
+    assert_eq!(applied[0]["state"], "applied", "{applied:?}");
+    let stored = stack.sim.client.get_file(id, "XA_PHOTO").await.unwrap();
+    assert_eq!(
+        stored.as_ref(),
+        photo.as_slice(),
+        "OFSC gets the image alone"
+    );
+}
