@@ -29,6 +29,20 @@ async fn login(
         .unwrap()
 }
 
+/// The CSRF token of the first form on a console page.
+fn csrf_in(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a form with a CSRF token")
+        .to_string()
+}
+
+/// A GET with the console session cookie.
+async fn get_with(http: &reqwest::Client, url: String, cookie: &str) -> reqwest::Response {
+    http.get(url).header("Cookie", cookie).send().await.unwrap()
+}
+
 fn session_cookie(resp: &reqwest::Response) -> String {
     let set = resp
         .headers()
@@ -94,14 +108,7 @@ async fn totp_is_asked_for_and_failed_logins_are_throttled() {
     let app = TestApp::spawn(|_| {}).await;
     let http = client();
     let uri = users::enroll_totp(app.state.store.as_ref(), "super1").unwrap();
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_string();
+    let secret = crate::helpers::otpauth_secret(&uri);
     let asked = login(&app, &http, "super1", "demo", None).await;
     assert_eq!(asked.status(), 401);
     assert!(asked.text().await.unwrap().contains("name=\"totp\""));
@@ -111,12 +118,7 @@ async fn totp_is_asked_for_and_failed_logins_are_throttled() {
     let ok = login(&app, &http, "super1", "demo", Some(&code)).await;
     assert_eq!(ok.status(), 303);
     let cookie = session_cookie(&ok);
-    let inbox = http
-        .get(app.url("/console/approvals"))
-        .header("Cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let inbox = get_with(&http, app.url("/console/approvals"), &cookie).await;
     assert_eq!(inbox.status(), 200);
 
     // The API's throttle: five wrong passwords, then 429 even with the right one.
@@ -147,23 +149,12 @@ async fn forged_missing_and_ended_sessions_go_to_the_login_page() {
     }
     let ok = login(&app, &http, "super1", "demo", None).await;
     let cookie = session_cookie(&ok);
-    let page = http
-        .get(app.url("/console/approvals"))
-        .header("Cookie", &cookie)
-        .send()
+    let page = get_with(&http, app.url("/console/approvals"), &cookie)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_in(&page);
     // Logout needs the form token too.
     let refused = http
         .post(app.url("/console/logout"))
@@ -181,12 +172,7 @@ async fn forged_missing_and_ended_sessions_go_to_the_login_page() {
         .await
         .unwrap();
     assert_eq!(out.status(), 303);
-    let after = http
-        .get(app.url("/console/approvals"))
-        .header("Cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let after = get_with(&http, app.url("/console/approvals"), &cookie).await;
     assert_eq!(
         after.status(),
         303,
@@ -195,12 +181,7 @@ async fn forged_missing_and_ended_sessions_go_to_the_login_page() {
     // Disabling the user ends a live session too.
     let again = session_cookie(&login(&app, &http, "super1", "demo", None).await);
     users::disable(app.state.store.as_ref(), "super1").unwrap();
-    let gone = http
-        .get(app.url("/console/approvals"))
-        .header("Cookie", &again)
-        .send()
-        .await
-        .unwrap();
+    let gone = get_with(&http, app.url("/console/approvals"), &again).await;
     assert_eq!(gone.status(), 303);
 }
 
@@ -255,14 +236,7 @@ async fn the_queue_page_retries_discards_and_redelivers() {
         }
     };
     let shown = page().await;
-    let csrf = shown
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_in(&shown);
     // Every dead op, in queue order: the route's activation died ahead of the start.
     let dead: Vec<String> = shown
         .split("action=\"/console/queue/ops/")
@@ -361,12 +335,7 @@ async fn the_queue_page_retries_discards_and_redelivers() {
 
     // A supervisor is not an admin: the page is refused.
     let sup = session_cookie(&login(&stack.app, &http, "super1", "demo", None).await);
-    let refused = http
-        .get(stack.app.url("/console/queue"))
-        .header("Cookie", &sup)
-        .send()
-        .await
-        .unwrap();
+    let refused = get_with(&http, stack.app.url("/console/queue"), &sup).await;
     assert_eq!(refused.status(), 403);
 }
 
@@ -450,19 +419,14 @@ async fn the_inbox_pages_and_filters() {
     let by_type = get("?type=REPAIR&technician=tech1".into()).await;
     assert_eq!(rows(&by_type), 10);
     // The self-refresh answers the same rows for the same filters.
-    let refreshed = http
-        .get(app.url("/console/approvals/rows?type=REPAIR&technician=tech1"))
-        .header("Cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let refreshed = get_with(
+        &http,
+        app.url("/console/approvals/rows?type=REPAIR&technician=tech1"),
+        &cookie,
+    )
+    .await;
     assert_eq!(refreshed.headers()["x-pending-count"], "32");
     assert_eq!(rows(&refreshed.text().await.unwrap()), 10);
-    let bad = http
-        .get(app.url("/console/approvals?after=nonsense"))
-        .header("Cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let bad = get_with(&http, app.url("/console/approvals?after=nonsense"), &cookie).await;
     assert_eq!(bad.status(), 400);
 }

@@ -427,3 +427,12 @@ pub fn stop_ids(route: &Value) -> Vec<i64> {
         .map(|x| x["activityId"].as_i64().unwrap())
         .collect()
 }
+
+/// The secret of an `otpauth://` URI (what `users enroll-totp` shows once).
+pub fn otpauth_secret(uri: &str) -> String {
+    uri.split("secret=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .expect("an otpauth URI with a secret")
+        .to_string()
+}

@@ -332,14 +332,7 @@ async fn logout_revokes_the_family() {
 async fn totp_is_required_checked_and_never_accepted_twice() {
     let app = TestApp::spawn(|_| {}).await;
     let uri = users::enroll_totp(app.state.store.as_ref(), "tech2").unwrap();
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_string();
+    let secret = crate::helpers::otpauth_secret(&uri);
     let (status, body) = problem(app.try_login("tech2", "demo", "p", None).await).await;
     assert_eq!(
         (status, body["code"].as_str().unwrap()),
