@@ -305,12 +305,13 @@ pub struct FileMeta {
 #[serde(rename_all = "camelCase")]
 pub struct Position {
     pub resource_id: String,
-    /// ISO-8601 with an offset.
+    /// ISO-8601 with an offset (OFSC also takes a unix time in seconds).
     pub time: String,
     pub lat: f64,
     pub lng: f64,
+    /// Accuracy in whole metres: Oracle's schema has it as an integer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub acc: Option<f64>,
+    pub acc: Option<i64>,
 }
 
 /// `setPositions` answer.

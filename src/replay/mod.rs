@@ -424,16 +424,21 @@ impl Replayer {
                 time: f.time.to_rfc3339(),
                 lat: f.lat,
                 lng: f.lng,
-                acc: f.accuracy,
+                acc: f.accuracy.map(|a| a.round() as i64),
             })
             .collect();
         let r = self.ofsc.set_positions(&items).await?;
-        if r.items_failed > 0 {
+        // OFSC keeps the fixes it accepted: refusing the op for one bad fix would send the
+        // stored ones again. Only a batch OFSC refused whole is a rejection.
+        if r.items_failed > 0 && r.items_processed == 0 {
             return Err(OfscError::Rejected {
                 status: 400,
                 title: "Bad Request".into(),
                 detail: format!("{} positions refused: {:?}", r.items_failed, r.errors),
             });
+        }
+        if r.items_failed > 0 {
+            tracing::warn!(op = %op.id, failed = r.items_failed, errors = ?r.errors, "OFSC refused some positions; the others are stored");
         }
         Ok(())
     }

@@ -178,23 +178,65 @@ impl Tenant {
         Ok(())
     }
 
-    pub fn set_positions(&mut self, call: &Call, items: Vec<Position>) -> SimResult<Value> {
+    /// `setPositions`: each item on its own. A bad item is reported as
+    /// `{itemIndex, message}` and the good ones are stored, as OFSC does.
+    pub fn set_positions(&mut self, call: &Call, items: Vec<Value>) -> SimResult<Value> {
         if items.len() > 300 {
             return Err(SimError::bad_request("At most 300 positions per request"));
         }
         let mut errors = Vec::new();
         let mut processed = 0;
-        for p in items {
-            if self.resources.contains_key(&p.resource_id) {
-                processed += 1;
-                self.positions.push(p);
-            } else {
-                errors.push(
-                    json!({"resourceId": p.resource_id, "errorMessage": "Resource not found"}),
-                );
+        for (index, raw) in items.iter().enumerate() {
+            match position_of(raw) {
+                Ok(p) if self.resources.contains_key(&p.resource_id) => {
+                    processed += 1;
+                    self.positions.push(p);
+                }
+                Ok(p) => errors.push(json!({"itemIndex": index,
+                    "message": format!("Resource {} not found", p.resource_id)})),
+                Err(message) => errors.push(json!({"itemIndex": index, "message": message})),
             }
         }
         self.log_full(call, None, Some("setPositions"), None, None, None);
         Ok(json!({"itemsProcessed": processed, "itemsFailed": errors.len(), "errors": errors}))
     }
+}
+
+/// One `setPositions` item as Oracle's schema has it: `time` ISO-8601 or a unix time in
+/// seconds, `acc` (and `alt`, `dir`, `spd`) integers.
+pub fn position_of(raw: &Value) -> Result<Position, String> {
+    let resource_id = raw["resourceId"]
+        .as_str()
+        .ok_or("resourceId is required")?
+        .to_string();
+    let time = match &raw["time"] {
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map_err(|_| format!("time {s:?} is not ISO-8601"))?
+            .to_rfc3339(),
+        Value::Number(n) => {
+            let secs = n.as_i64().ok_or("time must be whole seconds")?;
+            chrono::DateTime::from_timestamp(secs, 0)
+                .ok_or("time is out of range")?
+                .to_rfc3339()
+        }
+        _ => return Err("time is required".into()),
+    };
+    let coord = |k: &str, max: f64| -> Result<f64, String> {
+        raw[k]
+            .as_f64()
+            .filter(|v| v.abs() <= max)
+            .ok_or(format!("{k} must be a number within ±{max}"))
+    };
+    for k in ["acc", "alt", "dir", "spd"] {
+        if !raw[k].is_null() && !raw[k].is_i64() {
+            return Err(format!("{k} must be an integer"));
+        }
+    }
+    Ok(Position {
+        resource_id,
+        time,
+        lat: coord("lat", 90.0)?,
+        lng: coord("lng", 180.0)?,
+        acc: raw["acc"].as_i64(),
+    })
 }

@@ -445,14 +445,14 @@ async fn file_properties_bytes_metadata_and_the_5_mb_cap() {
 }
 
 #[tokio::test]
-async fn positions_report_unknown_resources() {
+async fn positions_report_bad_items_by_index_and_store_the_rest() {
     let sim = TestSim::start().await;
     let p = |r: &str| Position {
         resource_id: r.into(),
         time: "2026-01-01T10:00:00-05:00".into(),
         lat: 40.7,
         lng: -74.3,
-        acc: Some(8.0),
+        acc: Some(8),
     };
     let result = sim
         .client
@@ -460,7 +460,39 @@ async fn positions_report_unknown_resources() {
         .await
         .unwrap();
     assert_eq!((result.items_processed, result.items_failed), (1, 1));
-    assert_eq!(result.errors[0]["resourceId"], "ghost");
+    assert_eq!(result.errors[0]["itemIndex"], 1);
+    assert!(result.errors[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ghost"));
+
+    // As Oracle's schema has it: `time` ISO-8601 or unix seconds, `acc` an integer; a bad
+    // item is that item's error, the good ones are stored.
+    let raw: Value = reqwest::Client::new()
+        .post(sim.url("/rest/ofscCore/v1/resources/custom-actions/setPositions"))
+        .basic_auth("fieldsync-demo@demo", Some("demo"))
+        .json(&json!({"items": [
+            {"resourceId": "tech1", "time": 1_767_279_600, "lat": 40.7, "lng": -74.3, "acc": 5},
+            {"resourceId": "tech1", "time": "yesterday", "lat": 40.7, "lng": -74.3},
+            {"resourceId": "tech1", "time": "2026-01-01T10:00:00Z", "lat": 40.7, "lng": -74.3, "acc": 4.5},
+            {"resourceId": "tech1", "time": "2026-01-01T10:01:00Z", "lat": 91.0, "lng": -74.3},
+            {"resourceId": "tech2", "time": "2026-01-01T10:02:00+01:00", "lat": 48.8, "lng": 2.3},
+        ]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["itemsProcessed"], 2, "{raw}");
+    assert_eq!(raw["itemsFailed"], 3, "{raw}");
+    let indexes: Vec<i64> = raw["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["itemIndex"].as_i64().unwrap())
+        .collect();
+    assert_eq!(indexes, [1, 2, 3]);
 }
 
 #[tokio::test]

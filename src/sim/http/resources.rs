@@ -2,7 +2,7 @@
 //! actions, and technician positions.
 
 use super::{activity_id, body_json, created, num_id, ofsc_call, ok, Data};
-use crate::ofsc::wire::{Inventory, InventoryAction, Position};
+use crate::ofsc::wire::{Inventory, InventoryAction};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use std::collections::HashMap;
@@ -152,9 +152,10 @@ pub(super) async fn create_customer_inventory(
 
 pub(super) async fn set_positions(sim: Data, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     ofsc_call(&sim, &req, |t, call| {
+        // Items are read one by one: a malformed one is that item's error, as in OFSC.
         #[derive(serde::Deserialize)]
         struct Body {
-            items: Vec<Position>,
+            items: Vec<serde_json::Value>,
         }
         let b: Body = body_json(&body)?;
         ok(t.set_positions(call, b.items)?)
