@@ -341,11 +341,14 @@ async fn push(m: &HashMap<String, String>) {
     );
 }
 
-async fn enqueue(m: &HashMap<String, String>) {
+/// Runs `work` on the first stop of each of `resources` routes, 32 routes at a time.
+async fn on_first_stops<F, Fut>(m: &HashMap<String, String>, resources: usize, work: F)
+where
+    F: Fn(Arc<Client>, usize, i64) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let c = Arc::new(Client::new(m));
     let date = m.get("date").cloned().unwrap();
-    let resources: usize = get(m, "resources", 200);
-    let per: u64 = get(m, "per-route", 50);
     let sem = Arc::new(tokio::sync::Semaphore::new(32));
     let mut tasks = Vec::new();
     for r in 0..resources {
@@ -353,15 +356,24 @@ async fn enqueue(m: &HashMap<String, String>) {
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire().await.unwrap();
             let id = c.first_stop(&date, &resource(r)).await;
-            for n in 0..per {
-                let (code, _) = c.write(id, toggle(n), &format!("enq-{r}-{n}")).await;
-                assert_eq!(code, 202);
-            }
+            work(c, r, id).await;
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+async fn enqueue(m: &HashMap<String, String>) {
+    let resources: usize = get(m, "resources", 200);
+    let per: u64 = get(m, "per-route", 50);
+    on_first_stops(m, resources, move |c, r, id| async move {
+        for n in 0..per {
+            let (code, _) = c.write(id, toggle(n), &format!("enq-{r}-{n}")).await;
+            assert_eq!(code, 202);
+        }
+    })
+    .await;
     println!(
         "# queued {} writes over {resources} routes",
         resources as u64 * per
@@ -369,25 +381,14 @@ async fn enqueue(m: &HashMap<String, String>) {
 }
 
 async fn approvals(m: &HashMap<String, String>) {
-    let c = Arc::new(Client::new(m));
-    let date = m.get("date").cloned().unwrap();
     let resources: usize = get(m, "resources", 1000);
-    let sem = Arc::new(tokio::sync::Semaphore::new(32));
-    let mut tasks = Vec::new();
-    for r in 0..resources {
-        let (c, date, sem) = (c.clone(), date.clone(), sem.clone());
-        tasks.push(tokio::spawn(async move {
-            let _p = sem.acquire().await.unwrap();
-            let id = c.first_stop(&date, &resource(r)).await;
-            for status in ["enroute", "started", "completed"] {
-                let (code, _) = c.write(id, status, &format!("apr-{r}-{status}")).await;
-                assert_eq!(code, 202, "{status} on {id}");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    on_first_stops(m, resources, |c, r, id| async move {
+        for status in ["enroute", "started", "completed"] {
+            let (code, _) = c.write(id, status, &format!("apr-{r}-{status}")).await;
+            assert_eq!(code, 202, "{status} on {id}");
+        }
+    })
+    .await;
     println!("# opened {resources} pending approvals");
 }
 

@@ -90,6 +90,11 @@ impl Verifier {
         &self.settings
     }
 
+    /// The client for calls to the provider (its timeout is `[oidc] timeout_secs`).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// How many times the provider's key set was fetched.
     pub fn key_fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)

@@ -233,9 +233,9 @@ async fn redeem(state: &AppState, code: &str, flow: &Flow) -> Result<String, Con
     if let Some(s) = &secret {
         form.push(("client_secret", s.as_str()));
     }
-    let resp = reqwest::Client::new()
+    let resp = oidc
+        .http()
         .post(&endpoint)
-        .timeout(Duration::from_secs(settings.timeout_secs))
         .form(&form)
         .send()
         .await

@@ -218,22 +218,12 @@ async fn the_queue_page_retries_discards_and_redelivers() {
 
     let http = client();
     let cookie = session_cookie(&login(&stack.app, &http, "admin", "demo", None).await);
-    let page = || {
-        let (http, cookie, url) = (
-            http.clone(),
-            cookie.clone(),
-            stack.app.url("/console/queue"),
-        );
-        async move {
-            http.get(url)
-                .header("Cookie", cookie)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
+    let page = || async {
+        get_with(&http, stack.app.url("/console/queue"), &cookie)
+            .await
+            .text()
+            .await
+            .unwrap()
     };
     let shown = page().await;
     let csrf = csrf_in(&shown);
@@ -385,17 +375,9 @@ async fn the_inbox_pages_and_filters() {
     let http = client();
     let cookie = session_cookie(&login(&app, &http, "super1", "demo", None).await);
     let get = |query: String| {
-        let (http, cookie, url) = (http.clone(), cookie.clone(), app.url("/console/approvals"));
-        async move {
-            http.get(format!("{url}{query}"))
-                .header("Cookie", cookie)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
+        let url = app.url(&format!("/console/approvals{query}"));
+        let (http, cookie) = (&http, &cookie);
+        async move { get_with(http, url, cookie).await.text().await.unwrap() }
     };
     let rows = |page: &str| page.matches("href=\"/console/approvals/apr_").count();
     let first = get(String::new()).await;

@@ -315,3 +315,66 @@ async fn refreshing_an_sso_session_needs_the_provider_to_vouch_again() {
         (401, Some("sso-recheck-failed"))
     );
 }
+
+/// The provider down: sign-in is a 503 `idp-unavailable` (never a 500 and never a 401 that
+/// would blame the device), and the console's SSO pages say so; a callback that did not
+/// start in this browser, or names no flow, changes nothing and is refused.
+#[tokio::test]
+async fn provider_outages_and_foreign_callbacks_are_refused_cleanly() {
+    let dead = format!("http://127.0.0.1:{}", crate::helpers::free_port());
+    let o = OidcSettings {
+        issuer: dead.clone(),
+        client_id: "fieldsync-app".into(),
+        role_map: [("fs-technicians".to_string(), Role::Technician)]
+            .into_iter()
+            .collect(),
+        timeout_secs: 1,
+        ..OidcSettings::default()
+    };
+    let st = Stack::start_with(move |s| s.oidc = Some(o)).await;
+    // A JWT-shaped token naming the configured issuer: it gets as far as the key lookup.
+    let token = crate::idp::assemble(
+        &json!({"alg": "RS256", "kid": "k1"}),
+        &json!({"iss": dead, "aud": "fieldsync-app", "sub": "x",
+                "exp": chrono::Utc::now().timestamp() + 60, "iat": chrono::Utc::now().timestamp()}),
+        "c2ln",
+    );
+    let (status, body) = sign_in(&st, &token, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("idp-unavailable")),
+        "{body}"
+    );
+    assert!(
+        !body["detail"].as_str().unwrap().contains("127.0.0.1"),
+        "no upstream URL leaks"
+    );
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = http
+        .get(st.app.url("/console/sso/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 503);
+    for (query, cookie) in [
+        ("state=abc&code=xyz", None),
+        ("state=abc&code=xyz", Some("fs_sso_state=other")),
+        ("state=abc&code=xyz", Some("fs_sso_state=abc")),
+        ("error=access_denied&error_description=no", None),
+    ] {
+        let mut req = http.get(st.app.url(&format!("/console/sso/callback?{query}")));
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{query} with {cookie:?}");
+        assert!(
+            resp.headers().get("set-cookie").is_none(),
+            "no session for {query}"
+        );
+    }
+}
