@@ -1,13 +1,15 @@
 //! The sled cache of OFSC routes and activities: what devices read, fresh when OFSC answers,
 //! still there when it does not.
 
+use crate::config::CacheSettings;
+use crate::fetch_budget::FetchBudget;
 use crate::ofsc::wire::Activity;
 use crate::ofsc::{OfscClient, OfscError};
 use crate::store::keys::KeyBuf;
 use crate::store::{Storage, StorageExt, StoreError, Tree};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,7 +47,13 @@ pub struct Cache {
     store: Arc<dyn Storage>,
     ofsc: Arc<OfscClient>,
     max_age: Duration,
+    retention_days: u32,
     refreshing: Mutex<HashSet<Vec<u8>>>,
+    /// One gate per route being fetched: a second fetch of the same route waits for the
+    /// first and takes its result.
+    fetching: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    /// What each user's cache misses may cost OFSC.
+    budget: FetchBudget,
     /// Rendered route bodies; every cache write below touches the route it changes.
     pub renders: crate::renders::Renders,
     /// Device views of recently written routes, valid while their route's version holds.
@@ -66,15 +74,21 @@ pub enum CacheError {
     Store(#[from] StoreError),
     #[error("OFSC: {0}")]
     Ofsc(#[from] OfscError),
+    /// The caller's budget of OFSC reads is spent; it is back in this many seconds.
+    #[error("the budget of OFSC reads is spent for {0} s")]
+    BudgetSpent(u64),
 }
 
 impl Cache {
-    pub fn new(store: Arc<dyn Storage>, ofsc: Arc<OfscClient>, max_age: Duration) -> Self {
+    pub fn new(store: Arc<dyn Storage>, ofsc: Arc<OfscClient>, settings: &CacheSettings) -> Self {
         Cache {
             store,
             ofsc,
-            max_age,
+            max_age: Duration::from_secs(settings.route_max_age_secs),
+            retention_days: settings.route_retention_days,
             refreshing: Mutex::new(HashSet::new()),
+            fetching: Mutex::new(HashMap::new()),
+            budget: FetchBudget::new(settings.fetches_per_minute, settings.fetch_burst),
             renders: Default::default(),
             views: Default::default(),
         }
@@ -111,12 +125,49 @@ impl Cache {
         Ok(Some((route, activities)))
     }
 
-    /// Fetches the route from OFSC and replaces the cached copy.
+    /// Takes one OFSC read from `user`'s budget (`None`: the service's own work).
+    pub fn charge(&self, user: Option<&str>) -> Result<(), CacheError> {
+        match user {
+            Some(u) => self.budget.charge(u).map_err(CacheError::BudgetSpent),
+            None => Ok(()),
+        }
+    }
+
+    /// Fetches the route from OFSC and replaces the cached copy. Concurrent fetches of one
+    /// route are one OFSC read: a fetch that finds another under way waits for it and
+    /// answers with what it stored.
+    pub async fn fetch_route(
+        &self,
+        resource: &str,
+        date: &str,
+    ) -> Result<(CachedRoute, Vec<Activity>), CacheError> {
+        let key = route_key(resource, date);
+        let asked = Utc::now();
+        let gate = {
+            let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+            fetching.entry(key.clone()).or_default().clone()
+        };
+        let result = {
+            let _turn = gate.lock().await;
+            match self.cached_route(resource, date)? {
+                Some((route, activities)) if route.fetched_at >= asked => Ok((route, activities)),
+                _ => self.fetch_route_now(resource, date).await,
+            }
+        };
+        let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's copy and ours: nobody else is waiting at this gate.
+        if Arc::strong_count(&gate) == 2 {
+            fetching.remove(&key);
+        }
+        result
+    }
+
+    /// One OFSC read of the route, replacing the cached copy.
     ///
     /// An activity cached after this fetch began (the replayer storing OFSC's answer to an
     /// action) is newer than what the fetch saw and is kept, so a refresh never undoes a
     /// write the device already sees.
-    pub async fn fetch_route(
+    async fn fetch_route_now(
         &self,
         resource: &str,
         date: &str,
@@ -224,13 +275,14 @@ impl Cache {
     }
 
     /// The cached route record (ids and activation, not the activities), fetching it when
-    /// absent and refreshing it in the background when older than the configured age. With
-    /// OFSC down an old copy is marked stale.
+    /// absent (charged to `user`'s budget) and refreshing it in the background when older
+    /// than the configured age. With OFSC down an old copy is marked stale.
     pub async fn read_route(
         self: &Arc<Self>,
         resource: &str,
         date: &str,
         ofsc_ok: bool,
+        user: Option<&str>,
     ) -> Result<RouteRead, CacheError> {
         match self
             .store
@@ -248,6 +300,7 @@ impl Cache {
                 })
             }
             None => {
+                self.charge(user)?;
                 let (route, _) = self.fetch_route(resource, date).await?;
                 Ok(RouteRead {
                     route,
@@ -277,3 +330,92 @@ impl Cache {
         });
     }
 }
+
+impl Cache {
+    /// Evicts cached routes dated more than `route.retention_days` before `today`, with
+    /// their activities, unless writes are still queued on them; and activities read on
+    /// their own (not through a cached route) that are as old. Returns how many records
+    /// went.
+    pub fn evict(&self, today: NaiveDate) -> Result<usize, StoreError> {
+        let cutoff = today - chrono::Duration::days(i64::from(self.retention_days));
+        let old = |date: &str| present_date(date).is_some_and(|d| d < cutoff);
+        let mut evicted = 0;
+        let mut start: Option<Vec<u8>> = None;
+        loop {
+            let batch = self.store.scan_raw(ROUTES, &[], start.as_deref(), 512)?;
+            let Some((last, _)) = batch.last() else { break };
+            start = Some([last.as_slice(), &[0]].concat());
+            for (key, value) in &batch {
+                let route: CachedRoute = crate::store::record::open(ROUTES, key, value)?;
+                if !old(&route.date)
+                    || !crate::outbox::lane_is_empty(
+                        self.store.as_ref(),
+                        &route.resource_id,
+                        &route.date,
+                    )?
+                {
+                    continue;
+                }
+                for id in &route.activity_ids {
+                    let kept = self.activity(*id)?;
+                    // A moved activity belongs to its new route now.
+                    if kept.is_some_and(|a| a.activity.date.as_deref() == Some(route.date.as_str()))
+                    {
+                        self.store.remove(ACTIVITIES, &activity_key(*id))?;
+                        evicted += 1;
+                    }
+                }
+                self.store.remove(ROUTES, key)?;
+                self.renders.forget(&route.resource_id, &route.date);
+                self.views.forget(&route.resource_id, &route.date);
+                evicted += 1;
+            }
+        }
+        let mut start: Option<Vec<u8>> = None;
+        loop {
+            let batch = self
+                .store
+                .scan_raw(ACTIVITIES, &[], start.as_deref(), 512)?;
+            let Some((last, _)) = batch.last() else { break };
+            start = Some([last.as_slice(), &[0]].concat());
+            for (key, value) in &batch {
+                let cached: CachedActivity = crate::store::record::open(ACTIVITIES, key, value)?;
+                let a = &cached.activity;
+                let (Some(r), Some(d)) = (a.resource_id.as_deref(), a.date.as_deref()) else {
+                    continue;
+                };
+                if old(d)
+                    && !self.has_route(r, d)?
+                    && crate::outbox::lane_is_empty(self.store.as_ref(), r, d)?
+                {
+                    self.store.remove(ACTIVITIES, key)?;
+                    evicted += 1;
+                }
+            }
+        }
+        Ok(evicted)
+    }
+
+    /// Evicts old routes once an hour, for as long as the service runs.
+    pub async fn evict_forever(self: Arc<Self>) {
+        loop {
+            let this = self.clone();
+            let today = Utc::now().date_naive();
+            match tokio::task::spawn_blocking(move || this.evict(today)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(records = n, "old cached routes evicted"),
+                Ok(Err(e)) => tracing::error!(error = %e, "route eviction failed"),
+                Err(e) => tracing::error!(error = %e, "route eviction stopped"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
+}
+
+fn present_date(date: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
+}
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

@@ -198,6 +198,18 @@ pub struct CacheSettings {
     pub route_max_age_secs: u64,
     /// How often OFSC's Events API is polled when there is nothing new.
     pub events_poll_ms: u64,
+    /// Each user's budget of OFSC reads their requests cause (cache misses), refilled at
+    /// this rate; spent, the answer is 429 `upstream-budget-spent`. 0 turns it off.
+    pub fetches_per_minute: u32,
+    /// ... and the most a user may spend at once.
+    pub fetch_burst: u32,
+    /// Route and activity reads are for dates at most this many days before today ...
+    pub read_days_back: u32,
+    /// ... and at most this many after it (in the resource's zone).
+    pub read_days_ahead: u32,
+    /// Cached routes (and their activities) this many days past are evicted; more than
+    /// `read_days_back`, so a route that can still be read is never evicted.
+    pub route_retention_days: u32,
 }
 
 impl Default for CacheSettings {
@@ -205,6 +217,11 @@ impl Default for CacheSettings {
         CacheSettings {
             route_max_age_secs: 60,
             events_poll_ms: 3000,
+            fetches_per_minute: 120,
+            fetch_burst: 200,
+            read_days_back: 31,
+            read_days_ahead: 31,
+            route_retention_days: 45,
         }
     }
 }
@@ -427,14 +444,15 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Refuses configured secrets too short to be secrets: a signing key below 32 bytes
-    /// (HS256 and the upload grants' HMAC want 256 bits), a webhook secret or metrics
-    /// token below 16.
+    /// Refuses settings that cannot be meant: secrets too short to be secrets (a signing key
+    /// below 32 bytes, as HS256 and the upload grants' HMAC want 256 bits; a webhook secret
+    /// or metrics token below 16), a malformed public URL, a route retention that would
+    /// evict readable routes.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut short = Vec::new();
+        let mut problems = Vec::new();
         let mut need = |what: String, secret: &Secret, min: usize| {
             if secret.expose().len() < min {
-                short.push(format!("{what} needs at least {min} bytes"));
+                problems.push(format!("{what} needs at least {min} bytes"));
             }
         };
         if let Some(s) = &self.auth.jwt_secret {
@@ -456,14 +474,20 @@ impl Settings {
             let ok = (u.starts_with("https://") || u.starts_with("http://"))
                 && !u.contains(['?', '#', ' ']);
             if !ok {
-                short.push(format!(
+                problems.push(format!(
                     "server.public_url must be an http(s) URL without query or fragment, not {u:?}"
                 ));
             }
         }
-        match short.is_empty() {
+        if self.cache.route_retention_days <= self.cache.read_days_back {
+            problems.push(format!(
+                "cache.route_retention_days ({}) must be more than cache.read_days_back ({}): a route that can still be read must not be evicted",
+                self.cache.route_retention_days, self.cache.read_days_back
+            ));
+        }
+        match problems.is_empty() {
             true => Ok(()),
-            false => Err(ConfigError(short.join("; "))),
+            false => Err(ConfigError(problems.join("; "))),
         }
     }
 

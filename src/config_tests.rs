@@ -142,3 +142,18 @@ fn a_public_url_must_be_a_plain_http_url() {
         Ok(())
     });
 }
+
+#[test]
+fn a_retention_that_would_evict_readable_routes_is_refused() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("FSRET__CACHE__READ_DAYS_BACK", "31");
+        jail.set_env("FSRET__CACHE__ROUTE_RETENTION_DAYS", "31");
+        let e = Settings::load_with_env(None, "FSRET__")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cache.route_retention_days (31)"), "{e}");
+        jail.set_env("FSRET__CACHE__ROUTE_RETENTION_DAYS", "32");
+        assert!(Settings::load_with_env(None, "FSRET__").is_ok());
+        Ok(())
+    });
+}

@@ -13,6 +13,7 @@ pub mod device_sim;
 pub mod directory;
 pub mod domain;
 pub mod events;
+pub mod fetch_budget;
 pub mod ofsc;
 pub mod outbox;
 pub mod renders;

@@ -1,6 +1,9 @@
 //! Rendered route bodies, versioned per route: a repeated read of an unchanged route is a
 //! map lookup instead of a view computation. Every write that can change what a route shows
 //! (cache updates, queued and finished ops) bumps that route's version.
+//!
+//! Versions come from one counter for all routes, so a route forgotten (evicted) and seen
+//! again never repeats a version a kept body or view was made at.
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -18,8 +21,24 @@ pub struct Rendered {
 }
 
 #[derive(Debug, Default)]
+struct Versions {
+    /// The last version handed out, to any route.
+    last: u64,
+    of: HashMap<(String, String), u64>,
+}
+
+impl Versions {
+    fn bump(&mut self, resource: &str, date: &str) -> (u64, u64) {
+        self.last += 1;
+        let fresh = self.last;
+        let old = self.of.insert(key(resource, date), fresh).unwrap_or(0);
+        (old, fresh)
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct Renders {
-    versions: Mutex<HashMap<(String, String), u64>>,
+    versions: Mutex<Versions>,
     bodies: Mutex<HashMap<(String, String), Arc<Rendered>>>,
 }
 
@@ -31,23 +50,35 @@ impl Renders {
     /// Something the route shows changed.
     pub fn touch(&self, resource: &str, date: &str) {
         let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        *v.entry(key(resource, date)).or_insert(0) += 1;
+        v.bump(resource, date);
     }
 
     /// Like [`Renders::touch`], for a writer that read the route at version `seen`: the new
     /// version when nothing else changed the route since, else `None`.
     pub fn touch_from(&self, resource: &str, date: &str, seen: u64) -> Option<u64> {
         let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        let version = v.entry(key(resource, date)).or_insert(0);
-        let unchanged = *version == seen;
-        *version += 1;
-        unchanged.then_some(*version)
+        let (old, fresh) = v.bump(resource, date);
+        (old == seen).then_some(fresh)
     }
 
     /// The route's current version; read it before rendering.
     pub fn version(&self, resource: &str, date: &str) -> u64 {
         let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        v.get(&key(resource, date)).copied().unwrap_or(0)
+        v.of.get(&key(resource, date)).copied().unwrap_or(0)
+    }
+
+    /// Drops what is kept of an evicted route.
+    pub fn forget(&self, resource: &str, date: &str) {
+        let k = key(resource, date);
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .of
+            .remove(&k);
+        self.bodies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&k);
     }
 
     /// The body rendered at `version` with the same staleness, if any.
@@ -100,14 +131,28 @@ mod tests {
         );
         r.touch("t1", "d");
         assert!(r.get("t1", "d", r.version("t1", "d"), false).is_none());
+        let v1 = r.version("t1", "d");
         r.touch("t2", "d");
-        assert_eq!(r.version("t1", "d"), v + 1);
-        assert_eq!(r.touch_from("t1", "d", v + 1), Some(v + 2));
+        assert_eq!(r.version("t1", "d"), v1, "another route's touch");
+        let v2 = r.touch_from("t1", "d", v1).expect("nothing moved it");
+        assert!(v2 > v1);
         assert_eq!(
-            r.touch_from("t1", "d", v + 1),
+            r.touch_from("t1", "d", v1),
             None,
             "someone else moved the route since"
         );
-        assert_eq!(r.version("t1", "d"), v + 3, "a touch_from always touches");
+        assert!(r.version("t1", "d") > v2, "a touch_from always touches");
+    }
+
+    #[test]
+    fn a_forgotten_route_never_repeats_a_version() {
+        let r = Renders::default();
+        r.touch("t1", "d");
+        r.touch("t1", "d");
+        let before = r.version("t1", "d");
+        r.forget("t1", "d");
+        assert_eq!(r.version("t1", "d"), 0);
+        r.touch("t1", "d");
+        assert!(r.version("t1", "d") > before);
     }
 }

@@ -52,6 +52,7 @@ pub struct Application {
     webhooks_task: tokio::task::JoinHandle<()>,
     purge_task: tokio::task::JoinHandle<()>,
     compact_task: tokio::task::JoinHandle<()>,
+    evict_task: tokio::task::JoinHandle<()>,
     upkeep_task: tokio::task::JoinHandle<()>,
     process_task: tokio::task::JoinHandle<()>,
 }
@@ -99,7 +100,7 @@ impl Application {
         let cache = Arc::new(Cache::new(
             store.clone() as Arc<dyn Storage>,
             ofsc.clone(),
-            Duration::from_secs(settings.cache.route_max_age_secs),
+            &settings.cache,
         ));
         let stock = Arc::new(Stock::new(store.clone() as Arc<dyn Storage>, ofsc.clone()));
         let files = Arc::new(
@@ -146,6 +147,7 @@ impl Application {
             files.clone(),
         ));
         let compact_task = tokio::spawn(compact_journal(store.clone() as Arc<dyn Storage>));
+        let evict_task = tokio::spawn(cache.clone().evict_forever());
         let upkeep_task = crate::telemetry::start_metrics_upkeep();
         let replay_task = if settings.replay.enabled {
             replayer.start()
@@ -178,6 +180,10 @@ impl Application {
             lanes: LaneLocks::default(),
             approvals: settings.approvals.clone(),
             metrics_token: settings.server.metrics_token.clone(),
+            read_window: crate::domain::times::DateWindow {
+                days_back: settings.cache.read_days_back,
+                days_ahead: settings.cache.read_days_ahead,
+            },
             time_window: crate::domain::times::TimeWindow::new(
                 settings.server.max_future_secs,
                 settings.server.max_past_hours,
@@ -219,6 +225,7 @@ impl Application {
             webhooks_task,
             purge_task,
             compact_task,
+            evict_task,
             upkeep_task,
             process_task,
         })
@@ -254,6 +261,7 @@ impl Application {
         self.webhooks_task.abort();
         self.purge_task.abort();
         self.compact_task.abort();
+        self.evict_task.abort();
         self.upkeep_task.abort();
         self.process_task.abort();
         // A checkpoint, not just a flush: the next start has no journal to apply again.

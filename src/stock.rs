@@ -145,7 +145,7 @@ impl Stock {
         match self.refresh_site(activity, None).await {
             Ok(c) => Ok(Some(c)),
             Err(CacheError::Store(e)) => Err(e),
-            Err(CacheError::Ofsc(e)) => {
+            Err(e) => {
                 if cached.is_none() {
                     tracing::warn!(activity, error = %e, "site equipment unknown: OFSC did not answer");
                 }

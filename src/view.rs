@@ -222,6 +222,12 @@ impl Views {
         kept.insert((resource.to_string(), date.to_string()), dev);
     }
 
+    /// Drops the view kept of an evicted route.
+    pub fn forget(&self, resource: &str, date: &str) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.remove(&(resource.to_string(), date.to_string()));
+    }
+
     /// After a sync batch's staged ops on a route were committed (or lost): the route's
     /// version moves on, since a body rendered while they were staged lacks them. The kept
     /// view shows them already; if nothing else moved the route since it was kept, it stays

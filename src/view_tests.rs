@@ -17,7 +17,7 @@ fn fixture() -> (Arc<SledStore>, Cache) {
     let cache = Cache::new(
         store.clone(),
         Arc::new(crate::ofsc::OfscClient::new(ofsc).unwrap()),
-        std::time::Duration::from_secs(60),
+        &crate::config::CacheSettings::default(),
     );
     let ids = [11, 12, 13];
     for (n, id) in ids.iter().enumerate() {

@@ -27,7 +27,11 @@ pub fn activity_id(raw: &str) -> Result<i64, ApiError> {
 
 /// The activity from the cache, or read through from OFSC. A provisional id (a create not
 /// yet applied) resolves to OFSC's id once it is, and to the queued create before.
-pub async fn find_activity(state: &AppState, id: i64) -> Result<Activity, ApiError> {
+pub async fn find_activity(
+    state: &AppState,
+    id: i64,
+    user: Option<&str>,
+) -> Result<Activity, ApiError> {
     let id = outbox::resolve_activity(state.store.as_ref(), id)?;
     if id < 0 {
         return outbox::provisional_activity(state.store.as_ref(), id)?
@@ -37,6 +41,7 @@ pub async fn find_activity(state: &AppState, id: i64) -> Result<Activity, ApiErr
     if let Some(c) = state.cache.activity(id)? {
         return Ok(c.activity);
     }
+    state.cache.charge(user)?;
     match state.ofsc.get_activity(id).await {
         Ok(a) => {
             state.cache.put_activity(&a)?;
@@ -47,17 +52,20 @@ pub async fn find_activity(state: &AppState, id: i64) -> Result<Activity, ApiErr
     }
 }
 
-/// Makes sure the route is cached, fetching it once when absent.
-pub async fn ensure_route(state: &AppState, resource: &str, date: &str) -> Result<(), ApiError> {
+/// Makes sure the route is cached, fetching it once when absent (charged to `user`'s
+/// budget; `None` for the checks a write makes).
+pub async fn ensure_route(
+    state: &AppState,
+    resource: &str,
+    date: &str,
+    user: Option<&str>,
+) -> Result<(), ApiError> {
     if state.cache.has_route(resource, date)? {
         return Ok(());
     }
-    state
-        .cache
-        .fetch_route(resource, date)
-        .await
-        .map(|_| ())
-        .map_err(|e| ApiError::OfscUnavailable(e.to_string()))
+    state.cache.charge(user)?;
+    state.cache.fetch_route(resource, date).await?;
+    Ok(())
 }
 
 /// The device's view of a route and its activities, fetching the route first when it is
@@ -66,8 +74,9 @@ pub async fn device_route_with_activities(
     state: &AppState,
     resource: &str,
     date: &str,
+    user: Option<&str>,
 ) -> Result<(DeviceRoute, Vec<Activity>), ApiError> {
-    ensure_route(state, resource, date).await?;
+    ensure_route(state, resource, date, user).await?;
     view::device_route(state.store.as_ref(), &state.cache, resource, date)?
         .ok_or_else(|| ApiError::OfscUnavailable("the route is not cached".into()))
 }
@@ -84,7 +93,7 @@ pub async fn device_route_of(
     if let Some(dev) = views.get(resource, date, tag) {
         return Ok(dev);
     }
-    let (mut dev, _) = device_route_with_activities(state, resource, date).await?;
+    let (mut dev, _) = device_route_with_activities(state, resource, date, None).await?;
     dev.tag = tag;
     views.put(resource, date, dev.clone());
     Ok(dev)
@@ -141,7 +150,7 @@ pub async fn get_one(
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::ReadField)?;
     let id = outbox::resolve_activity(state.store.as_ref(), activity_id(&path)?)?;
-    let a = find_activity(&state, id).await?;
+    let a = find_activity(&state, id, Some(&who.username)).await?;
     policy::may_see(
         &who,
         a.resource_id.as_deref().unwrap_or(""),
@@ -327,10 +336,31 @@ pub fn resource_zone(
     (name, tz)
 }
 
+/// Refuses a read of route dates outside `cache.read_days_back` / `read_days_ahead` around
+/// `today`: each date read may cost an OFSC fetch and a cached route.
+pub fn readable(
+    state: &AppState,
+    today: chrono::NaiveDate,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<(), ApiError> {
+    let w = state.read_window;
+    if w.admits(today, from, to) {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest {
+        code: "date-outside-window",
+        detail: format!(
+            "routes can be read from {} days before today ({today}) to {} days after it",
+            w.days_back, w.days_ahead
+        ),
+    })
+}
+
 /// Finds the activity a write names and checks the caller may see it.
 pub async fn locate(state: &AppState, who: &Principal, raw: i64) -> Result<Located, ApiError> {
     let id = outbox::resolve_activity(state.store.as_ref(), raw)?;
-    let a = find_activity(state, id).await?;
+    let a = find_activity(state, id, Some(&who.username)).await?;
     let resource = a.resource_id.clone().unwrap_or_default();
     policy::may_see(who, &resource, state.directory.as_ref())?;
     let date = a.date.clone().ok_or_else(|| ApiError::InvalidTransition {

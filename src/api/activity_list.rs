@@ -105,6 +105,7 @@ pub async fn list(
             "dateTo must be on or after dateFrom, at most 31 days",
         ));
     }
+    super::activities::readable(&state, today, from, to)?;
     let limit = super::page_limit(q.limit, 50, 200)?;
     let offset = match &q.cursor {
         Some(c) => decode_cursor(c).ok_or_else(|| bad("invalid-cursor", "unknown cursor"))?,
@@ -114,7 +115,8 @@ pub async fn list(
     for resource in resources(&state, &who, q.resource_id.as_deref())? {
         for n in 0..=(to - from).num_days() {
             let date = (from + chrono::Duration::days(n)).to_string();
-            let (dev, activities) = device_route_with_activities(&state, &resource, &date).await?;
+            let (dev, activities) =
+                device_route_with_activities(&state, &resource, &date, Some(&who.username)).await?;
             let stops = present::stops(&dev, &activities);
             items.extend(
                 stops

@@ -22,6 +22,9 @@ pub enum ApiError {
     Refused { code: &'static str, detail: String },
     #[error("too many failed attempts; retry in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    /// The caller's budget of OFSC reads (cache misses) is spent.
+    #[error("too many reads of what is not cached; retry in {retry_after_secs} s")]
+    UpstreamBudgetSpent { retry_after_secs: u64 },
     #[error("the batch has {count} ops; at most {limit} are accepted")]
     TooManyOps { count: usize, limit: usize },
     #[error("not found")]
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Refused { code, .. } => code,
             ApiError::TooManyRequests { .. } => "too-many-attempts",
+            ApiError::UpstreamBudgetSpent { .. } => "upstream-budget-spent",
             ApiError::TooManyOps { .. } => "batch-too-large",
             ApiError::NotFound => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
@@ -111,6 +115,17 @@ impl From<crate::store::StoreError> for ApiError {
                 extra: serde_json::Value::Null,
             },
             e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::cache::CacheError> for ApiError {
+    fn from(e: crate::cache::CacheError) -> Self {
+        use crate::cache::CacheError as C;
+        match e {
+            C::BudgetSpent(retry_after_secs) => ApiError::UpstreamBudgetSpent { retry_after_secs },
+            C::Store(e) => e.into(),
+            C::Ofsc(e) => ApiError::OfscUnavailable(e.to_string()),
         }
     }
 }
@@ -176,7 +191,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::UpstreamBudgetSpent { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::TooManyOps { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -212,7 +229,8 @@ impl ResponseError for ApiError {
         }
         let mut builder = HttpResponse::build(status);
         match self {
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::UpstreamBudgetSpent { retry_after_secs } => {
                 builder.insert_header(("Retry-After", retry_after_secs.to_string()));
             }
             ApiError::Unauthorized { .. } => {

@@ -1,6 +1,6 @@
 //! `GET /routes/{date}`: the caller's sequenced route, from the cache, with their queued writes.
 
-use super::{present, ApiError};
+use super::{activities, present, ApiError};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::cache::RouteRead;
@@ -27,12 +27,12 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::ReadField)?;
     let date = path.into_inner();
-    if present::parse_date(&date).is_none() {
+    let Some(day) = present::parse_date(&date) else {
         return Err(ApiError::BadRequest {
             code: "invalid-date",
             detail: "the date must be YYYY-MM-DD".into(),
         });
-    }
+    };
     let resource = q
         .resource_id
         .clone()
@@ -42,6 +42,8 @@ pub async fn get(
     if state.directory.get(&resource).is_none() && !state.directory.is_empty() {
         return Err(ApiError::NotFound);
     }
+    let (_, zone) = activities::resource_zone(&state, &resource, None);
+    activities::readable(&state, crate::ofsc::time::today_in(zone), day, day)?;
     let ofsc_ok = state.ofsc_health.snapshot().ok;
     // The version is read before the data, so a write that lands meanwhile re-renders later.
     // A quarantine drops an op without touching its route (it is found while reading a
@@ -53,9 +55,8 @@ pub async fn get(
         .wrapping_add(state.store.tally().resets() << 40);
     let read = state
         .cache
-        .read_route(&resource, &date, ofsc_ok)
-        .await
-        .map_err(|e| ApiError::OfscUnavailable(e.to_string()))?;
+        .read_route(&resource, &date, ofsc_ok, Some(&who.username))
+        .await?;
     let rendered = match state
         .cache
         .renders

@@ -253,13 +253,16 @@ async fn apply_op(
         // Not the op's fault and not final: the batch answers 503 and the device resends it
         // (what was accepted before comes back as duplicates).
         Err(ApiError::OfscUnavailable(e)) => return Err(ApiError::OfscUnavailable(e)),
+        // Not the op's fault either: the batch is answered 429 and resent later.
+        Err(e @ ApiError::UpstreamBudgetSpent { .. }) => return Err(e),
         Err(e) => rejected(op, e.code(), &e.to_string()),
     })
 }
 
 /// The server's current view of an activity, for a conflict result.
 async fn current_activity(state: &AppState, id: i64) -> Value {
-    let Ok(a) = activities::find_activity(state, id).await else {
+    // Found already by the op that conflicted: cached, no OFSC read to charge.
+    let Ok(a) = activities::find_activity(state, id, None).await else {
         return Value::Null;
     };
     let route = match (a.resource_id.as_deref(), a.date.as_deref()) {
@@ -384,9 +387,13 @@ pub async fn pull(
         let date = crate::ofsc::time::today_in(zone).to_string();
         let read = state
             .cache
-            .read_route(&resource, &date, state.ofsc_health.snapshot().ok)
-            .await
-            .map_err(|e| ApiError::OfscUnavailable(e.to_string()))?;
+            .read_route(
+                &resource,
+                &date,
+                state.ofsc_health.snapshot().ok,
+                Some(&who.username),
+            )
+            .await?;
         let snapshot: Value =
             serde_json::from_slice(&super::routes::render(&state, &resource, &date, &read)?)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;

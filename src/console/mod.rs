@@ -97,9 +97,10 @@ impl From<crate::api::ApiError> for ConsoleError {
             A::NotFound => ConsoleError::NotFound,
             A::Forbidden(_) | A::Refused { .. } => ConsoleError::Forbidden(e.to_string()),
             A::Unauthorized { .. } => ConsoleError::SignIn,
-            A::OfscUnavailable(_) | A::IdpUnavailable(_) | A::Unavailable(_) => {
-                ConsoleError::Unavailable(e.to_string())
-            }
+            A::OfscUnavailable(_)
+            | A::IdpUnavailable(_)
+            | A::Unavailable(_)
+            | A::UpstreamBudgetSpent { .. } => ConsoleError::Unavailable(e.to_string()),
             A::Internal(cause) => ConsoleError::Internal(cause),
             other => ConsoleError::BadRequest(other.to_string()),
         }

@@ -288,7 +288,8 @@ async fn render_approval(
     let evidence = approvals::evidence(state.store.as_ref(), a)?;
     // The job's details come from the cached route (or OFSC); without them the evidence
     // still shows and the decision can still be made.
-    let job = match activities::find_activity(state, a.activity_id).await {
+    let job = match activities::find_activity(state, a.activity_id, Some(&user.who.username)).await
+    {
         Ok(act) => Some(present::activity(&act, None)),
         Err(ApiError::Internal(e)) => return Err(ConsoleError::Internal(e)),
         Err(_) => None,

@@ -52,7 +52,9 @@ fn stop_of(state: &AppState, v: &Value) -> Result<Stop, ApiError> {
 async fn row(state: &AppState, resource: String, name: String, username: &str) -> Row {
     let (_, tz) = activities::resource_zone(state, &resource, None);
     let date = Utc::now().with_timezone(&tz).date_naive().to_string();
-    let stops = match activities::device_route_with_activities(state, &resource, &date).await {
+    // Today's routes of the supervisor's own team only: bounded, so not charged.
+    let stops = match activities::device_route_with_activities(state, &resource, &date, None).await
+    {
         Ok((dev, acts)) => present::stops(&dev, &acts)
             .iter()
             .map(|v| stop_of(state, v))
@@ -149,7 +151,7 @@ pub async fn stop(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ConsoleError> {
     policy::may_use(&user.who, Function::Operate).map_err(ApiError::from)?;
-    let a = activities::find_activity(&state, *path).await?;
+    let a = activities::find_activity(&state, *path, Some(&user.who.username)).await?;
     policy::may_see(
         &user.who,
         a.resource_id.as_deref().unwrap_or(""),

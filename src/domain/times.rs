@@ -30,6 +30,27 @@ impl TimeWindow {
     }
 }
 
+/// Which route dates a caller may read, in days around today (the resource's today).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateWindow {
+    pub days_back: u32,
+    pub days_ahead: u32,
+}
+
+impl DateWindow {
+    /// Whether every date from `from` to `to` is within the window around `today`.
+    pub fn admits(
+        &self,
+        today: chrono::NaiveDate,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> bool {
+        let first = today.checked_sub_days(chrono::Days::new(u64::from(self.days_back)));
+        let last = today.checked_add_days(chrono::Days::new(u64::from(self.days_ahead)));
+        first.is_none_or(|f| from >= f) && last.is_none_or(|l| to <= l)
+    }
+}
+
 /// Why a time was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimeRejection {

@@ -73,3 +73,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_read_window_admits_dates_around_today_only() {
+    let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let w = DateWindow {
+        days_back: 2,
+        days_ahead: 3,
+    };
+    let today = d("2026-12-02");
+    assert!(w.admits(today, d("2026-11-30"), d("2026-12-05")));
+    assert!(!w.admits(today, d("2026-11-29"), d("2026-12-02")));
+    assert!(!w.admits(today, d("2026-12-02"), d("2026-12-06")));
+    let edge = chrono::NaiveDate::MAX;
+    assert!(
+        !w.admits(today, edge, edge),
+        "no overflow at the calendar's end"
+    );
+    assert!(
+        !w.admits(today, chrono::NaiveDate::MIN, today),
+        "nor at its start"
+    );
+    assert!(
+        w.admits(edge, edge, edge),
+        "today at the very end still works"
+    );
+}

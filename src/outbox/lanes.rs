@@ -23,6 +23,13 @@ pub fn lane_ops(store: &dyn Storage, resource: &str, date: &str) -> Result<Vec<O
     Ok(out)
 }
 
+/// Whether no op waits in the route's lane.
+pub fn lane_is_empty(store: &dyn Storage, resource: &str, date: &str) -> Result<bool, StoreError> {
+    Ok(store
+        .scan_raw(LANES, &lane_prefix(resource, date), None, 1)?
+        .is_empty())
+}
+
 /// Moves a corrupt op to quarantine and takes it out of its lane.
 pub fn quarantine_op(
     store: &dyn Storage,

@@ -14,7 +14,7 @@ pub use enqueue::{
     enqueue, enqueue_with, idempotent_answer, Enqueued, Extra, ExtraWrite, IdemRecord, NewOp,
     Submitter,
 };
-pub use lanes::{active_lanes, lane_head, lane_ops, quarantine_op};
+pub use lanes::{active_lanes, lane_head, lane_is_empty, lane_ops, quarantine_op};
 pub use record::{Fix, Location, Op, OpKind, OpState};
 pub use stage::{LaneGuard, Stage};
 

@@ -78,6 +78,8 @@ async fn stats(sim: Data) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "activityListMaxRunning": sim.list_max_running.load(Ordering::SeqCst),
         "activityListRejected": sim.list_rejected.load(Ordering::SeqCst),
+        "routeReads": sim.route_reads.load(Ordering::SeqCst),
+        "activityReads": sim.activity_reads.load(Ordering::SeqCst),
         "ledgerLength": sim.with_tenant(|t| t.ledger.len()),
     }))
 }

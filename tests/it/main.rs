@@ -13,6 +13,7 @@ mod matrix;
 mod operate;
 mod origin;
 mod parts;
+mod read_limits;
 mod routes;
 mod service;
 mod sessions;

@@ -144,6 +144,7 @@ pub(super) async fn get_activity(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
+    sim.activity_reads.fetch_add(1, Ordering::SeqCst);
     ofsc_call(&sim, &req, |t, _| ok(t.activity(activity_id(&path)?)?)).await
 }
 
@@ -213,6 +214,7 @@ pub(super) async fn get_route(
     q: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
     let (rid, date) = path.into_inner();
+    sim.route_reads.fetch_add(1, Ordering::SeqCst);
     ofsc_call(&sim, &req, |t, _| {
         let offset = q.get("offset").and_then(|s| s.parse().ok()).unwrap_or(0);
         let limit = q

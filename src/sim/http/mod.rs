@@ -36,6 +36,9 @@ pub struct Sim {
     pub(super) list_running: AtomicUsize,
     pub(super) list_max_running: AtomicUsize,
     pub(super) list_rejected: AtomicUsize,
+    /// Reads of a route page and of one activity: how much work callers caused.
+    pub(super) route_reads: AtomicUsize,
+    pub(super) activity_reads: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,6 +59,8 @@ impl Sim {
             list_running: AtomicUsize::new(0),
             list_max_running: AtomicUsize::new(0),
             list_rejected: AtomicUsize::new(0),
+            route_reads: AtomicUsize::new(0),
+            activity_reads: AtomicUsize::new(0),
         })
     }
 

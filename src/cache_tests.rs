@@ -1,0 +1,114 @@
+//! Unit tests for `cache`: eviction of routes past their retention.
+
+use super::*;
+use crate::domain::lifecycle::DeviceStatus;
+use crate::outbox::{NewOp, OpKind};
+use crate::store::{SledStore, StorageExt};
+
+fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn fixture() -> (Arc<SledStore>, Cache) {
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let ofsc = crate::config::TenantSettings::demo_at("http://127.0.0.1:9").client_config();
+    let cache = Cache::new(
+        store.clone(),
+        Arc::new(crate::ofsc::OfscClient::new(ofsc).unwrap()),
+        &CacheSettings::default(),
+    );
+    (store, cache)
+}
+
+fn keep(store: &SledStore, resource: &str, date: &str, ids: &[(i64, &str)]) {
+    for (id, on) in ids {
+        let activity = Activity {
+            activity_id: Some(*id),
+            resource_id: Some(resource.into()),
+            date: Some((*on).into()),
+            ..Default::default()
+        };
+        let cached = CachedActivity {
+            activity,
+            fetched_at: Utc::now(),
+        };
+        store.put(ACTIVITIES, &activity_key(*id), &cached).unwrap();
+    }
+    let route = CachedRoute {
+        resource_id: resource.into(),
+        date: date.into(),
+        route_start_time: None,
+        activity_ids: ids.iter().map(|(id, _)| *id).collect(),
+        fetched_at: Utc::now(),
+    };
+    store
+        .put(ROUTES, &route_key(resource, date), &route)
+        .unwrap();
+}
+
+#[test]
+fn routes_past_their_retention_go_unless_writes_wait_on_them() {
+    let (store, cache) = fixture();
+    // Retention 45 days from 2026-03-01: dates before 2026-01-15 are past it.
+    keep(
+        &store,
+        "t1",
+        "2026-01-02",
+        &[(1, "2026-01-02"), (2, "2026-02-20")],
+    );
+    keep(&store, "t1", "2026-01-15", &[(3, "2026-01-15")]);
+    keep(&store, "t2", "2026-01-03", &[(4, "2026-01-03")]);
+    // An activity read on its own, not through a route.
+    keep(&store, "t3", "2026-01-04", &[(5, "2026-01-04")]);
+    store
+        .remove(ROUTES, &route_key("t3", "2026-01-04"))
+        .unwrap();
+    // A write still queued on t2's old route.
+    let who = crate::outbox::tests::who("k1", "k1");
+    let op = NewOp {
+        resource_id: "t2".into(),
+        date: "2026-01-03".into(),
+        activity_id: Some(4),
+        kind: OpKind::Status {
+            status: DeviceStatus::Enroute,
+            ofsc_action: None,
+            location: None,
+            notes: None,
+            reason: None,
+        },
+        time: chrono::DateTime::parse_from_rfc3339("2026-01-03T08:00:00Z").unwrap(),
+        zone: None,
+        captured_at: None,
+    };
+    crate::outbox::enqueue(&*store, &who, vec![op], |_| serde_json::Value::Null).unwrap();
+    cache.renders.touch("t1", "2026-01-02");
+
+    let evicted = cache.evict(day("2026-03-01")).unwrap();
+    assert_eq!(
+        evicted, 3,
+        "t1's old route, its own activity, the lone activity"
+    );
+    assert!(!cache.has_route("t1", "2026-01-02").unwrap());
+    assert!(cache.activity(1).unwrap().is_none());
+    assert!(
+        cache.activity(2).unwrap().is_some(),
+        "moved to a later route: not this route's to evict"
+    );
+    assert!(cache.activity(5).unwrap().is_none());
+    assert!(
+        cache.has_route("t1", "2026-01-15").unwrap(),
+        "within retention"
+    );
+    assert!(cache.activity(3).unwrap().is_some());
+    assert!(
+        cache.has_route("t2", "2026-01-03").unwrap(),
+        "a write waits on it"
+    );
+    assert!(cache.activity(4).unwrap().is_some());
+    assert_eq!(cache.renders.version("t1", "2026-01-02"), 0, "forgotten");
+    assert_eq!(
+        cache.evict(day("2026-03-01")).unwrap(),
+        0,
+        "nothing left to do"
+    );
+}
