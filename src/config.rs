@@ -321,6 +321,17 @@ pub struct ServerSettings {
     /// Addresses of reverse proxies whose `Forwarded` / `X-Forwarded-*` headers are believed;
     /// from anyone else those headers are ignored.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A connection must send its request head within this many seconds.
+    pub request_head_timeout_secs: u64,
+    /// ... and an ordinary request's whole body within this many.
+    pub body_timeout_secs: u64,
+    /// An upload (tus) must average at least this many bytes a second once
+    /// `upload_rate_grace_secs` have passed; 0 turns the floor off.
+    pub upload_min_bytes_per_sec: u64,
+    pub upload_rate_grace_secs: u64,
+    /// Connections one client address may hold open (trusted proxies excepted); more are
+    /// closed at once. 0: no limit.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ServerSettings {
@@ -337,6 +348,11 @@ impl Default for ServerSettings {
             metrics_token: None,
             public_url: None,
             trusted_proxies: Vec::new(),
+            request_head_timeout_secs: 5,
+            body_timeout_secs: 30,
+            upload_min_bytes_per_sec: 1024,
+            upload_rate_grace_secs: 10,
+            max_connections_per_address: 512,
         }
     }
 }

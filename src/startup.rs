@@ -180,6 +180,11 @@ impl Application {
             lanes: LaneLocks::default(),
             approvals: settings.approvals.clone(),
             metrics_token: settings.server.metrics_token.clone(),
+            pace: crate::api::pacing::Pace {
+                body_timeout: Duration::from_secs(settings.server.body_timeout_secs.max(1)),
+                upload_min_rate: settings.server.upload_min_bytes_per_sec,
+                grace: Duration::from_secs(settings.server.upload_rate_grace_secs),
+            },
             read_window: crate::domain::times::DateWindow {
                 days_back: settings.cache.read_days_back,
                 days_ahead: settings.cache.read_days_ahead,
@@ -356,11 +361,16 @@ fn serve_http(
         .local_addr()
         .map_err(|e| StartupError::Listen(listen.clone(), e))?
         .port();
+    let connections = api::pacing::ConnectionLimit::new(
+        settings.server.max_connections_per_address,
+        settings.server.trusted_proxies.clone(),
+    );
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(|cfg| api::extractor_config(cfg, MAX_JSON_BODY))
             .wrap(tracing_actix())
+            .wrap(actix_web::middleware::from_fn(api::pacing::pace_bodies))
             .wrap(actix_web::middleware::from_fn(api::middleware::hsts))
             .wrap(actix_web::middleware::from_fn(
                 api::middleware::record_latency,
@@ -375,7 +385,11 @@ fn serve_http(
             .configure(crate::console::routes)
             .default_service(web::to(api::problem::not_found))
     })
-    .disable_signals();
+    .disable_signals()
+    .client_request_timeout(Duration::from_secs(
+        settings.server.request_head_timeout_secs.max(1),
+    ))
+    .on_connect(move |conn, data| connections.on_connect(conn, data));
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }

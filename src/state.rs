@@ -66,6 +66,8 @@ pub struct AppState {
     pub metrics_token: Option<crate::config::Secret>,
     /// The window device times must fall in (`server.max_future_secs`, `max_past_hours`).
     pub time_window: crate::domain::times::TimeWindow,
+    /// How slowly request bodies may arrive (`api::pacing`).
+    pub pace: crate::api::pacing::Pace,
     /// The route dates callers may read (`cache.read_days_back`, `read_days_ahead`).
     pub read_window: crate::domain::times::DateWindow,
     pub webhooks: Arc<crate::webhooks::Webhooks>,

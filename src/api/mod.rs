@@ -14,6 +14,7 @@ mod metrics;
 pub mod middleware;
 mod ops;
 pub mod origin;
+pub mod pacing;
 mod parts;
 pub(crate) mod present;
 pub mod problem;

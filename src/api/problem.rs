@@ -12,6 +12,9 @@ pub enum ApiError {
     BadRequest { code: &'static str, detail: String },
     #[error("the request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive in time (`api::pacing`).
+    #[error("{0}")]
+    BodyTimeout(String),
     #[error("{detail}")]
     Unauthorized { code: &'static str, detail: String },
     #[error("this role may not use {0}")]
@@ -76,6 +79,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::BodyTimeout(_) => "body-timeout",
             ApiError::Unauthorized { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Refused { code, .. } => code,
@@ -165,6 +169,9 @@ pub fn from_json_error(e: JsonPayloadError) -> ApiError {
         | JsonPayloadError::OverflowKnownLength { limit, .. } => {
             ApiError::PayloadTooLarge { limit }
         }
+        JsonPayloadError::Payload(e) if super::pacing::timed_out(&e) => {
+            ApiError::BodyTimeout(e.to_string())
+        }
         JsonPayloadError::ContentType => ApiError::BadRequest {
             code: "unsupported-media-type",
             detail: "expected Content-Type: application/json".into(),
@@ -189,6 +196,7 @@ impl ResponseError for ApiError {
             } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests { .. } | ApiError::UpstreamBudgetSpent { .. } => {

@@ -302,10 +302,15 @@ async fn append(
     let from_start = a.offset == 0;
     let mut sink = Sink::new(held);
     let mut cut = false;
+    let mut too_slow = false;
     while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else {
-            cut = true;
-            break;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                cut = true;
+                too_slow = super::pacing::timed_out(&e);
+                break;
+            }
         };
         if a.offset + sink.received() + chunk.len() as u64 > a.size {
             let held = sink.abandon().await.map_err(io)?;
@@ -335,6 +340,16 @@ async fn append(
     a.offset += written;
     uploads::put(state.store.as_ref(), &a)?;
     state.commit.flush().await?;
+    if too_slow {
+        return Err(err(
+            408,
+            "upload-too-slow",
+            format!(
+                "the body arrived slower than the server's minimum rate; {} bytes are kept, resume from there",
+                a.offset
+            ),
+        ));
+    }
     if cut {
         return Err(err(
             400,

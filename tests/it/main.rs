@@ -20,6 +20,7 @@ mod sessions;
 mod sim_api;
 mod sim_faults;
 mod sim_lifecycle;
+mod slow_clients;
 mod spec;
 mod sso;
 mod status;

@@ -109,8 +109,8 @@ async fn with_ofsc_down_the_cached_route_is_served_stale() {
     assert_eq!(route["fetchedAt"], fresh["fetchedAt"]);
     assert_eq!(route["stops"].as_array().unwrap().len(), 9);
     // A route never fetched cannot be served.
-    let tomorrow = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap()
-        + chrono::Days::new(1);
+    let tomorrow =
+        chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap() + chrono::Days::new(1);
     let resp = stack
         .app
         .call("get", &format!("/routes/{tomorrow}"), Some(&s.access))

@@ -130,7 +130,7 @@ pub async fn settled(stack: &Stack, s: &Session, activity: i64, attachment: &str
     .await
 }
 
-fn url_of(g: &Value) -> String {
+pub fn url_of(g: &Value) -> String {
     g["upload"]["url"].as_str().unwrap().to_string()
 }
 
@@ -159,7 +159,7 @@ pub async fn tus(
     r.send().await.unwrap()
 }
 
-async fn offset_of(http: &reqwest::Client, url: &str) -> u64 {
+pub async fn offset_of(http: &reqwest::Client, url: &str) -> u64 {
     let r = tus(http, "HEAD", url, None, None, &[]).await;
     assert_eq!(r.status(), 200);
     r.headers()["upload-offset"]
