@@ -62,11 +62,11 @@ pub struct Approval {
 }
 
 pub fn approval_id(seq: u64) -> String {
-    format!("apr_{seq:016x}")
+    crate::ids::format("apr_", seq)
 }
 
 pub fn approval_seq(id: &str) -> Option<u64> {
-    u64::from_str_radix(id.strip_prefix("apr_")?, 16).ok()
+    crate::ids::parse("apr_", id)
 }
 
 fn key(seq: u64) -> [u8; 8] {

@@ -14,6 +14,7 @@ pub mod directory;
 pub mod domain;
 pub mod events;
 pub mod fetch_budget;
+pub mod ids;
 pub mod ofsc;
 pub mod outbox;
 pub mod renders;

@@ -81,11 +81,11 @@ fn due_key(at: DateTime<Utc>, seq: u64) -> Vec<u8> {
 }
 
 pub fn delivery_id(seq: u64) -> String {
-    format!("dlv_{seq:016x}")
+    crate::ids::format("dlv_", seq)
 }
 
 pub fn delivery_seq(id: &str) -> Option<u64> {
-    u64::from_str_radix(id.strip_prefix("dlv_")?, 16).ok()
+    crate::ids::parse("dlv_", id)
 }
 
 /// Records an event in the caller's journal record; `seq` comes from `Storage::next_id`

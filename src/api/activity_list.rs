@@ -11,7 +11,6 @@ use crate::outbox::{self, NewOp, OpKind, Submitter};
 use crate::state::AppState;
 use crate::store::Storage;
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::Engine;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -37,18 +36,13 @@ fn bad(code: &'static str, detail: impl Into<String>) -> ApiError {
 }
 
 fn encode_cursor(offset: usize) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+    crate::ids::format("act_", offset as u64)
 }
 
+/// Any cursor of the documented form is a position, so it decodes (past the end: an empty
+/// page).
 fn decode_cursor(c: &str) -> Option<usize> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    String::from_utf8(raw)
-        .ok()?
-        .strip_prefix("o:")?
-        .parse()
-        .ok()
+    usize::try_from(crate::ids::parse("act_", c)?).ok()
 }
 
 /// The resources a listing covers: the one asked for (if visible), else the caller's own or

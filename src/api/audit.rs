@@ -22,7 +22,7 @@ pub struct AuditQuery {
 }
 
 fn cursor_of(e: &AuditEntry) -> String {
-    format!("aud_{:016x}", e.seq)
+    crate::ids::format("aud_", e.seq)
 }
 
 pub async fn list(
@@ -36,10 +36,7 @@ pub async fn list(
         detail: "unknown cursor".into(),
     };
     let mut after = match q.cursor.as_deref() {
-        Some(c) => c
-            .strip_prefix("aud_")
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-            .ok_or_else(bad_cursor)?,
+        Some(c) => crate::ids::parse("aud_", c).ok_or_else(bad_cursor)?,
         None => 0,
     };
     let limit = super::page_limit(q.limit, 100, 1000)?;

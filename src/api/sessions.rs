@@ -44,7 +44,7 @@ pub struct Refresh {
 }
 
 fn check_device(device: &str) -> Result<(), ApiError> {
-    if device.is_empty() || device.len() > 128 || device.chars().any(char::is_control) {
+    if device.is_empty() || device.chars().count() > 128 || device.chars().any(char::is_control) {
         return Err(ApiError::BadRequest {
             code: "invalid-device-id",
             detail: "deviceId must be 1-128 printable characters".into(),
@@ -189,7 +189,9 @@ async fn sso_login(
     nonce: Option<&str>,
 ) -> Result<(User, String), ApiError> {
     let Some(verifier) = &state.oidc else {
-        return Err(ApiError::BadRequest {
+        // No provider is trusted here, so the token cannot authenticate anyone: a 401, as
+        // for any credential this server does not accept.
+        return Err(ApiError::Unauthorized {
             code: "sso-not-configured",
             detail: "single sign-on is not configured on this server".into(),
         });

@@ -15,7 +15,6 @@ use crate::state::AppState;
 use crate::store::keys::KeyBuf;
 use crate::store::Storage;
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::Engine;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -297,7 +296,8 @@ pub async fn push(
     let offset = times::offset(server_now, body.device_time);
     body.ops.sort_by_key(|o| o.seq);
     let store = state.store.as_ref();
-    let mut expected = outbox::device_seq(store, &who.user_id, &who.device_id)? + 1;
+    // Saturating: a device may send any u64, the last one included.
+    let mut expected = outbox::device_seq(store, &who.user_id, &who.device_id)?.saturating_add(1);
     let mut gaps = Vec::new();
     let mut results = Vec::with_capacity(body.ops.len());
     let cache = state.cache.clone();
@@ -310,7 +310,7 @@ pub async fn push(
                 gaps.push(json!({"from": expected, "to": op.seq - 1}));
                 tracing::warn!(device = %who.device_id, from = expected, to = op.seq - 1, "sync seq gap");
             }
-            expected = expected.max(op.seq + 1);
+            expected = expected.max(op.seq.saturating_add(1));
             let result = apply_op(&state, &who, &req, op, offset, &stage).await?;
             // A grant is not an op: its seq is noted here, like a refused op's.
             if (result["result"] != "accepted" && result["result"] != "duplicate")
@@ -346,18 +346,11 @@ pub struct PullQuery {
 }
 
 fn encode_cursor(seq: u64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("c:{seq}"))
+    crate::ids::format("chg_", seq)
 }
 
 fn decode_cursor(c: &str) -> Option<u64> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    String::from_utf8(raw)
-        .ok()?
-        .strip_prefix("c:")?
-        .parse()
-        .ok()
+    crate::ids::parse("chg_", c)
 }
 
 pub async fn pull(
@@ -409,7 +402,12 @@ pub async fn pull(
         let batch = store.scan_raw(
             CHANGES,
             &prefix,
-            Some(&KeyBuf::new().str(&resource).u64(last + 1).finish()),
+            Some(
+                &KeyBuf::new()
+                    .str(&resource)
+                    .u64(last.saturating_add(1))
+                    .finish(),
+            ),
             256,
         )?;
         if batch.is_empty() {

@@ -158,11 +158,11 @@ pub struct Op {
 
 impl Op {
     pub fn id_of(seq: u64) -> String {
-        format!("op_{seq:016x}")
+        crate::ids::format("op_", seq)
     }
 
     pub fn seq_of(id: &str) -> Option<u64> {
-        u64::from_str_radix(id.strip_prefix("op_")?, 16).ok()
+        crate::ids::parse("op_", id)
     }
 
     /// The OFSC status the activity has once this op is applied, for read-back after an

@@ -634,3 +634,22 @@ async fn pushed_times_outside_the_window_are_refused_per_op_without_a_panic() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["results"][0]["code"], "time-out-of-range", "{body}");
 }
+
+#[tokio::test]
+async fn the_largest_seq_is_answered_not_a_dropped_connection() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech2").await;
+    let ids = stops(&stack, &s, "tech2").await;
+    let op = status_op(u64::MAX, ids[0], "enroute", now());
+    let (code, body) = push(&stack, &s, now(), vec![op.clone()]).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(results(&body), ["accepted"]);
+    assert_eq!(body["highWater"], u64::MAX);
+    let (code, again) = push(&stack, &s, now(), vec![op]).await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(
+        results(&again),
+        ["duplicate"],
+        "a resend is a duplicate: {again}"
+    );
+}
