@@ -31,3 +31,53 @@ mod tests {
         }
     }
 }
+
+/// An OFSC resource's external id as a client may name it: 1-32 characters (OFSC's limit),
+/// none of them control characters. Checked before it can reach an OFSC URL.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResourceId(String);
+
+impl std::ops::Deref for ResourceId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+pub fn resource_id_ok(s: &str) -> bool {
+    let n = s.chars().count();
+    (1..=32).contains(&n) && !s.chars().any(char::is_control)
+}
+
+impl TryFrom<String> for ResourceId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match resource_id_ok(&s) {
+            true => Ok(ResourceId(s)),
+            false => Err("a resourceId is 1-32 characters, none of them control characters".into()),
+        }
+    }
+}
+
+impl From<ResourceId> for String {
+    fn from(r: ResourceId) -> String {
+        r.0
+    }
+}
+
+#[cfg(test)]
+mod resource_id_tests {
+    use super::*;
+
+    #[test]
+    fn resource_ids_are_ofscs_length_without_control_characters() {
+        assert!(resource_id_ok("tech1"));
+        assert!(resource_id_ok(&"é".repeat(32)));
+        assert!(!resource_id_ok(&"a".repeat(33)));
+        assert!(!resource_id_ok(""));
+        assert!(!resource_id_ok("a\nb"));
+        let parsed: Result<ResourceId, _> = serde_json::from_str("\"x\\u0000\"");
+        assert!(parsed.is_err());
+    }
+}

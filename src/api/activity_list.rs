@@ -23,7 +23,7 @@ pub struct ListQuery {
     date_from: Option<String>,
     date_to: Option<String>,
     status: Option<String>,
-    resource_id: Option<String>,
+    resource_id: Option<crate::ids::ResourceId>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -135,7 +135,7 @@ pub struct NewActivity {
     activity_type: String,
     date: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    resource_id: Option<String>,
+    resource_id: Option<crate::ids::ResourceId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     customer_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +226,7 @@ pub async fn submit_create(
     let resource = body
         .resource_id
         .clone()
+        .map(String::from)
         .or(who.resource_id.clone())
         .ok_or(ApiError::NotFound)?;
     policy::may_see(who, &resource, state.directory.as_ref())?;

@@ -24,7 +24,7 @@ fn bad(code: &'static str, detail: impl Into<String>) -> ApiError {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
-    resource_id: Option<String>,
+    resource_id: Option<crate::ids::ResourceId>,
     cursor: Option<String>,
     limit: Option<usize>,
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditQuery {
     activity_id: Option<i64>,
-    resource_id: Option<String>,
+    resource_id: Option<crate::ids::ResourceId>,
     since: Option<DateTime<FixedOffset>>,
     cursor: Option<String>,
     limit: Option<usize>,

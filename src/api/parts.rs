@@ -18,7 +18,7 @@ pub const MAX_ITEMS: usize = 50;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InventoryQuery {
-    resource_id: Option<String>,
+    resource_id: Option<crate::ids::ResourceId>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
@@ -34,7 +34,7 @@ pub async fn van(
 ) -> Result<HttpResponse, ApiError> {
     policy::may_use(&who, Function::ReadField)?;
     let resource = match (&query.resource_id, &who.resource_id) {
-        (Some(r), _) => r.clone(),
+        (Some(r), _) => r.to_string(),
         (None, Some(own)) => own.clone(),
         (None, None) => {
             return Err(ApiError::BadRequest {

@@ -15,7 +15,7 @@ use serde_json::json;
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteQuery {
-    resource_id: Option<String>,
+    resource_id: Option<crate::ids::ResourceId>,
 }
 
 pub async fn get(
@@ -36,6 +36,7 @@ pub async fn get(
     let resource = q
         .resource_id
         .clone()
+        .map(String::from)
         .or(who.resource_id.clone())
         .ok_or(ApiError::NotFound)?;
     policy::may_see(&who, &resource, state.directory.as_ref())?;

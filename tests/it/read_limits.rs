@@ -147,3 +147,24 @@ async fn reads_outside_the_date_window_are_refused() {
     .await;
     assert_eq!(edge.status(), 200, "the window's last day");
 }
+
+#[tokio::test]
+async fn resource_ids_of_a_form_ofsc_cannot_have_are_refused_before_any_fetch() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("admin").await;
+    let today = today_of(&stack, "tech1").await;
+    let (before, _) = sim_reads(&stack).await;
+    let long = "r".repeat(33);
+    for path in [
+        format!("/routes/{today}?resourceId={long}"),
+        format!("/routes/{today}?resourceId=a%0Ab"),
+        format!("/activities?resourceId={long}"),
+        format!("/inventory?resourceId={long}"),
+    ] {
+        let r = get(&stack, &s.access, &path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "invalid-query", "{path}");
+    }
+    assert_eq!(sim_reads(&stack).await.0, before);
+}
