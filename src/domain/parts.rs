@@ -162,7 +162,7 @@ fn positive_quantity(q: Option<f64>) -> Result<f64, Refusal> {
 
 fn required_type(req: &PartRequest) -> Result<String, Refusal> {
     match req.inventory_type.as_deref() {
-        Some(t) if !t.trim().is_empty() && t.len() <= 100 => Ok(t.to_string()),
+        Some(t) if !t.trim().is_empty() && t.chars().count() <= 100 => Ok(t.to_string()),
         _ => Err(refuse(
             "invalid-body",
             400,
@@ -274,11 +274,20 @@ fn plan_from_van(view: &PartsView, req: &PartRequest) -> Result<PlannedPart, Ref
             .van
             .iter()
             .any(|i| i.inventory_type == kind && i.serial_number.is_some());
+    // Which of the two a part needs depends on what the van holds, not on the request's
+    // shape: a conflict with the van (409), not a malformed request.
     if serialized_only {
         return Err(refuse(
             "serial-required",
-            400,
+            409,
             format!("{kind} is serialized: name the serial number"),
+        ));
+    }
+    if req.quantity.is_none() {
+        return Err(refuse(
+            "quantity-required",
+            409,
+            format!("{kind} is a bulk part: name the quantity"),
         ));
     }
     let quantity = positive_quantity(req.quantity)?;

@@ -102,10 +102,18 @@ fn bulk_consumption_is_net_of_earlier_entries_and_overdraw_names_what_is_left() 
 
 #[test]
 fn bad_quantities_are_400s() {
-    for q in [Some(0.0), Some(-1.0), Some(f64::NAN), None] {
+    for q in [Some(0.0), Some(-1.0), Some(f64::NAN)] {
         let e = plan(&view(), true, &req(PartAction::Consume, "CAT6_M", None, q)).unwrap_err();
         assert_eq!(e.status, 400, "{q:?}");
     }
+    // Whether a quantity is needed depends on the van (bulk or serialized): a conflict.
+    let e = plan(
+        &view(),
+        true,
+        &req(PartAction::Consume, "CAT6_M", None, None),
+    )
+    .unwrap_err();
+    assert_eq!((e.status, e.code), (409, "quantity-required"));
     let e = plan(
         &view(),
         true,
