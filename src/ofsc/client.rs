@@ -358,6 +358,30 @@ impl OfscClient {
         .await
     }
 
+    /// A status action at the device's `local` time, with the body Oracle's schema gives
+    /// that action: `time` for `start` and `enroute`
+    /// (`customActionActivityStatusEnrouteChangeSchema`) and for `suspend`, `complete`,
+    /// `notDone` and `cancel` (`customActionActivityStatusChangeSchema`); `stopTravel`
+    /// documents no body, so none is sent.
+    pub async fn status_action(
+        &self,
+        id: i64,
+        action: &str,
+        local: &str,
+    ) -> Result<Activity, OfscError> {
+        let body = match status_action_body(action, local) {
+            Some(b) => Body::Json(b),
+            None => Body::None,
+        };
+        self.json(
+            Method::POST,
+            &format!("/activities/{id}/custom-actions/{action}"),
+            &[],
+            body,
+        )
+        .await
+    }
+
     /// `move`: answers 204.
     pub async fn move_activity(
         &self,
@@ -670,9 +694,30 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, OfscError> 
     })
 }
 
+/// The body of a status action as Oracle's schema defines it (`None`: the action takes no
+/// body).
+pub fn status_action_body(action: &str, local: &str) -> Option<Value> {
+    match action {
+        "stopTravel" => None,
+        _ => Some(json!({ "time": local })),
+    }
+}
+
 #[cfg(test)]
 mod seg_tests {
-    use super::seg;
+    use super::{seg, status_action_body};
+    use serde_json::json;
+
+    #[test]
+    fn status_actions_carry_their_schemas_body() {
+        let t = "2026-12-02 08:00:00";
+        for a in [
+            "start", "enroute", "suspend", "complete", "notDone", "cancel",
+        ] {
+            assert_eq!(status_action_body(a, t), Some(json!({"time": t})), "{a}");
+        }
+        assert_eq!(status_action_body("stopTravel", t), None);
+    }
 
     #[test]
     fn a_segment_stays_one_segment_and_cannot_climb() {

@@ -12,7 +12,6 @@ use crate::outbox::{self, Op, OpKind, OpState};
 use crate::store::{GroupCommit, Storage};
 use chrono::Utc;
 use rand::Rng;
-use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -398,10 +397,7 @@ impl Replayer {
                         "the activity this op is for was never created in OFSC".into(),
                     ));
                 }
-                let a = self
-                    .ofsc
-                    .activity_action(id, action, json!({ "time": local }))
-                    .await?;
+                let a = self.ofsc.status_action(id, action, &local).await?;
                 self.cache_activity(&a)?;
                 Ok(None)
             }

@@ -52,8 +52,13 @@ impl Action {
     }
 
     /// Whether the action carries a `time` that must not go backwards within the route.
+    /// Whether the action takes a `time` (and so is held to the route's clock). OFSC's
+    /// `stopTravel` documents no body: it records nothing that could go backwards.
     pub fn is_timed(self) -> bool {
-        !matches!(self, Action::Delete | Action::Delay | Action::Reopen)
+        !matches!(
+            self,
+            Action::Delete | Action::Delay | Action::Reopen | Action::StopTravel
+        )
     }
 }
 

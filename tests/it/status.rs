@@ -485,3 +485,62 @@ async fn the_audit_keeps_the_servers_request_id_and_a_safe_caller_id_beside_it()
     assert_eq!(entry(&first)["clientRequestId"], "device-42:try.1");
     assert!(entry(&second).get("clientRequestId").is_none());
 }
+
+#[tokio::test]
+async fn actions_carry_the_bodies_oracles_schema_gives_them() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let date = today(&stack, "tech1").await;
+    let first = stop_ids(&stack.route(&s, &date).await)[0];
+    let at = |ago: i64| chrono::Utc::now() - chrono::Duration::minutes(ago);
+    let mut ops = Vec::new();
+    let mut sent = Vec::new();
+    for (n, (status, ago)) in [
+        ("enroute", 50),
+        ("pending", 45),
+        ("enroute", 40),
+        ("started", 20),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = at(ago);
+        let (code, body) = stack
+            .status_body(
+                &s,
+                first,
+                json!({"status": status, "time": t.to_rfc3339()}),
+                &format!("b{n}"),
+            )
+            .await;
+        assert_eq!(code, 202, "{status}: {body}");
+        ops.push(body["opId"].as_str().unwrap().to_string());
+        sent.push(t);
+    }
+    stack.settle(&s, &ops, Duration::from_secs(20)).await;
+    let zone = fieldsync::ofsc::time::zone("America/New_York").unwrap();
+    let local = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string()
+    };
+    let entries: Vec<(String, Option<String>)> = stack
+        .sim
+        .ledger()
+        .await
+        .iter()
+        .filter(|e| e["activityId"] == first)
+        .map(|e| {
+            let time = e["time"].as_str().map(|t| t[..16].to_string());
+            (e["action"].as_str().unwrap().to_string(), time)
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("enroute".to_string(), Some(local(sent[0]))),
+            ("stopTravel".to_string(), None),
+            ("enroute".to_string(), Some(local(sent[2]))),
+            ("start".to_string(), Some(local(sent[3]))),
+        ],
+        "enroute and start carry the device's time; stopTravel takes no body"
+    );
+}
