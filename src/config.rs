@@ -58,6 +58,7 @@ pub struct Settings {
     pub approvals: ApprovalSettings,
     pub webhooks: WebhookSettings,
     pub uploads: UploadSettings,
+    pub properties: PropertySettings,
     /// Single sign-on; absent: local users only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcSettings>,
@@ -84,9 +85,6 @@ pub struct UploadSettings {
     pub upload_ttl_secs: i64,
     /// Clock skew allowed on a grant's expiry.
     pub skew_secs: i64,
-    /// OFSC file property of photos (the n-th photo of an activity gets `_n` from the second).
-    pub photo_label: String,
-    pub signature_label: String,
     /// Images decoded at once (each may need a few hundred MB).
     pub max_decodes: usize,
     /// CPU time one decode may use before the upload is refused (`decode-timeout`); CPU,
@@ -104,11 +102,38 @@ impl Default for UploadSettings {
             grant_ttl_secs: 900,
             upload_ttl_secs: 24 * 3600,
             skew_secs: 30,
-            photo_label: "XA_PHOTO".into(),
-            signature_label: "csign".into(),
             max_decodes: 1,
             decode_timeout_ms: 30_000,
             decode_nice: 10,
+        }
+    }
+}
+
+/// The tenant's custom properties fieldsync writes (each must exist in the tenant; the
+/// approval properties are under `[approvals]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PropertySettings {
+    /// A text property: the notes of an activity created on a device.
+    pub notes: String,
+    /// File properties for an activity's photos, in order: the n-th photo goes to the n-th.
+    /// An activity holds as many photos as there are labels.
+    pub photos: Vec<String>,
+    /// The file property of the customer's signature.
+    pub signature: String,
+}
+
+impl Default for PropertySettings {
+    fn default() -> Self {
+        PropertySettings {
+            notes: "XA_NOTES".into(),
+            photos: (1..=5)
+                .map(|n| match n {
+                    1 => "XA_PHOTO".to_string(),
+                    n => format!("XA_PHOTO_{n}"),
+                })
+                .collect(),
+            signature: "csign".into(),
         }
     }
 }
@@ -494,6 +519,18 @@ impl Settings {
                     "server.public_url must be an http(s) URL without query or fragment, not {u:?}"
                 ));
             }
+        }
+        let p = &self.properties;
+        let labels = std::iter::once(&p.notes)
+            .chain(&p.photos)
+            .chain(std::iter::once(&p.signature));
+        if labels.clone().any(|l| l.trim().is_empty()) || p.photos.is_empty() {
+            problems
+                .push("properties: every label must be set, and at least one photo label".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = labels.clone().find(|l| !seen.insert(*l)) {
+            problems.push(format!("properties: {dup:?} is named twice"));
         }
         if self.cache.route_retention_days <= self.cache.read_days_back {
             problems.push(format!(

@@ -195,6 +195,7 @@ impl Application {
             ),
             webhooks,
             uploads: settings.uploads.clone(),
+            properties: settings.properties.clone(),
             files,
             upload_keys,
             processing,

@@ -72,6 +72,8 @@ pub struct AppState {
     pub read_window: crate::domain::times::DateWindow,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     pub uploads: crate::config::UploadSettings,
+    /// The tenant's property labels fieldsync writes.
+    pub properties: crate::config::PropertySettings,
     pub files: Arc<crate::uploads::Files>,
     pub upload_keys: Vec<crate::uploads::grant::SigningKey>,
     /// Uploads whose last byte arrived, for the background decode (`api::upload_finish`).

@@ -243,7 +243,7 @@ pub async fn submit_create(
     let provisional = -(state.store.next_id()? as i64);
     let mut properties = serde_json::Map::new();
     if let Some(n) = &body.notes {
-        properties.insert("XA_NOTES".into(), json!(n));
+        properties.insert(state.properties.notes.clone(), json!(n));
     }
     let activity = Activity {
         activity_id: Some(provisional),

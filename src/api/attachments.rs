@@ -156,8 +156,35 @@ pub async fn submit_grant(
     if let Some(answer) = outbox::idempotent_answer(store, &submitter)? {
         return Ok(answer);
     }
-    let seq = store.next_id()?;
     let now = Utc::now();
+    if body.kind == Kind::Photo {
+        // Each photo goes to a file property of its own; past the last one OFSC has nowhere
+        // to keep it, so it is refused before the device spends its data on it.
+        let taken = uploads::of_activity(store, id)?
+            .iter()
+            .filter(|x| {
+                x.kind == Kind::Photo
+                    && match x.state {
+                        UploadState::Complete
+                        | UploadState::Processing
+                        | UploadState::Uploading => true,
+                        UploadState::Granted => x.grant_expires_at > now,
+                        _ => false,
+                    }
+            })
+            .count();
+        let slots = state.properties.photos.len();
+        if taken >= slots {
+            return Err(ApiError::Conflict {
+                code: "no-photo-property",
+                detail: format!(
+                    "this activity already has {taken} photos, one per photo property of the tenant ({slots})"
+                ),
+                extra: serde_json::Value::Null,
+            });
+        }
+    }
+    let seq = store.next_id()?;
     let a = Attachment {
         id: uploads::attachment_id(seq),
         seq,

@@ -308,19 +308,27 @@ async fn keep(state: &AppState, a: &Attachment, thumbnail: Vec<u8>) -> Result<()
     .map_err(internal)
 }
 
-/// The OFSC file property for the attachment: signatures one label, photos numbered.
+/// The OFSC file property for the attachment: the signature's, or the next free photo
+/// property (the grant made sure there is one).
 fn label_for(state: &AppState, a: &Attachment) -> Result<String, ApiError> {
+    let p = &state.properties;
     Ok(match a.kind {
-        Kind::Signature => state.uploads.signature_label.clone(),
+        Kind::Signature => p.signature.clone(),
         Kind::Photo => {
             let earlier = uploads::of_activity(state.store.as_ref(), a.activity_id)?
                 .iter()
                 .filter(|x| x.kind == Kind::Photo && x.state == UploadState::Complete)
                 .count();
-            match earlier {
-                0 => state.uploads.photo_label.clone(),
-                n => format!("{}_{}", state.uploads.photo_label, n + 1),
-            }
+            p.photos
+                .get(earlier)
+                .cloned()
+                .ok_or_else(|| ApiError::Conflict {
+                    code: "no-photo-property",
+                    detail: format!(
+                        "this activity already has {earlier} photos, one per photo property of the tenant"
+                    ),
+                    extra: serde_json::Value::Null,
+                })?
         }
     })
 }

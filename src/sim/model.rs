@@ -90,6 +90,8 @@ pub struct Tenant {
     pub events: EventLog,
     pub ledger: Vec<LedgerEntry>,
     pub positions: Vec<Position>,
+    /// Custom property label → type (`file` for file properties).
+    pub properties: BTreeMap<String, String>,
 }
 
 /// `activityDetails` of an event: Oracle's fields, plus those fieldsync subscribes to.
@@ -109,6 +111,7 @@ impl Tenant {
         let mut t = Tenant {
             next_activity_id: 4_200_001,
             next_inventory_id: 21_000_001,
+            properties: seed.properties.clone(),
             ..Default::default()
         };
         for r in &seed.resources {
@@ -493,6 +496,7 @@ impl Tenant {
             NaiveDate::parse_from_str(d, "%Y-%m-%d")
                 .map_err(|_| SimError::bad_request(format!("Invalid date '{d}'")))?;
         }
+        self.known_properties(&a)?;
         let id = self.alloc_activity_id();
         a.activity_id = Some(id);
         a.status = Some("pending".into());
@@ -542,10 +546,42 @@ impl Tenant {
         }
         let updated: Activity = serde_json::from_value(merged)
             .map_err(|e| SimError::bad_request(format!("Invalid activity: {e}")))?;
+        self.known_properties(&updated)?;
         self.activities.insert(id, updated);
         self.log(call, Some(id), None, None);
         self.emit_activity("activityUpdated", id, Value::Object(patch));
         self.activity(id).cloned()
+    }
+
+    /// Refuses a custom property the tenant does not have, or a file property set as a value
+    /// (files go through `PUT /activities/{id}/{label}`).
+    fn known_properties(&self, a: &Activity) -> SimResult<()> {
+        for label in a.properties.keys() {
+            match self.properties.get(label).map(String::as_str) {
+                Some("file") => {
+                    return Err(SimError::bad_request(format!(
+                        "Property '{label}' is a file property"
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    return Err(SimError::bad_request(format!(
+                        "Property '{label}' does not exist"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A file property of the tenant, else OFSC's 404.
+    pub fn file_property(&self, label: &str) -> SimResult<()> {
+        match self.properties.get(label).map(String::as_str) {
+            Some("file") => Ok(()),
+            _ => Err(SimError::not_found(format!(
+                "File property '{label}' is not found"
+            ))),
+        }
     }
 
     /// `DELETE /activities/{id}`.

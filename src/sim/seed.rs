@@ -19,6 +19,43 @@ pub struct SeedFile {
     #[serde(default)]
     pub date: Option<NaiveDate>,
     pub resources: Vec<SeedResource>,
+    /// The tenant's custom properties; only these labels are accepted, as in OFSC. Absent:
+    /// the ones fieldsync's defaults use.
+    #[serde(default = "default_properties")]
+    pub properties: Vec<SeedProperty>,
+}
+
+/// A custom property of the tenant.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedProperty {
+    pub label: String,
+    /// `string`, `enum`, `int` or `file`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The properties fieldsync's default configuration writes.
+pub fn default_properties() -> Vec<SeedProperty> {
+    let p = crate::config::PropertySettings::default();
+    let a = crate::config::ApprovalSettings::default();
+    let text = [
+        p.notes,
+        a.status_label,
+        a.approved_by_label,
+        a.comment_label,
+    ];
+    let files = p.photos.into_iter().chain(std::iter::once(p.signature));
+    text.into_iter()
+        .map(|label| SeedProperty {
+            label,
+            kind: "string".into(),
+        })
+        .chain(files.map(|label| SeedProperty {
+            label,
+            kind: "file".into(),
+        }))
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +132,8 @@ pub struct Expanded {
     /// Activities without ids; the tenant numbers them.
     pub activities: Vec<(Activity, Vec<Inventory>)>,
     pub van_stock: Vec<Inventory>,
+    /// Custom property labels and their types.
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 pub fn parse(text: &str) -> Result<SeedFile, SeedError> {
@@ -120,7 +159,14 @@ fn inventory(s: &SeedInventory, status: &str, resource: Option<&str>) -> Invento
 
 /// Expands the seed: resources, today's routes with planned times, and inventories.
 pub fn expand(seed: &SeedFile) -> Result<Expanded, SeedError> {
-    let mut out = Expanded::default();
+    let mut out = Expanded {
+        properties: seed
+            .properties
+            .iter()
+            .map(|p| (p.label.clone(), p.kind.clone()))
+            .collect(),
+        ..Default::default()
+    };
     for (idx, r) in seed.resources.iter().enumerate() {
         let tz = time::zone(&r.time_zone)
             .map_err(|e| SeedError::Resource(r.resource_id.clone(), e.to_string()))?;

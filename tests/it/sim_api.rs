@@ -219,15 +219,28 @@ async fn create_get_patch_delete() {
         .client
         .update_activity(
             id,
-            json!({"customerName": "Changed", "XA_NOTE": "gate code 1234"}),
+            json!({"customerName": "Changed", "XA_NOTES": "gate code 1234"}),
         )
         .await
         .unwrap();
     assert_eq!(patched.customer_name.as_deref(), Some("Changed"));
     assert_eq!(
-        patched.properties.get("XA_NOTE"),
+        patched.properties.get("XA_NOTES"),
         Some(&json!("gate code 1234"))
     );
+    // Only the tenant's own properties, and a file property only through its file path.
+    for body in [
+        json!({"XA_NOTE": "typo"}),
+        json!({"XA_PHOTO": "not a file"}),
+    ] {
+        assert!(
+            matches!(
+                sim.client.update_activity(id, body.clone()).await,
+                Err(OfscError::Rejected { status: 400, .. })
+            ),
+            "{body}"
+        );
+    }
     for forbidden in ["status", "date", "resourceId"] {
         let mut body = Map::new();
         body.insert(forbidden.into(), json!("x"));
@@ -424,10 +437,21 @@ async fn file_properties_bytes_metadata_and_the_5_mb_cap() {
     let big = bytes::Bytes::from(vec![0u8; 5 * 1024 * 1024 + 1]);
     assert!(matches!(
         sim.client
-            .put_file(id, "photo", big, "image/jpeg", None)
+            .put_file(id, "XA_PHOTO", big, "image/jpeg", None)
             .await,
         Err(OfscError::Rejected { status: 400, .. })
     ));
+    for label in ["photo", "XA_PHOTO_6", "XA_NOTES"] {
+        let refused = sim
+            .client
+            .put_file(id, label, png.clone(), "image/png", None)
+            .await
+            .unwrap_err();
+        assert!(
+            refused.is_not_found(),
+            "{label}: not a file property of the tenant"
+        );
+    }
     let resp = sim
         .http
         .delete(sim.url(&format!("/rest/ofscCore/v1/activities/{id}/csign")))

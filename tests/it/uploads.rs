@@ -999,3 +999,50 @@ async fn trailing_data_after_the_image_is_cut_off() {
         "OFSC gets the image alone"
     );
 }
+
+/// Photos go to the configured file properties in order, and past the last one a grant is
+/// refused before any byte is sent: OFSC would have nowhere to keep the photo.
+#[tokio::test]
+async fn photos_fill_the_configured_properties_and_no_more() {
+    let stack = Stack::start_with(|s| {
+        s.properties.photos = vec!["XA_PHOTO_3".into(), "XA_PHOTO_5".into()];
+    })
+    .await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let mut ops = Vec::new();
+    let mut photos = Vec::new();
+    for n in 0..2u64 {
+        let photo = samples::photo(200, 150, 20 + n, None);
+        let key = format!("slot{n}");
+        let (code, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, &key).await;
+        assert_eq!(code, 201, "{g}");
+        assert_eq!(
+            upload_all(&stack.app.http, &url_of(&g), &photo)
+                .await
+                .status(),
+            201
+        );
+        let item = settled(&stack, &s, id, g["attachmentId"].as_str().unwrap()).await;
+        assert_eq!(item["state"], "complete", "{item}");
+        ops.push(item["opId"].as_str().unwrap().to_string());
+        photos.push(photo);
+    }
+    let third = samples::photo(200, 150, 30, None);
+    let (code, body) = grant(&stack, &s, id, "photo", "image/jpeg", &third, "slot2").await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (409, Some("no-photo-property")),
+        "{body}"
+    );
+    let applied = stack.settle(&s, &ops, Duration::from_secs(20)).await;
+    assert!(
+        applied.iter().all(|o| o["state"] == "applied"),
+        "{applied:?}"
+    );
+    for (label, photo) in ["XA_PHOTO_3", "XA_PHOTO_5"].iter().zip(&photos) {
+        let stored = stack.sim.client.get_file(id, label).await.unwrap();
+        assert_eq!(stored.as_ref(), photo.as_slice(), "{label}");
+    }
+    assert!(stack.sim.client.get_file(id, "XA_PHOTO").await.is_err());
+}

@@ -30,6 +30,7 @@ pub(super) async fn put_file(
     ofsc_call(&sim, &req, |t, call| {
         let id = activity_id(&id)?;
         t.activity(id)?;
+        t.file_property(&label)?;
         if body.len() > FILE_LIMIT {
             return Err(SimError::bad_request(
                 "File size exceeds the 5 MB limit of a file property",
@@ -64,6 +65,7 @@ pub(super) async fn get_file(
     ofsc_call(&sim, &req, |t, _| {
         let id = activity_id(&id)?;
         t.activity(id)?;
+        t.file_property(&label)?;
         let f = t
             .files
             .get(&(id, label.clone()))
@@ -84,6 +86,7 @@ pub(super) async fn delete_file(
     let (id, label) = path.into_inner();
     ofsc_call(&sim, &req, |t, call| {
         let id = activity_id(&id)?;
+        t.file_property(&label)?;
         t.files
             .remove(&(id, label.clone()))
             .ok_or_else(|| SimError::not_found(format!("Property '{label}' has no file")))?;
