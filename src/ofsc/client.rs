@@ -402,14 +402,26 @@ impl OfscClient {
 
     pub async fn get_route(&self, resource_id: &str, date: &str) -> Result<Route, OfscError> {
         let path = format!("/resources/{}/routes/{}", seg(resource_id)?, seg(date)?);
-        let mut route: Route = self.json(Method::GET, &path, &[], Body::None).await?;
+        let fields = ("activityFields", super::wire::ACTIVITY_FIELDS.join(","));
+        let mut route: Route = self
+            .json(
+                Method::GET,
+                &path,
+                std::slice::from_ref(&fields),
+                Body::None,
+            )
+            .await?;
         while (route.items.len() as i64) < route.total_results {
             let offset = route.items.len() as i64;
             let page: Route = self
                 .json(
                     Method::GET,
                     &path,
-                    &[("offset", offset.to_string()), ("limit", "100".into())],
+                    &[
+                        ("offset", offset.to_string()),
+                        ("limit", "100".into()),
+                        fields.clone(),
+                    ],
                     Body::None,
                 )
                 .await?;

@@ -7,6 +7,40 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// An activity. Times are resource-local `YYYY-MM-DD HH:MM:SS`; windows are `HH:MM:SS`.
+/// Every field of [`Activity`] fieldsync reads, as OFSC names them: route reads ask for
+/// exactly these (`activityFields`), since OFSC's default answer holds only times and zones.
+pub const ACTIVITY_FIELDS: &[&str] = &[
+    "activityId",
+    "resourceId",
+    "date",
+    "activityType",
+    "status",
+    "recordType",
+    "apptNumber",
+    "timeZone",
+    "timeZoneIANA",
+    "resourceTimeZone",
+    "resourceTimeZoneIANA",
+    "timeSlot",
+    "serviceWindowStart",
+    "serviceWindowEnd",
+    "startTime",
+    "endTime",
+    "duration",
+    "travelTime",
+    "positionInRoute",
+    "customerName",
+    "customerNumber",
+    "customerPhone",
+    "customerEmail",
+    "streetAddress",
+    "city",
+    "stateProvince",
+    "postalCode",
+    "latitude",
+    "longitude",
+];
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Activity {
@@ -328,6 +362,36 @@ pub struct PositionsResult {
 mod create_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_fields_a_route_read_asks_for_are_the_activitys_own() {
+        let mut all = serde_json::Map::new();
+        for f in ACTIVITY_FIELDS {
+            let v = match *f {
+                "activityId" | "duration" | "travelTime" | "positionInRoute" => json!(1),
+                "latitude" | "longitude" => json!(1.5),
+                _ => json!("x"),
+            };
+            all.insert((*f).to_string(), v);
+        }
+        let a: Activity = serde_json::from_value(serde_json::Value::Object(all)).unwrap();
+        assert!(
+            a.properties.is_empty(),
+            "not fields of Activity: {:?}",
+            a.properties
+        );
+        let back = serde_json::to_value(&a).unwrap();
+        let mut keys: Vec<&str> = back
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want = ACTIVITY_FIELDS.to_vec();
+        keys.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(keys, want, "every field asked for is read back");
+    }
 
     #[test]
     fn a_create_body_holds_the_schemas_fields_and_custom_properties_only() {

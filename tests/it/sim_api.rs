@@ -727,3 +727,45 @@ async fn inventory_lists_come_in_pages_of_100_and_the_connector_reads_them_all()
     ids.dedup();
     assert_eq!(ids.len(), total, "no item twice, none missed");
 }
+
+/// A route read answers the fields asked for in `activityFields`, and without it only times
+/// and zones, as Oracle documents; the connector asks for every field it reads.
+#[tokio::test]
+async fn route_reads_answer_the_activity_fields_asked_for() {
+    let sim = TestSim::start().await;
+    let (date, items) = sim.today_route("tech1").await;
+    assert!(
+        items
+            .iter()
+            .all(|a| a.appt_number.is_some() && a.customer_name.is_some() && a.status.is_some()),
+        "the connector asked for what it shows"
+    );
+    let read = |query: &'static str| {
+        let url = sim.url(&format!(
+            "/rest/ofscCore/v1/resources/tech1/routes/{date}{query}"
+        ));
+        let http = sim.http.clone();
+        async move {
+            let body: Value = http
+                .get(url)
+                .basic_auth("fieldsync-demo@demo", Some("demo"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let first = body["items"][0].as_object().unwrap().clone();
+            let mut keys: Vec<String> = first.keys().cloned().collect();
+            keys.sort();
+            keys
+        }
+    };
+    let plain = read("").await;
+    assert!(plain.contains(&"startTime".to_string()), "{plain:?}");
+    assert!(!plain.contains(&"customerName".to_string()), "{plain:?}");
+    assert_eq!(
+        read("?activityFields=activityId,status,apptNumber").await,
+        ["activityId", "apptNumber", "status"]
+    );
+}

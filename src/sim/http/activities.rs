@@ -207,6 +207,18 @@ pub(super) async fn activity_action(
     .await
 }
 
+/// What a route read answers per activity without `activityFields`: Oracle documents only
+/// that "the start time and time zone information is returned"; the rest is inferred.
+const ROUTE_DEFAULT_FIELDS: &[&str] = &[
+    "activityId",
+    "startTime",
+    "endTime",
+    "timeZone",
+    "timeZoneIANA",
+    "resourceTimeZone",
+    "resourceTimeZoneIANA",
+];
+
 pub(super) async fn get_route(
     sim: Data,
     req: HttpRequest,
@@ -222,7 +234,21 @@ pub(super) async fn get_route(
             .and_then(|s| s.parse::<usize>().ok())
             .unwrap_or(100)
             .clamp(1, 100);
-        ok(t.route(&rid, &date, offset, limit)?)
+        let route = t.route(&rid, &date, offset, limit)?;
+        let mut body =
+            serde_json::to_value(&route).map_err(|e| SimError::bad_request(e.to_string()))?;
+        if let Some(Value::Array(items)) = body.get_mut("items") {
+            let asked: Vec<&str> = match q.get("activityFields") {
+                Some(list) => list.split(',').map(str::trim).collect(),
+                None => ROUTE_DEFAULT_FIELDS.to_vec(),
+            };
+            for item in items {
+                if let Value::Object(fields) = item {
+                    fields.retain(|k, _| asked.contains(&k.as_str()));
+                }
+            }
+        }
+        ok(body)
     })
     .await
 }
