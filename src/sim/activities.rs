@@ -13,8 +13,13 @@ pub struct Activities {
     by_route: HashMap<RouteKey, BTreeSet<i64>>,
 }
 
+/// An activity's route; one without a date is on the resource's `nonScheduled` route.
 fn route_of(a: &Activity) -> Option<RouteKey> {
-    Some((a.resource_id.clone()?, a.date.clone()?))
+    let date = a
+        .date
+        .clone()
+        .unwrap_or_else(|| super::routes::NON_SCHEDULED.to_string());
+    Some((a.resource_id.clone()?, date))
 }
 
 impl Activities {

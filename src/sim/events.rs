@@ -9,6 +9,52 @@ use std::collections::HashMap;
 const EXPIRY: i64 = 36 * 3600;
 const MAX_SUBSCRIPTIONS: usize = 100;
 
+/// The event types Oracle documents; a subscription to anything else is refused.
+pub const KNOWN_EVENTS: &[&str] = &[
+    "activityCreated",
+    "activityUpdated",
+    "activityStarted",
+    "activityTravelStarted",
+    "activityTravelStopped",
+    "activitySuspended",
+    "activityCompleted",
+    "activityNotDone",
+    "activityCanceled",
+    "activityDeleted",
+    "activityDelayed",
+    "activityReopened",
+    "activityPreworkCreated",
+    "activityMoved",
+    "activityLinkCreated",
+    "activityLinkDeleted",
+    "routeActivated",
+    "routeDeactivated",
+    "routeReactivated",
+    "routeCreated",
+    "routeUpdated",
+    "inventoryInstalled",
+    "inventoryDeinstalled",
+    "inventoryUndoInstall",
+    "inventoryUndoDeinstall",
+    "customerInventoryCreated",
+    "customerInventoryUpdated",
+    "customerInventoryDeleted",
+    "resourceInventoryCreated",
+    "resourceInventoryUpdated",
+    "resourceInventoryDeleted",
+    "requiredInventoryCreated",
+    "requiredInventoryUpdated",
+    "requiredInventoryDeleted",
+    "userCreated",
+    "userUpdated",
+    "userDeleted",
+    "resourceCreated",
+    "resourceUpdated",
+    "formSubmitted",
+    "routingRun",
+    "transactionUpdated",
+];
+
 #[derive(Debug, Clone)]
 struct Subscription {
     events: Vec<String>,
@@ -43,6 +89,11 @@ impl EventLog {
     pub fn subscribe(&mut self, mut events: Vec<String>) -> SimResult<(String, String)> {
         if events.is_empty() {
             return Err(SimError::bad_request("At least one event type is required"));
+        }
+        if let Some(unknown) = events.iter().find(|e| !KNOWN_EVENTS.contains(&e.as_str())) {
+            return Err(SimError::bad_request(format!(
+                "Unknown event type '{unknown}'"
+            )));
         }
         events.sort();
         events.dedup();
@@ -109,6 +160,29 @@ impl EventLog {
         for s in self.subscriptions.values_mut() {
             s.expired = true;
         }
+    }
+
+    /// `GET /events?since=`: no events, only the page just before the first event at or
+    /// after `since` (UTC `YYYY-MM-DD HH:MM:SS`), for a reader recovering its place.
+    pub fn since(&mut self, id: &str, since: &str) -> SimResult<EventsPage> {
+        self.live(id)?;
+        chrono::NaiveDateTime::parse_from_str(since, "%Y-%m-%d %H:%M:%S")
+            .map_err(|_| SimError::bad_request(format!("Invalid since '{since}'")))?;
+        // Event times are in that same format, so they order as strings.
+        let before = self
+            .items
+            .iter()
+            .take_while(|(_, e)| e.time.as_str() < since)
+            .last()
+            .map_or(0, |(seq, _)| *seq);
+        if let Some(s) = self.subscriptions.get_mut(id) {
+            s.last_read = Utc::now();
+        }
+        Ok(EventsPage {
+            found: false,
+            next_page: before.to_string(),
+            items: Vec::new(),
+        })
     }
 
     /// `GET /events`: events after `page` (oldest available when absent), at most `limit`.

@@ -39,18 +39,35 @@ pub fn date_range(
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Expr {
     Cmp {
         field: String,
-        eq: bool,
+        op: Op,
         value: String,
     },
+    In {
+        field: String,
+        values: Vec<String>,
+    },
+    Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
 }
 
-/// A parsed `q` filter. Supports `field == 'v'`, `field != 'v'`, `and`, `or` and parentheses.
+/// A parsed `q` filter, as Oracle documents it: `== != < > <= >=` against single-quoted
+/// values, `field in ['a', 'b']`, `and`, `or`, `not` and parentheses; case-insensitive; a
+/// missing field equals `''`. Values compare as numbers when both sides are numbers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter(Expr);
 
@@ -58,10 +75,12 @@ pub struct Filter(Expr);
 enum Tok {
     Ident(String),
     Str(String),
-    Eq,
-    Ne,
+    Op(Op),
     Open,
     Close,
+    ListOpen,
+    ListClose,
+    Comma,
 }
 
 fn lex(q: &str) -> SimResult<Vec<Tok>> {
@@ -81,13 +100,27 @@ fn lex(q: &str) -> SimResult<Vec<Tok>> {
                 out.push(Tok::Close);
                 i += 1
             }
-            '=' if chars.get(i + 1) == Some(&'=') => {
-                out.push(Tok::Eq);
-                i += 2
+            '[' | ']' | ',' => {
+                out.push(match c {
+                    '[' => Tok::ListOpen,
+                    ']' => Tok::ListClose,
+                    _ => Tok::Comma,
+                });
+                i += 1
             }
-            '!' if chars.get(i + 1) == Some(&'=') => {
-                out.push(Tok::Ne);
-                i += 2
+            '=' | '!' | '<' | '>' => {
+                let eq = chars.get(i + 1) == Some(&'=');
+                let op = match (c, eq) {
+                    ('=', true) => Op::Eq,
+                    ('!', true) => Op::Ne,
+                    ('<', true) => Op::Le,
+                    ('>', true) => Op::Ge,
+                    ('<', false) => Op::Lt,
+                    ('>', false) => Op::Gt,
+                    _ => return Err(bad(&format!("unexpected '{c}'"))),
+                };
+                out.push(Tok::Op(op));
+                i += if eq { 2 } else { 1 }
             }
             '\'' => {
                 let mut s = String::new();
@@ -142,12 +175,42 @@ impl Parser {
         Ok(left)
     }
     fn and(&mut self) -> SimResult<Expr> {
-        let mut left = self.atom()?;
+        let mut left = self.negation()?;
         while self.peek_word("and") {
             self.pos += 1;
-            left = Expr::And(Box::new(left), Box::new(self.atom()?))
+            left = Expr::And(Box::new(left), Box::new(self.negation()?))
         }
         Ok(left)
+    }
+    fn negation(&mut self) -> SimResult<Expr> {
+        if self.peek_word("not") {
+            self.pos += 1;
+            return Ok(Expr::Not(Box::new(self.negation()?)));
+        }
+        self.atom()
+    }
+    fn list(&mut self) -> SimResult<Vec<String>> {
+        let bad = |why: &str| SimError::bad_request(format!("Invalid q expression: {why}"));
+        if self.toks.get(self.pos) != Some(&Tok::ListOpen) {
+            return Err(bad("expected '[' after in"));
+        }
+        self.pos += 1;
+        let mut values = Vec::new();
+        loop {
+            let Some(Tok::Str(v)) = self.toks.get(self.pos).cloned() else {
+                return Err(bad("expected a quoted value in the list"));
+            };
+            values.push(v);
+            self.pos += 1;
+            match self.toks.get(self.pos) {
+                Some(Tok::Comma) => self.pos += 1,
+                Some(Tok::ListClose) => {
+                    self.pos += 1;
+                    return Ok(values);
+                }
+                _ => return Err(bad("expected ',' or ']'")),
+            }
+        }
     }
     fn atom(&mut self) -> SimResult<Expr> {
         let bad = |why: &str| SimError::bad_request(format!("Invalid q expression: {why}"));
@@ -162,16 +225,20 @@ impl Parser {
                 Ok(e)
             }
             Some(Tok::Ident(field)) => {
-                let eq = match self.toks.get(self.pos + 1) {
-                    Some(Tok::Eq) => true,
-                    Some(Tok::Ne) => false,
-                    _ => return Err(bad("expected == or !=")),
+                self.pos += 1;
+                if self.peek_word("in") {
+                    self.pos += 1;
+                    let values = self.list()?;
+                    return Ok(Expr::In { field, values });
+                }
+                let Some(Tok::Op(op)) = self.toks.get(self.pos).cloned() else {
+                    return Err(bad("expected an operator"));
                 };
-                let Some(Tok::Str(value)) = self.toks.get(self.pos + 2).cloned() else {
+                let Some(Tok::Str(value)) = self.toks.get(self.pos + 1).cloned() else {
                     return Err(bad("expected a quoted value"));
                 };
-                self.pos += 3;
-                Ok(Expr::Cmp { field, eq, value })
+                self.pos += 2;
+                Ok(Expr::Cmp { field, op, value })
             }
             _ => Err(bad("expected a condition")),
         }
@@ -194,16 +261,38 @@ impl Filter {
     }
 
     pub fn matches(&self, a: &Map<String, Value>) -> bool {
+        fn text(a: &Map<String, Value>, field: &str) -> String {
+            match a.get(field) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(v) => v.to_string(),
+            }
+        }
+        fn order(have: &str, want: &str) -> std::cmp::Ordering {
+            match (have.parse::<f64>(), want.parse::<f64>()) {
+                (Ok(h), Ok(w)) => h.total_cmp(&w),
+                _ => have.to_lowercase().cmp(&want.to_lowercase()),
+            }
+        }
         fn eval(e: &Expr, a: &Map<String, Value>) -> bool {
+            use std::cmp::Ordering::{Equal, Greater, Less};
             match e {
-                Expr::Cmp { field, eq, value } => {
-                    let have = match a.get(field) {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(Value::Null) | None => String::new(),
-                        Some(v) => v.to_string(),
-                    };
-                    have.eq_ignore_ascii_case(value) == *eq
+                Expr::Cmp { field, op, value } => {
+                    let o = order(&text(a, field), value);
+                    match op {
+                        Op::Eq => o == Equal,
+                        Op::Ne => o != Equal,
+                        Op::Lt => o == Less,
+                        Op::Gt => o == Greater,
+                        Op::Le => o != Greater,
+                        Op::Ge => o != Less,
+                    }
                 }
+                Expr::In { field, values } => {
+                    let have = text(a, field);
+                    values.iter().any(|v| order(&have, v) == Equal)
+                }
+                Expr::Not(inner) => !eval(inner, a),
                 Expr::And(l, r) => eval(l, a) && eval(r, a),
                 Expr::Or(l, r) => eval(l, a) || eval(r, a),
             }

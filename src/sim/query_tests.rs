@@ -47,3 +47,31 @@ fn fields_projection() {
         json!({"activityId": 1, "status": "pending"})
     );
 }
+
+#[test]
+fn q_compares_lists_and_negates_as_oracle_documents() {
+    let a =
+        obj(json!({"status": "pending", "duration": 45, "slaWindowEnd": "2016-10-22 10:00:00"}));
+    let yes = |q: &str| Filter::parse(q).unwrap().matches(&a);
+    assert!(yes("duration > '30' and duration <= '45'"));
+    assert!(!yes("duration < '45'"));
+    assert!(yes("duration >= '45'"));
+    assert!(
+        yes("duration > '9'"),
+        "numbers compare as numbers, not text"
+    );
+    assert!(yes("slaWindowEnd < '2016-10-23'"));
+    assert!(yes("status in ['started', 'PENDING']"));
+    assert!(!yes("status in ['started']"));
+    assert!(yes("not status == 'started'"));
+    assert!(yes("not (status == 'started' or duration > '60')"));
+    assert!(yes("city == ''"), "a missing field equals ''");
+    for bad in [
+        "status in 'pending'",
+        "status in ['a' 'b']",
+        "status <> 'x'",
+        "not",
+    ] {
+        assert!(Filter::parse(bad).is_err(), "{bad}");
+    }
+}

@@ -7,6 +7,9 @@ use crate::ofsc::wire::{Position, Route};
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::{json, Value};
 
+/// The route "date" of a resource's activities that have no date.
+pub const NON_SCHEDULED: &str = "nonScheduled";
+
 impl Tenant {
     pub fn route(
         &self,
@@ -16,8 +19,10 @@ impl Tenant {
         limit: usize,
     ) -> SimResult<Route> {
         self.resource(resource_id)?;
-        NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|_| SimError::bad_request(format!("Invalid date '{date}'")))?;
+        if date != NON_SCHEDULED {
+            NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map_err(|_| SimError::bad_request(format!("Invalid date '{date}'")))?;
+        }
         let items = self.route_items(resource_id, date);
         let state = self
             .routes
@@ -141,6 +146,12 @@ impl Tenant {
             return Err(SimError::bad_request(
                 "Only a pending activity can be moved",
             ));
+        }
+        let today = time::today_in(self.zone_of(resource_id));
+        if NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok_and(|d| d < today) {
+            return Err(SimError::bad_request(format!(
+                "An activity cannot be moved to a past date ({date})"
+            )));
         }
         let position = self.position_for(resource_id, date, &Value::Null);
         let tz = self

@@ -769,3 +769,89 @@ async fn route_reads_answer_the_activity_fields_asked_for() {
         ["activityId", "apptNumber", "status"]
     );
 }
+
+/// The simulator's reading of Oracle's rules for undated work, moves, page sizes, filters
+/// and error bodies.
+#[tokio::test]
+async fn undated_work_moves_pages_filters_and_errors_as_oracle_documents() {
+    let sim = TestSim::start().await;
+    let (date, items) = sim.today_route("tech2").await;
+    let undated = sim
+        .client
+        .create_activity(&Activity {
+            activity_type: Some("REPAIR".into()),
+            resource_id: Some("tech2".into()),
+            customer_name: Some("Whenever".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .activity_id
+        .unwrap();
+    let get = |path: String| {
+        let http = sim.http.clone();
+        let url = sim.url(&format!("/rest/ofscCore/v1{path}"));
+        async move {
+            let r = http
+                .get(url)
+                .basic_auth("fieldsync-demo@demo", Some("demo"))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let ids = |body: &Value| -> Vec<i64> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["activityId"].as_i64().unwrap())
+            .collect()
+    };
+    // includeNonScheduled with dates: the range and the undated work together.
+    let (code, both) = get(format!(
+        "/activities?resources=tech2&dateFrom={date}&dateTo={date}&includeNonScheduled=true&limit=1000"
+    ))
+    .await;
+    assert_eq!(code, 200, "{both}");
+    let listed = ids(&both);
+    assert!(
+        listed.contains(&undated) && listed.len() == items.len() + 1,
+        "{listed:?}"
+    );
+    let (_, dated) = get(format!(
+        "/activities?resources=tech2&dateFrom={date}&dateTo={date}&limit=1000"
+    ))
+    .await;
+    assert!(!ids(&dated).contains(&undated));
+    // q: in, not and comparisons.
+    let (code, started) = get(format!(
+        "/activities?resources=tech2&dateFrom={date}&dateTo={date}&q=not%20status%20in%20%5B'started'%5D%20and%20duration%20%3E%3D%20'0'"
+    ))
+    .await;
+    assert_eq!((code, ids(&started).len()), (200, items.len()), "{started}");
+    // The nonScheduled route, and limit=0 as the largest page.
+    let (code, ns) =
+        get("/resources/tech2/routes/nonScheduled?activityFields=activityId".into()).await;
+    assert_eq!((code, ids(&ns)), (200, vec![undated]), "{ns}");
+    let (code, page) = get(format!("/resources/tech2/routes/{date}?limit=0")).await;
+    assert_eq!((code, page["limit"].as_i64()), (200, Some(100)), "{page}");
+    // A move to a past date is refused.
+    let yesterday = (chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap()
+        - chrono::Days::new(1))
+    .to_string();
+    let id = items[1].activity_id.unwrap();
+    assert!(matches!(
+        sim.client.move_activity(id, "tech2", &yesterday).await,
+        Err(OfscError::Rejected { status: 400, .. })
+    ));
+    // Errors carry RFC 2616's section as their type, and the status as a string.
+    let (code, missing) = get("/activities/1".into()).await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        missing["type"],
+        "http://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.5"
+    );
+    assert_eq!(missing["status"], "404");
+}

@@ -50,11 +50,8 @@ pub(super) async fn list_activities(
     sim.list_max_running.fetch_max(running, Ordering::SeqCst);
     let resp = ofsc_call(&sim, &req, |t, _| {
         let get = |k: &str| q.get(k).map(String::as_str);
-        let range = query::date_range(
-            get("dateFrom"),
-            get("dateTo"),
-            get("includeNonScheduled") == Some("true"),
-        )?;
+        let non_scheduled = get("includeNonScheduled") == Some("true");
+        let range = query::date_range(get("dateFrom"), get("dateTo"), non_scheduled)?;
         let fields = query::fields(get("fields"))?;
         let filter = get("q").map(query::Filter::parse).transpose()?;
         let mut wanted: Vec<String> = get("resources")
@@ -99,7 +96,8 @@ pub(super) async fn list_activities(
             .filter(|a| match (&range, &a.date) {
                 (Some((f, to)), Some(d)) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
                     .is_ok_and(|d| d >= *f && d <= *to),
-                (Some(_), None) => false,
+                // With dates, includeNonScheduled adds the undated activities to the range.
+                (Some(_), None) => non_scheduled,
                 (None, d) => d.is_none(),
             })
             .filter_map(|a| {
@@ -229,11 +227,12 @@ pub(super) async fn get_route(
     sim.route_reads.fetch_add(1, Ordering::SeqCst);
     ofsc_call(&sim, &req, |t, _| {
         let offset = q.get("offset").and_then(|s| s.parse().ok()).unwrap_or(0);
+        // 0 (and anything over 100) means OFSC's maximum page.
         let limit = q
             .get("limit")
             .and_then(|s| s.parse::<usize>().ok())
-            .unwrap_or(100)
-            .clamp(1, 100);
+            .filter(|n| (1..=100).contains(n))
+            .unwrap_or(100);
         let route = t.route(&rid, &date, offset, limit)?;
         let mut body =
             serde_json::to_value(&route).map_err(|e| SimError::bad_request(e.to_string()))?;

@@ -67,6 +67,14 @@ pub(super) async fn events(
             .get("subscriptionId")
             .ok_or_else(|| SimError::bad_request("subscriptionId is required"))?;
         let limit = q.get("limit").and_then(|s| s.parse().ok()).unwrap_or(100);
+        if let Some(since) = q.get("since") {
+            if q.contains_key("page") {
+                return Err(SimError::bad_request(
+                    "since and page cannot be used together",
+                ));
+            }
+            return ok(t.events.since(id, since)?);
+        }
         ok(t.events
             .read(id, q.get("page").map(String::as_str), limit)?)
     })

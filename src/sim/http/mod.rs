@@ -115,14 +115,28 @@ impl Sim {
     }
 }
 
+/// The `type` OFSC gives an error: the RFC 2616 section of its status code.
+pub fn error_type(status: u16) -> String {
+    let section = match status {
+        400..=417 => format!("10.4.{}", status - 399),
+        500..=505 => format!("10.5.{}", status - 499),
+        // Not in RFC 2616 (429 is RFC 6585's).
+        429 => return "https://www.rfc-editor.org/rfc/rfc6585#section-4".into(),
+        _ => return "http://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html".into(),
+    };
+    format!("http://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec{section}")
+}
+
 pub(super) fn error(e: &SimError) -> HttpResponse {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    HttpResponse::build(status).content_type("application/json").json(json!({
-        "type": format!("http://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.{}", e.status),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": e.status.to_string(),
-        "detail": e.detail,
-    }))
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .json(json!({
+            "type": error_type(e.status),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": e.status.to_string(),
+            "detail": e.detail,
+        }))
 }
 
 /// What a handler answers before post-apply faults.
