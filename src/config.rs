@@ -223,6 +223,9 @@ pub struct CacheSettings {
     pub route_max_age_secs: u64,
     /// How often OFSC's Events API is polled when there is nothing new.
     pub events_poll_ms: u64,
+    /// How often the whole resource directory is read again (resource events keep it
+    /// current in between; the readiness probe reads one resource).
+    pub directory_refresh_secs: u64,
     /// Each user's budget of OFSC reads their requests cause (cache misses), refilled at
     /// this rate; spent, the answer is 429 `upstream-budget-spent`. 0 turns it off.
     pub fetches_per_minute: u32,
@@ -242,6 +245,7 @@ impl Default for CacheSettings {
         CacheSettings {
             route_max_age_secs: 60,
             events_poll_ms: 3000,
+            directory_refresh_secs: 3600,
             fetches_per_minute: 120,
             fetch_burst: 200,
             read_days_back: 31,

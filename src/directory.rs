@@ -56,6 +56,16 @@ impl Directory {
         self.len() == 0
     }
 
+    /// Keeps one resource as OFSC now has it (after a resource event).
+    pub fn upsert(&self, r: Resource) {
+        if let Err(e) = self.store.put(RESOURCES, r.resource_id.as_bytes(), &r) {
+            tracing::error!(error = %e, "cannot cache resource");
+        }
+        if let Ok(mut map) = self.map.write() {
+            map.insert(r.resource_id.clone(), r);
+        }
+    }
+
     /// Reads every resource from OFSC (paged by 100) and replaces the cache.
     pub async fn refresh(&self, client: &OfscClient) -> Result<usize, OfscError> {
         let mut all = Vec::new();

@@ -41,6 +41,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "resourceInventoryUpdated",
     "resourceInventoryDeleted",
     "customerInventoryCreated",
+    "resourceCreated",
+    "resourceUpdated",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +58,8 @@ pub struct EventsPoller {
     ofsc: Arc<OfscClient>,
     cache: Arc<Cache>,
     stock: Arc<crate::stock::Stock>,
+    /// Kept current from resource events between its slow full re-reads.
+    directory: Arc<crate::directory::Directory>,
     interval: Duration,
 }
 
@@ -117,6 +121,7 @@ impl EventsPoller {
         ofsc: Arc<OfscClient>,
         cache: Arc<Cache>,
         stock: Arc<crate::stock::Stock>,
+        directory: Arc<crate::directory::Directory>,
         interval: Duration,
     ) -> Self {
         EventsPoller {
@@ -125,6 +130,7 @@ impl EventsPoller {
             ofsc,
             cache,
             stock,
+            directory,
             interval,
         }
     }
@@ -250,10 +256,28 @@ impl EventsPoller {
         }
     }
 
+    /// A resource created or changed in OFSC (a new technician, a move to another team) is
+    /// read again and kept in the directory.
+    async fn refresh_resources(&self, events: &[Event]) {
+        let ids: BTreeSet<&str> = events
+            .iter()
+            .filter_map(|e| e.resource_details.as_ref()?.get("resourceId")?.as_str())
+            .collect();
+        for id in ids {
+            match self.ofsc.get_resource(id).await {
+                Ok(r) => self.directory.upsert(r),
+                Err(e) => {
+                    tracing::warn!(resource = %id, error = %e, "resource refresh after an event failed")
+                }
+            }
+        }
+    }
+
     async fn apply(&self, events: &[Event]) {
         if events.is_empty() {
             return;
         }
+        self.refresh_resources(events).await;
         let routes: BTreeSet<(String, String)> = events.iter().flat_map(routes_of).collect();
         for (resource, date) in &routes {
             if let Err(e) = self.cache.fetch_route(resource, date).await {

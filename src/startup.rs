@@ -95,6 +95,7 @@ impl Application {
             ofsc_health.clone(),
             directory.clone(),
             Duration::from_secs(settings.server.ofsc_probe_secs.max(1)),
+            Duration::from_secs(settings.cache.directory_refresh_secs.max(60)),
         ));
 
         let cache = Arc::new(Cache::new(
@@ -161,6 +162,7 @@ impl Application {
             ofsc.clone(),
             cache.clone(),
             stock.clone(),
+            directory.clone(),
             Duration::from_millis(settings.cache.events_poll_ms.max(50)),
         )
         .start();
@@ -469,19 +471,29 @@ fn jwt_secret(store: &SledStore, settings: &Settings) -> Result<Vec<u8>, crate::
     Ok(key.to_vec())
 }
 
-/// Keeps readiness informed about OFSC reachability, refreshing the resource directory.
+/// Keeps readiness informed about OFSC reachability with one small read per probe, and
+/// re-reads the whole resource directory only at start and every `full` (resource events
+/// keep it current in between): at 5,000 resources a full read is 50 calls.
 async fn probe_ofsc(
     client: Arc<OfscClient>,
     health: Arc<OfscHealth>,
     directory: Arc<Directory>,
     every: Duration,
+    full: Duration,
 ) {
+    let mut last_full: Option<tokio::time::Instant> = None;
     loop {
-        let result = directory
-            .refresh(&client)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        let due = last_full.is_none_or(|t| t.elapsed() >= full);
+        let result = if due {
+            let read = directory.refresh(&client).await.map(|_| ());
+            if read.is_ok() {
+                last_full = Some(tokio::time::Instant::now());
+            }
+            read
+        } else {
+            client.list_resources(0, 1).await.map(|_| ())
+        };
+        let result = result.map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::warn!(error = %e, "OFSC probe failed");
         }

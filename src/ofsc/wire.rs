@@ -314,6 +314,10 @@ pub struct Event {
     pub inventory_details: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inventory_changes: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_details: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_changes: Option<Value>,
 }
 
 /// `GET /events` answer.

@@ -472,6 +472,48 @@ impl Tenant {
         });
     }
 
+    /// `PATCH /resources/{id}`.
+    pub fn update_resource(
+        &mut self,
+        call: &Call,
+        id: &str,
+        patch: Map<String, Value>,
+    ) -> SimResult<crate::ofsc::wire::Resource> {
+        let current = self.resource(id)?.clone();
+        if patch.contains_key("resourceId") || patch.contains_key("resourceInternalId") {
+            return Err(SimError::bad_request(
+                "Field 'resourceId' cannot be updated",
+            ));
+        }
+        if let Some(parent) = patch.get("parentResourceId").and_then(Value::as_str) {
+            self.resource(parent)?;
+        }
+        let mut merged =
+            serde_json::to_value(&current).map_err(|e| SimError::bad_request(e.to_string()))?;
+        if let Value::Object(m) = &mut merged {
+            for (k, v) in patch.clone() {
+                m.insert(k, v);
+            }
+        }
+        let updated: crate::ofsc::wire::Resource = serde_json::from_value(merged)
+            .map_err(|e| SimError::bad_request(format!("Invalid resource: {e}")))?;
+        self.resources.insert(id.to_string(), updated.clone());
+        self.log(call, None, Some("updateResource"), None);
+        self.events.emit(Event {
+            event_type: "resourceUpdated".into(),
+            time: time::to_utc_string(&Utc::now()),
+            user: Some("fieldsync-demo".into()),
+            resource_details: Some(json!({
+                "resourceId": id,
+                "name": updated.name,
+                "resourceType": updated.resource_type,
+            })),
+            resource_changes: Some(Value::Object(patch)),
+            ..Default::default()
+        });
+        Ok(updated)
+    }
+
     /// `POST /activities`.
     pub fn create_activity(
         &mut self,

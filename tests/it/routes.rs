@@ -516,3 +516,40 @@ async fn a_follow_up_is_queued_with_a_provisional_id_that_keeps_working() {
         .count();
     assert_eq!(creates, 1);
 }
+
+/// The directory learns a changed resource from OFSC's resource events, without waiting
+/// for its hourly full re-read.
+#[tokio::test]
+async fn a_resource_changed_in_ofsc_reaches_the_directory_through_events() {
+    let stack = Stack::start_with(|s| {
+        s.cache.events_poll_ms = 100;
+        s.cache.directory_refresh_secs = 3600;
+    })
+    .await;
+    let s = stack.app.login("super1").await;
+    let resp = stack
+        .sim
+        .http
+        .patch(stack.sim.url("/rest/ofscCore/v1/resources/tech3"))
+        .basic_auth("fieldsync-demo@demo", Some("demo"))
+        .json(&json!({"name": "Tess Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut name = Value::Null;
+    for _ in 0..100 {
+        let resp = stack
+            .app
+            .call("get", "/resources/tech3", Some(&s.access))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let r: Value = resp.json().await.unwrap();
+        name = r["name"].clone();
+        if name == "Tess Renamed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(name, "Tess Renamed");
+}

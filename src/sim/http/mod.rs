@@ -342,6 +342,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/resources/{rid}", web::get().to(resources::get_resource))
                 .route(
+                    "/resources/{rid}",
+                    web::patch().to(resources::update_resource),
+                )
+                .route(
                     "/resources/{rid}/routes/{date}",
                     web::get().to(activities::get_route),
                 )

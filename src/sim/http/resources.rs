@@ -29,6 +29,21 @@ pub(super) async fn get_resource(
     ofsc_call(&sim, &req, |t, _| ok(t.resource(&path)?)).await
 }
 
+/// `PATCH /resources/{id}`: the fields given change (never the id); a `resourceUpdated`
+/// event carries `resourceDetails` and the changes.
+pub(super) async fn update_resource(
+    sim: Data,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    ofsc_call(&sim, &req, |t, call| {
+        let patch: serde_json::Map<String, serde_json::Value> = body_json(&body)?;
+        ok(t.update_resource(call, &path, patch)?)
+    })
+    .await
+}
+
 /// One page of an inventory list, as OFSC pages them: `offset`, and `limit` of at most 100
 /// (0, absent or more: 100); `hasMore` says whether items follow.
 fn inventory_page(all: Vec<Inventory>, q: &HashMap<String, String>) -> serde_json::Value {
