@@ -631,7 +631,11 @@ impl OfscClient {
             Method::POST,
             "/events/subscriptions",
             &[],
-            Body::Json(json!({"events": events, "subscriptionTitle": title})),
+            // createSubscriptionRequest: the events go in a subscriptionConfig entry.
+            Body::Json(json!({
+                "subscriptionConfig": [{ "events": events }],
+                "subscriptionTitle": title,
+            })),
         )
         .await
     }

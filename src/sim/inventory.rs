@@ -78,14 +78,14 @@ impl Tenant {
             event_type: event_type.to_string(),
             time: crate::ofsc::time::to_utc_string(&chrono::Utc::now()),
             user: Some("fieldsync-demo".into()),
-            inventory_details: Some(json!({
+            inventory_details: Some(super::model::without_nulls(json!({
                 "inventoryId": id, "inventoryType": inv.inventory_type,
                 "serialNumber": inv.serial_number, "status": inv.status,
-            })),
-            inventory_changes: Some(json!({
+            }))),
+            inventory_changes: Some(super::model::without_nulls(json!({
                 "status": inv.status, "resourceId": inv.resource_id,
                 "activityId": inv.activity_id, "quantity": inv.quantity,
-            })),
+            }))),
             activity_details: activity,
             ..Default::default()
         });

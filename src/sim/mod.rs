@@ -14,5 +14,6 @@ pub mod rules;
 pub mod seed;
 
 pub use faults::FaultConfig;
+pub use http::capture::Exchange;
 pub use http::{Sim, SimServer};
 pub use model::{Call, LedgerEntry, SimError, Tenant};

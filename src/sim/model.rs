@@ -94,16 +94,23 @@ pub struct Tenant {
     pub properties: BTreeMap<String, String>,
 }
 
-/// `activityDetails` of an event: Oracle's fields, plus those fieldsync subscribes to.
+/// `activityDetails` of an event: the fields Oracle's schema gives it (absent ones left out,
+/// as OFSC leaves out `date` for undated work).
 pub fn activity_details(id: i64, a: &Activity) -> Value {
-    json!({
+    without_nulls(json!({
         "activityId": id,
         "resourceId": a.resource_id,
         "date": a.date,
         "apptNumber": a.appt_number,
-        "status": a.status,
-        "activityType": a.activity_type,
-    })
+    }))
+}
+
+/// An object without its null members: OFSC omits a field rather than sending null.
+pub fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    }
 }
 
 impl Tenant {

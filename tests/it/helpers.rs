@@ -270,6 +270,14 @@ impl Stack {
         configure: impl FnOnce(&mut fieldsync::config::Settings),
     ) -> Stack {
         let sim = TestSim::start_seeded(seed_text, AuthKind::Oauth2, Duration::from_secs(10)).await;
+        Self::on_sim(sim, configure).await
+    }
+
+    /// The service in front of a simulator the caller started (and perhaps prepared).
+    pub async fn on_sim(
+        sim: TestSim,
+        configure: impl FnOnce(&mut fieldsync::config::Settings),
+    ) -> Stack {
         let url = sim.server.url();
         let app = TestApp::spawn(|s| {
             let mut tenant = TenantSettings::demo_at(&url);

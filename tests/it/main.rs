@@ -10,6 +10,7 @@ mod device_sim;
 mod helpers;
 mod idp;
 mod matrix;
+mod ofsc_schema;
 mod operate;
 mod origin;
 mod parts;

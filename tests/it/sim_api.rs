@@ -707,7 +707,8 @@ async fn inventory_lists_come_in_pages_of_100_and_the_connector_reads_them_all()
     };
     let first = page("").await;
     assert_eq!(first["items"].as_array().unwrap().len(), 100);
-    assert_eq!(first["hasMore"], true);
+    // Oracle's schema gives these lists `items` alone: the end is a short page.
+    assert_eq!(first.as_object().unwrap().len(), 1, "{first}");
     assert_eq!(
         page("?limit=0").await["items"].as_array().unwrap().len(),
         100
@@ -718,7 +719,6 @@ async fn inventory_lists_come_in_pages_of_100_and_the_connector_reads_them_all()
     );
     let last = page("?offset=200").await;
     assert_eq!(last["items"].as_array().unwrap().len(), total - 200);
-    assert_eq!(last["hasMore"], false);
     // The connector follows the pages to the end: a read-back counts every item.
     let van = sim.client.resource_inventories("tech1").await.unwrap();
     assert_eq!(van.len(), total);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 mod activities;
+pub mod capture;
 mod events;
 mod files;
 mod resources;
@@ -39,6 +40,8 @@ pub struct Sim {
     /// Reads of a route page and of one activity: how much work callers caused.
     pub(super) route_reads: AtomicUsize,
     pub(super) activity_reads: AtomicUsize,
+    /// Recorded exchanges, while a test has capture on (`capture.rs`).
+    capture: Mutex<Option<Vec<capture::Exchange>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,6 +64,7 @@ impl Sim {
             list_rejected: AtomicUsize::new(0),
             route_reads: AtomicUsize::new(0),
             activity_reads: AtomicUsize::new(0),
+            capture: Mutex::new(None),
         })
     }
 
@@ -413,6 +417,7 @@ impl SimServer {
                 }))
                 .configure(routes)
                 .configure(super::control::routes)
+                .wrap(actix_web::middleware::from_fn(capture::record))
         })
         .workers(workers.max(1))
         .disable_signals()

@@ -45,7 +45,8 @@ pub(super) async fn update_resource(
 }
 
 /// One page of an inventory list, as OFSC pages them: `offset`, and `limit` of at most 100
-/// (0, absent or more: 100); `hasMore` says whether items follow.
+/// (0, absent or more: 100). The answer is `{items}` alone, as Oracle's schema has it: a
+/// reader knows the list ended from a page shorter than its limit.
 fn inventory_page(all: Vec<Inventory>, q: &HashMap<String, String>) -> serde_json::Value {
     let offset = q
         .get("offset")
@@ -56,9 +57,8 @@ fn inventory_page(all: Vec<Inventory>, q: &HashMap<String, String>) -> serde_jso
         .and_then(|s| s.parse::<usize>().ok())
         .filter(|n| (1..=100).contains(n))
         .unwrap_or(100);
-    let has_more = all.len() > offset.saturating_add(limit);
     let items: Vec<Inventory> = all.into_iter().skip(offset).take(limit).collect();
-    json!({"items": items, "offset": offset, "limit": limit, "hasMore": has_more})
+    json!({ "items": items })
 }
 
 pub(super) async fn resource_inventories(
