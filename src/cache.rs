@@ -418,4 +418,4 @@ fn present_date(date: &str) -> Option<NaiveDate> {
 
 #[cfg(test)]
 #[path = "cache_tests.rs"]
-mod tests;
+pub(crate) mod tests;

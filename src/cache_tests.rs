@@ -9,7 +9,9 @@ fn day(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }
 
-fn fixture() -> (Arc<SledStore>, Cache) {
+/// A temporary store, and a cache over it whose OFSC cannot be reached (port 9): what is
+/// kept is all there is.
+pub(crate) fn offline() -> (Arc<SledStore>, Cache) {
     let store = Arc::new(SledStore::temporary().unwrap());
     let ofsc = crate::config::TenantSettings::demo_at("http://127.0.0.1:9").client_config();
     let cache = Cache::new(
@@ -48,7 +50,7 @@ fn keep(store: &SledStore, resource: &str, date: &str, ids: &[(i64, &str)]) {
 
 #[test]
 fn routes_past_their_retention_go_unless_writes_wait_on_them() {
-    let (store, cache) = fixture();
+    let (store, cache) = offline();
     // Retention 45 days from 2026-03-01: dates before 2026-01-15 are past it.
     keep(
         &store,

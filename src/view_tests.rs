@@ -12,13 +12,7 @@ const R: &str = "t1";
 const D: &str = "2026-05-04";
 
 fn fixture() -> (Arc<SledStore>, Cache) {
-    let store = Arc::new(SledStore::temporary().unwrap());
-    let ofsc = crate::config::TenantSettings::demo_at("http://127.0.0.1:9").client_config();
-    let cache = Cache::new(
-        store.clone(),
-        Arc::new(crate::ofsc::OfscClient::new(ofsc).unwrap()),
-        &crate::config::CacheSettings::default(),
-    );
+    let (store, cache) = crate::cache::tests::offline();
     let ids = [11, 12, 13];
     for (n, id) in ids.iter().enumerate() {
         let activity = Activity {

@@ -62,6 +62,19 @@ impl TestSim {
         resp.json().await.unwrap_or(Value::Null)
     }
 
+    /// A GET of the simulator's own API (`/rest/…` with the demo credentials, or
+    /// `/__sim/…`): status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .basic_auth("fieldsync-demo@demo", Some("demo"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn faults(&self, body: Value) {
         self.control("/__sim/faults", body).await;
     }

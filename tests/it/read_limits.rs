@@ -18,16 +18,7 @@ async fn today_of(stack: &Stack, resource: &str) -> NaiveDate {
 }
 
 async fn sim_reads(stack: &Stack) -> (u64, u64) {
-    let stats: Value = stack
-        .sim
-        .http
-        .get(stack.sim.url("/__sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, stats) = stack.sim.get_json("/__sim/stats").await;
     (
         stats["routeReads"].as_u64().unwrap(),
         stats["activityReads"].as_u64().unwrap(),

@@ -741,20 +741,10 @@ async fn route_reads_answer_the_activity_fields_asked_for() {
         "the connector asked for what it shows"
     );
     let read = |query: &'static str| {
-        let url = sim.url(&format!(
-            "/rest/ofscCore/v1/resources/tech1/routes/{date}{query}"
-        ));
-        let http = sim.http.clone();
+        let path = format!("/rest/ofscCore/v1/resources/tech1/routes/{date}{query}");
+        let sim = &sim;
         async move {
-            let body: Value = http
-                .get(url)
-                .basic_auth("fieldsync-demo@demo", Some("demo"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (_, body) = sim.get_json(&path).await;
             let first = body["items"][0].as_object().unwrap().clone();
             let mut keys: Vec<String> = first.keys().cloned().collect();
             keys.sort();
@@ -789,17 +779,8 @@ async fn undated_work_moves_pages_filters_and_errors_as_oracle_documents() {
         .activity_id
         .unwrap();
     let get = |path: String| {
-        let http = sim.http.clone();
-        let url = sim.url(&format!("/rest/ofscCore/v1{path}"));
-        async move {
-            let r = http
-                .get(url)
-                .basic_auth("fieldsync-demo@demo", Some("demo"))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
+        let sim = &sim;
+        async move { sim.get_json(&format!("/rest/ofscCore/v1{path}")).await }
     };
     let ids = |body: &Value| -> Vec<i64> {
         body["items"]
