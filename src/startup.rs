@@ -46,15 +46,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     sim: Option<SimServer>,
     state: web::Data<AppState>,
-    probe: tokio::task::JoinHandle<()>,
-    replay_task: tokio::task::JoinHandle<()>,
-    events_task: tokio::task::JoinHandle<()>,
-    webhooks_task: tokio::task::JoinHandle<()>,
-    purge_task: tokio::task::JoinHandle<()>,
-    compact_task: tokio::task::JoinHandle<()>,
-    evict_task: tokio::task::JoinHandle<()>,
-    upkeep_task: tokio::task::JoinHandle<()>,
-    process_task: tokio::task::JoinHandle<()>,
+    /// The background work (probe, replayer, events, webhooks, purges, compaction,
+    /// eviction, metrics upkeep, upload processing), stopped with the server.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -129,12 +123,7 @@ impl Application {
                 stock: stock.clone(),
                 files: Some(files.clone()),
             },
-            crate::replay::ReplayConfig {
-                announce_ops: ["op.applied", "op.rejected", "op.dead"]
-                    .iter()
-                    .any(|t| settings.webhooks.wants(t)),
-                ..crate::replay::ReplayConfig::from_settings(&settings.replay)
-            },
+            replay_config(&settings),
         );
         let webhooks = crate::webhooks::Webhooks::new(
             store.clone() as Arc<dyn Storage>,
@@ -142,30 +131,25 @@ impl Application {
             settings.webhooks.clone(),
         )
         .map_err(|e| StartupError::Webhooks(e.to_string()))?;
-        let webhooks_task = webhooks.start();
-        let purge_task = tokio::spawn(purge_uploads(
-            store.clone() as Arc<dyn Storage>,
-            files.clone(),
-        ));
-        let compact_task = tokio::spawn(compact_journal(store.clone() as Arc<dyn Storage>));
-        let evict_task = tokio::spawn(cache.clone().evict_forever());
-        let upkeep_task = crate::telemetry::start_metrics_upkeep();
-        let replay_task = if settings.replay.enabled {
-            replayer.start()
+        let mut tasks = vec![probe, webhooks.start()];
+        tasks.extend(upkeep(store.clone() as Arc<dyn Storage>, &files, &cache));
+        if settings.replay.enabled {
+            tasks.push(replayer.start());
         } else {
             tracing::warn!("replay is disabled: writes are queued but not sent to OFSC");
-            tokio::spawn(async {})
-        };
-        let events_task = crate::events::EventsPoller::new(
-            store.clone() as Arc<dyn Storage>,
-            commit.clone(),
-            ofsc.clone(),
-            cache.clone(),
-            stock.clone(),
-            directory.clone(),
-            Duration::from_millis(settings.cache.events_poll_ms.max(50)),
-        )
-        .start();
+        }
+        tasks.push(
+            crate::events::EventsPoller::new(
+                store.clone() as Arc<dyn Storage>,
+                commit.clone(),
+                ofsc.clone(),
+                cache.clone(),
+                stock.clone(),
+                directory.clone(),
+                Duration::from_millis(settings.cache.events_poll_ms.max(50)),
+            )
+            .start(),
+        );
         let (processing, to_process) = tokio::sync::mpsc::unbounded_channel();
         let state = web::Data::new(AppState {
             store,
@@ -182,11 +166,7 @@ impl Application {
             lanes: LaneLocks::default(),
             approvals: settings.approvals.clone(),
             metrics_token: settings.server.metrics_token.clone(),
-            pace: crate::api::pacing::Pace {
-                body_timeout: Duration::from_secs(settings.server.body_timeout_secs.max(1)),
-                upload_min_rate: settings.server.upload_min_bytes_per_sec,
-                grace: Duration::from_secs(settings.server.upload_rate_grace_secs),
-            },
+            pace: crate::api::pacing::Pace::of(&settings.server),
             read_window: crate::domain::times::DateWindow {
                 days_back: settings.cache.read_days_back,
                 days_ahead: settings.cache.read_days_ahead,
@@ -209,33 +189,24 @@ impl Application {
                 public_url: settings.server.public_url.clone(),
                 trusted_proxies: settings.server.trusted_proxies.clone(),
             },
-            oidc: match &settings.oidc {
-                Some(o) => Some(Arc::new(
-                    crate::auth::oidc::Verifier::new(o.clone())
-                        .map_err(|e| StartupError::Oidc(e.to_string()))?,
-                )),
-                None => None,
-            },
+            oidc: settings
+                .oidc
+                .clone()
+                .map(|o| crate::auth::oidc::Verifier::new(o).map(Arc::new))
+                .transpose()
+                .map_err(|e| StartupError::Oidc(e.to_string()))?,
         });
-        let process_task = tokio::spawn(api::upload_finish::process_uploads(
+        tasks.push(tokio::spawn(api::upload_finish::process_uploads(
             state.clone(),
             to_process,
-        ));
+        )));
         let (port, server) = serve_http(&settings, state.clone())?;
         Ok(Application {
             port,
             server,
             sim,
             state,
-            probe,
-            replay_task,
-            events_task,
-            webhooks_task,
-            purge_task,
-            compact_task,
-            evict_task,
-            upkeep_task,
-            process_task,
+            tasks,
         })
     }
 
@@ -263,15 +234,9 @@ impl Application {
                 Ok(())
             }
         };
-        self.probe.abort();
-        self.replay_task.abort();
-        self.events_task.abort();
-        self.webhooks_task.abort();
-        self.purge_task.abort();
-        self.compact_task.abort();
-        self.evict_task.abort();
-        self.upkeep_task.abort();
-        self.process_task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         // A checkpoint, not just a flush: the next start has no journal to apply again.
         let store = self.state.store.clone();
         match tokio::task::spawn_blocking(move || store.checkpoint()).await {
@@ -281,6 +246,31 @@ impl Application {
         }
         result
     }
+}
+
+/// The replayer's settings, and whether op outcomes are announced to webhooks.
+fn replay_config(settings: &Settings) -> crate::replay::ReplayConfig {
+    crate::replay::ReplayConfig {
+        announce_ops: ["op.applied", "op.rejected", "op.dead"]
+            .iter()
+            .any(|t| settings.webhooks.wants(t)),
+        ..crate::replay::ReplayConfig::from_settings(&settings.replay)
+    }
+}
+
+/// The store's and caches' upkeep: expired uploads purged, the journal compacted, old routes
+/// evicted, metrics refreshed.
+fn upkeep(
+    store: Arc<dyn Storage>,
+    files: &Arc<crate::uploads::Files>,
+    cache: &Arc<Cache>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(purge_uploads(store.clone(), files.clone())),
+        tokio::spawn(compact_journal(store)),
+        tokio::spawn(cache.clone().evict_forever()),
+        crate::telemetry::start_metrics_upkeep(),
+    ]
 }
 
 /// Opens the store (refusing a data directory others may enter), counts its ops, and starts

@@ -396,6 +396,25 @@ pub fn write_time(
     }
 }
 
+/// The route's lane, held for a write from validation to enqueue: a batch's stage holds it
+/// across the batch's ops, a single write takes it for itself.
+async fn lane_guard(
+    state: &AppState,
+    submitter: &Submitter,
+    resource: &str,
+    date: &str,
+) -> Result<outbox::LaneGuard, ApiError> {
+    let lane_lock = state.lanes.lock(resource, date);
+    Ok(match &submitter.stage {
+        Some(stage) => {
+            stage
+                .lane(state.store.as_ref(), lane_lock, resource, date)
+                .await?
+        }
+        None => outbox::LaneGuard::Own(lane_lock.lock_owned().await),
+    })
+}
+
 /// Validates against the device's view and queues the write (not yet flushed: the caller
 /// flushes once, before answering).
 pub async fn submit_status(
@@ -419,15 +438,7 @@ pub async fn submit_status(
         now,
     } = locate(state, who, activity).await?;
 
-    let lane_lock = state.lanes.lock(&resource, &date);
-    let guard = match &submitter.stage {
-        Some(stage) => {
-            stage
-                .lane(state.store.as_ref(), lane_lock, &resource, &date)
-                .await?
-        }
-        None => outbox::LaneGuard::Own(lane_lock.lock_owned().await),
-    };
+    let guard = lane_guard(state, &submitter, &resource, &date).await?;
     if let Some(answer) = outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
         return Ok(answer);
     }
@@ -446,34 +457,29 @@ pub async fn submit_status(
             detail: r.detail,
             allowed: r.allowed.iter().map(|s| s.name().to_string()).collect(),
         })?;
-    let captured_at = from_sync.map(|t| t.captured_at);
-    let mut ops = Vec::new();
-    if plan.activate_first {
-        ops.push(NewOp {
-            resource_id: resource.clone(),
-            date: date.clone(),
-            activity_id: None,
-            kind: OpKind::ActivateRoute,
-            time,
-            zone: zone_name.clone(),
-            captured_at,
-        });
-    }
-    ops.push(NewOp {
+    let route_op = |activity_id, kind| NewOp {
         resource_id: resource.clone(),
         date: date.clone(),
-        activity_id: Some(id),
-        kind: OpKind::Status {
+        activity_id,
+        kind,
+        time,
+        zone: zone_name.clone(),
+        captured_at: from_sync.map(|t| t.captured_at),
+    };
+    let mut ops = Vec::new();
+    if plan.activate_first {
+        ops.push(route_op(None, OpKind::ActivateRoute));
+    }
+    ops.push(route_op(
+        Some(id),
+        OpKind::Status {
             status,
             ofsc_action: plan.ofsc_action.map(str::to_string),
             location: body.location,
             notes: body.notes.clone(),
             reason: body.reason.clone(),
         },
-        time,
-        zone: zone_name.clone(),
-        captured_at,
-    });
+    ));
     let mut after = dev.clone();
     lifecycle::apply(&mut after.view, id, status, time);
     *after.pending.entry(id).or_insert(0) += 1;
@@ -487,25 +493,25 @@ pub async fn submit_status(
     } else {
         (0, 0)
     };
-    let open = |tx: &dyn crate::store::Tx, ops: &[outbox::Op]| {
-        let Some(done) = ops.last() else {
-            return Ok(());
-        };
-        let approval = approvals::Approval {
-            id: approvals::approval_id(approval_seq),
-            seq: approval_seq,
-            activity_id: id,
-            resource_id: resource.clone(),
-            date: date.clone(),
-            activity_type: a.activity_type.clone(),
-            technician: submitter.username.clone(),
-            technician_user_id: submitter.user_id.clone(),
-            completion_op_id: done.id.clone(),
-            status: approvals::ApprovalStatus::Pending,
-            requested_at: chrono::Utc::now(),
-            decision: None,
-        };
-        approvals::put_in(tx, &approval, event_seq)
+    let open = |tx: &dyn crate::store::Tx, ops: &[outbox::Op]| match ops.last() {
+        Some(done) => {
+            let approval = approvals::Approval {
+                id: approvals::approval_id(approval_seq),
+                seq: approval_seq,
+                activity_id: id,
+                resource_id: resource.clone(),
+                date: date.clone(),
+                activity_type: a.activity_type.clone(),
+                technician: submitter.username.clone(),
+                technician_user_id: submitter.user_id.clone(),
+                completion_op_id: done.id.clone(),
+                status: approvals::ApprovalStatus::Pending,
+                requested_at: chrono::Utc::now(),
+                decision: None,
+            };
+            approvals::put_in(tx, &approval, event_seq)
+        }
+        None => Ok(()),
     };
     let extra = needs_approval.then_some(outbox::Extra {
         write: &open,

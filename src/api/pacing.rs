@@ -30,6 +30,16 @@ pub struct Pace {
     pub grace: Duration,
 }
 
+impl Pace {
+    pub fn of(server: &crate::config::ServerSettings) -> Pace {
+        Pace {
+            body_timeout: Duration::from_secs(server.body_timeout_secs.max(1)),
+            upload_min_rate: server.upload_min_bytes_per_sec,
+            grace: Duration::from_secs(server.upload_rate_grace_secs),
+        }
+    }
+}
+
 /// The error a body stream ends with when its client was too slow; handlers see it as a
 /// payload error whose kind is `TimedOut`.
 fn too_slow(what: &str) -> PayloadError {

@@ -59,6 +59,9 @@ fn rejected(op: &PushOp, code: &str, detail: &str) -> Value {
     json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "rejected", "code": code, "detail": detail})
 }
 
+/// One op of a batch: its form checked, its idempotency and time settled, handed to the
+/// write path of its kind (the one the single-write endpoints use), and answered. `Err`
+/// only for what fails the whole batch.
 async fn apply_op(
     state: &AppState,
     who: &Principal,
@@ -67,23 +70,66 @@ async fn apply_op(
     offset: chrono::Duration,
     stage: &Arc<Stage>,
 ) -> Result<Value, ApiError> {
+    if let Some(refusal) = malformed(op)? {
+        return Ok(refusal);
+    }
+    let submitter = submitter_for(state, who, op, stage)?;
+    let checked = times::corrected(op.captured_at, offset)
+        .and_then(|t| times::check(t, Utc::now(), &state.time_window).map(|()| t));
+    let corrected = match checked {
+        Ok(t) => t,
+        // Every kind's time is bounded the same way, after the duplicate check (an op
+        // accepted earlier keeps its first answer).
+        Err(e) => {
+            return Ok(
+                match outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
+                    Some(Enqueued::Replayed { response, .. }) => duplicate(op, response),
+                    _ => rejected(op, "time-out-of-range", &e.to_string()),
+                },
+            );
+        }
+    };
+    let from_sync = Some(SyncTime {
+        captured_at: op.captured_at,
+        corrected,
+    });
+    match submit_kind(state, who, req, op, submitter, from_sync).await {
+        Ok(outcome) => answer(state, op, stage, outcome).await,
+        Err(refusal) => Ok(refusal),
+    }
+}
+
+/// A refusal of the op's own form (its id, its checksum), before anything is read.
+fn malformed(op: &PushOp) -> Result<Option<Value>, ApiError> {
     let valid_id = !op.client_op_id.is_empty()
         && op.client_op_id.len() <= 128
         && op.client_op_id.chars().all(|c| c.is_ascii_graphic());
     if !valid_id {
-        return Ok(rejected(
+        return Ok(Some(rejected(
             op,
             "invalid-client-op-id",
             "clientOpId must be 1-128 visible ASCII characters",
-        ));
+        )));
     }
     if payload_sha256(&op.payload)? != op.sha256 {
-        return Ok(rejected(
+        return Ok(Some(rejected(
             op,
             "checksum-mismatch",
             "sha256 is not the SHA-256 of the payload's RFC 8785 canonical bytes",
-        ));
+        )));
     }
+    Ok(None)
+}
+
+/// The op's idempotency: its device and clientOpId, fingerprinted by what it carries. A
+/// status op is judged against the batch's stage; the other kinds read and write sled
+/// directly, so the stage is committed before them.
+fn submitter_for(
+    state: &AppState,
+    who: &Principal,
+    op: &PushOp,
+    stage: &Arc<Stage>,
+) -> Result<Submitter, ApiError> {
     let fingerprint = format!(
         "{}|{:?}|{}|{}",
         op.kind,
@@ -108,120 +154,97 @@ async fn apply_op(
     if op.kind == "status" {
         submitter.stage = Some(stage.clone());
     } else {
-        // The other kinds read and write outside the stage's view of things.
         stage.commit_and_release(state.store.as_ref())?;
     }
-    // Every kind's time is bounded the same way, after the duplicate check (an op accepted
-    // earlier keeps its first answer).
-    let corrected = times::corrected(op.captured_at, offset)
-        .and_then(|t| times::check(t, Utc::now(), &state.time_window).map(|()| t));
-    let corrected = match corrected {
-        Ok(t) => t,
-        Err(e) => {
-            return Ok(
-                match outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
-                    Some(Enqueued::Replayed { response, .. }) => duplicate(op, response),
-                    _ => rejected(op, "time-out-of-range", &e.to_string()),
-                },
-            );
-        }
-    };
-    let from_sync = Some(SyncTime {
-        captured_at: op.captured_at,
-        corrected,
-    });
-    let outcome = match op.kind.as_str() {
+    Ok(submitter)
+}
+
+/// The op's payload as its kind's body, or the op's refusal.
+fn payload<T: serde::de::DeserializeOwned>(op: &PushOp) -> Result<T, Value> {
+    serde_json::from_value(op.payload.clone())
+        .map_err(|e| rejected(op, "invalid-payload", &e.to_string()))
+}
+
+/// The activity an op of this kind is about, or the op's refusal.
+fn activity_of(op: &PushOp) -> Result<i64, Value> {
+    op.activity_id.ok_or_else(|| {
+        rejected(
+            op,
+            "invalid-payload",
+            &format!("an op of kind {} needs activityId", op.kind),
+        )
+    })
+}
+
+/// Hands the op to its kind's write path. `Err` is the op's own refusal.
+async fn submit_kind(
+    state: &AppState,
+    who: &Principal,
+    req: &HttpRequest,
+    op: &PushOp,
+    submitter: Submitter,
+    from_sync: Option<SyncTime>,
+) -> Result<Result<Enqueued, ApiError>, Value> {
+    Ok(match op.kind.as_str() {
         "status" => {
-            let Some(activity) = op.activity_id else {
-                return Ok(rejected(
-                    op,
-                    "invalid-payload",
-                    "a status op needs activityId",
-                ));
-            };
-            let body: StatusBody = match serde_json::from_value(op.payload.clone()) {
-                Ok(b) => b,
-                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
-            };
+            let activity = activity_of(op)?;
+            let body: StatusBody = payload(op)?;
             if body.time.is_some() {
-                return Ok(rejected(
+                return Err(rejected(
                     op,
                     "invalid-payload",
                     "a synced op carries its time in capturedAt",
                 ));
             }
-            activities::submit_status(
-                state,
-                who,
-                StatusWrite {
-                    activity,
-                    body,
-                    submitter,
-                    from_sync,
-                },
-            )
-            .await
+            let write = StatusWrite {
+                activity,
+                body,
+                submitter,
+                from_sync,
+            };
+            activities::submit_status(state, who, write).await
         }
         "createActivity" => {
-            let body: NewActivity = match serde_json::from_value(op.payload.clone()) {
-                Ok(b) => b,
-                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
-            };
+            let body: NewActivity = payload(op)?;
             activity_list::submit_create(state, who, body, submitter).await
         }
         "parts" => {
-            let Some(activity) = op.activity_id else {
-                return Ok(rejected(
-                    op,
-                    "invalid-payload",
-                    "a parts op needs activityId",
-                ));
+            let write = PartsWrite {
+                activity: activity_of(op)?,
+                body: payload::<PartsBody>(op)?,
+                submitter,
+                from_sync,
             };
-            let body: PartsBody = match serde_json::from_value(op.payload.clone()) {
-                Ok(b) => b,
-                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
-            };
-            parts::submit_parts(
-                state,
-                who,
-                PartsWrite {
-                    activity,
-                    body,
-                    submitter,
-                    from_sync,
-                },
-            )
-            .await
+            parts::submit_parts(state, who, write).await
         }
         "attachment" => {
-            let Some(activity) = op.activity_id else {
-                return Ok(rejected(
-                    op,
-                    "invalid-payload",
-                    "an attachment op needs activityId",
-                ));
-            };
-            let body: GrantBody = match serde_json::from_value(op.payload.clone()) {
-                Ok(b) => b,
-                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
-            };
+            let activity = activity_of(op)?;
+            let body: GrantBody = payload(op)?;
             attachments::submit_grant(state, who, req, activity, body, submitter).await
         }
         "location" => {
-            let fix: FixBody = match serde_json::from_value(op.payload.clone()) {
-                Ok(b) => b,
-                Err(e) => return Ok(rejected(op, "invalid-payload", &e.to_string())),
-            };
+            let fix: FixBody = payload(op)?;
             locations::submit_fixes(state, who, vec![fix], from_sync, submitter).await
         }
         other => {
-            return Ok(rejected(
+            return Err(rejected(
                 op,
                 "unknown-kind",
                 &format!("unknown kind {other:?}"),
             ))
         }
-    };
+    })
+}
+
+/// The op's result from its write's outcome. What is not the op's fault and not final (OFSC
+/// unreachable, the caller's budget of OFSC reads spent) fails the batch instead, and the
+/// device resends it: what was accepted before comes back as duplicates.
+async fn answer(
+    state: &AppState,
+    op: &PushOp,
+    stage: &Arc<Stage>,
+    outcome: Result<Enqueued, ApiError>,
+) -> Result<Value, ApiError> {
     Ok(match outcome {
         Ok(Enqueued::Accepted { response, .. }) => {
             let mut r = json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "accepted", "opId": response["opId"], "activity": response["activity"]});
@@ -248,12 +271,11 @@ async fn apply_op(
             json!({"clientOpId": op.client_op_id, "seq": op.seq, "result": "conflict", "code": "invalid-transition",
                    "detail": detail, "allowed": allowed, "activity": current})
         }
-        Err(ApiError::Internal(e)) => return Err(ApiError::Internal(e)),
-        // Not the op's fault and not final: the batch answers 503 and the device resends it
-        // (what was accepted before comes back as duplicates).
-        Err(ApiError::OfscUnavailable(e)) => return Err(ApiError::OfscUnavailable(e)),
-        // Not the op's fault either: the batch is answered 429 and resent later.
-        Err(e @ ApiError::UpstreamBudgetSpent { .. }) => return Err(e),
+        Err(
+            e @ (ApiError::Internal(_)
+            | ApiError::OfscUnavailable(_)
+            | ApiError::UpstreamBudgetSpent { .. }),
+        ) => return Err(e),
         Err(e) => rejected(op, e.code(), &e.to_string()),
     })
 }
