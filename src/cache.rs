@@ -34,6 +34,9 @@ pub struct CachedActivity {
     pub fetched_at: DateTime<Utc>,
 }
 
+/// A route's fetch gate, holding the last failed fetch and when it ended.
+type Gate = Arc<tokio::sync::Mutex<Option<(DateTime<Utc>, OfscError)>>>;
+
 pub fn route_key(resource: &str, date: &str) -> Vec<u8> {
     KeyBuf::new().str(resource).str(date).finish()
 }
@@ -50,8 +53,8 @@ pub struct Cache {
     retention_days: u32,
     refreshing: Mutex<HashSet<Vec<u8>>>,
     /// One gate per route being fetched: a second fetch of the same route waits for the
-    /// first and takes its result.
-    fetching: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    /// first and takes its result (the route it stored, or the error it met).
+    fetching: Mutex<HashMap<Vec<u8>, Gate>>,
     /// What each user's cache misses may cost OFSC.
     budget: FetchBudget,
     /// Rendered route bodies; every cache write below touches the route it changes.
@@ -148,10 +151,22 @@ impl Cache {
             fetching.entry(key.clone()).or_default().clone()
         };
         let result = {
-            let _turn = gate.lock().await;
-            match self.cached_route(resource, date)? {
-                Some((route, activities)) if route.fetched_at >= asked => Ok((route, activities)),
-                _ => self.fetch_route_now(resource, date).await,
+            let mut last_failure = gate.lock().await;
+            match (self.cached_route(resource, date), &*last_failure) {
+                (Err(e), _) => Err(e.into()),
+                (Ok(Some((route, activities))), _) if route.fetched_at >= asked => {
+                    Ok((route, activities))
+                }
+                // The fetch we waited for failed after we asked: OFSC's answer is ours too,
+                // rather than each waiter trying again in turn.
+                (_, Some((at, e))) if *at >= asked => Err(CacheError::Ofsc(e.clone())),
+                _ => {
+                    let fetched = self.fetch_route_now(resource, date).await;
+                    if let Err(CacheError::Ofsc(e)) = &fetched {
+                        *last_failure = Some((Utc::now(), e.clone()));
+                    }
+                    fetched
+                }
             }
         };
         let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());

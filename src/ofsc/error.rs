@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// What went wrong talking to OFSC.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OfscError {
     /// The request never reached OFSC (connection refused, DNS): safe to resend.
     #[error("could not connect to OFSC: {0}")]

@@ -159,3 +159,35 @@ async fn resource_ids_of_a_form_ofsc_cannot_have_are_refused_before_any_fetch() 
     }
     assert_eq!(sim_reads(&stack).await.0, before);
 }
+
+#[tokio::test]
+async fn concurrent_reads_while_ofsc_fails_share_its_one_answer() {
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let today = today_of(&stack, "tech1").await;
+    stack
+        .sim
+        .faults(json!({"rate5xx": 1.0, "latencyMs": 300}))
+        .await;
+    let (before, _) = sim_reads(&stack).await;
+    let one = get(
+        &stack,
+        &s.access,
+        &format!("/routes/{}", today + Days::new(2)),
+    )
+    .await;
+    assert_eq!(one.status(), 503);
+    let (after_one, _) = sim_reads(&stack).await;
+    let per_fetch = after_one - before;
+    let path = format!("/routes/{}", today + Days::new(3));
+    let reads = (0..6).map(|_| get(&stack, &s.access, &path));
+    for r in futures_util::future::join_all(reads).await {
+        assert_eq!(r.status(), 503);
+    }
+    let (after, _) = sim_reads(&stack).await;
+    assert_eq!(
+        after - after_one,
+        per_fetch,
+        "six waiting reads take the one failed fetch's answer instead of each trying again"
+    );
+}
