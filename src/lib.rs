@@ -5,11 +5,10 @@ pub mod api;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
-pub mod bulk_load;
 pub mod cache;
 pub mod config;
 pub mod console;
-pub mod device_sim;
+pub mod devtools;
 pub mod directory;
 pub mod domain;
 pub mod events;
@@ -19,7 +18,6 @@ pub mod ofsc;
 pub mod outbox;
 pub mod renders;
 pub mod replay;
-pub mod sim;
 pub mod startup;
 pub mod state;
 pub mod stock;
@@ -28,3 +26,7 @@ pub mod telemetry;
 pub mod uploads;
 pub mod view;
 pub mod webhooks;
+
+// The dev tools keep their short paths (`fieldsync::sim`, `fieldsync::device_sim`,
+// `fieldsync::bulk_load`).
+pub use devtools::{bulk_load, device_sim, sim};

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Map;
 
 /// The demo tenant, embedded so `cargo run` needs no files beside the binary.
-pub const DEMO_TENANT: &str = include_str!("../../assets/demo-tenant.json");
+pub const DEMO_TENANT: &str = include_str!("../../../assets/demo-tenant.json");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
