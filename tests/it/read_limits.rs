@@ -191,3 +191,33 @@ async fn concurrent_reads_while_ofsc_fails_share_its_one_answer() {
         "six waiting reads take the one failed fetch's answer instead of each trying again"
     );
 }
+
+#[tokio::test]
+async fn a_spent_budget_fails_a_sync_batch_for_resending_never_one_op_for_good() {
+    let stack = Stack::start_with(|s| {
+        s.cache.fetches_per_minute = 1;
+        s.cache.fetch_burst = 1;
+    })
+    .await;
+    let s = stack.app.login("tech1").await;
+    let first = get(&stack, &s.access, "/activities/987654321").await;
+    assert_eq!(first.status(), 404, "the one read of the budget");
+    let payload = json!({"status": "enroute"});
+    let now = chrono::Utc::now().to_rfc3339();
+    let push = stack
+        .app
+        .http
+        .post(stack.app.url("/sync/push"))
+        .bearer_auth(&s.access)
+        .json(&json!({"deviceId": s.device, "deviceTime": now, "ops": [
+            {"clientOpId": "b1", "seq": 1, "kind": "status", "activityId": 987654322,
+             "payload": payload, "capturedAt": now, "sha256": crate::helpers::payload_sha(&payload)}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(push.status(), 429, "the batch is resent later");
+    assert!(push.headers().contains_key("retry-after"));
+    let body: Value = push.json().await.unwrap();
+    assert_eq!(body["code"], "upstream-budget-spent");
+}

@@ -170,3 +170,19 @@ async fn one_address_holds_at_most_its_share_of_connections() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_is_not_held_to_one_addresses_share() {
+    let stack = Stack::start_with(|s| {
+        s.server.max_connections_per_address = 1;
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let port = stack.app.port;
+    tokio::task::spawn_blocking(move || {
+        let open: Vec<TcpStream> = (0..4).filter_map(|_| served(port)).collect();
+        assert_eq!(open.len(), 4, "a proxy carries many clients' connections");
+    })
+    .await
+    .unwrap();
+}
