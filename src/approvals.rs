@@ -2,8 +2,8 @@
 //! the completion that needs one, decided once, and the evidence gathered from the
 //! activity's timeline.
 
-use crate::outbox::{self, Op, OpKind, OpState};
 use crate::store::{Storage, StorageExt, StoreError, Tree, Tx, TxExt};
+use crate::write::outbox::{self, Op, OpKind, OpState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -1,11 +1,11 @@
 //! The OFSC events poller: follows OFSC's Events API so dispatcher changes reach the cache
 //! and the change log that devices pull, and recovers from an expired subscription.
 
-use crate::cache::Cache;
 use crate::ofsc::wire::Event;
 use crate::ofsc::{OfscClient, OfscError};
-use crate::outbox::{change_key, Change, CHANGES};
+use crate::read::cache::Cache;
 use crate::store::{GroupCommit, Storage, StorageExt, Tree};
+use crate::write::outbox::{change_key, Change, CHANGES};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -59,7 +59,7 @@ pub struct EventsPoller {
     cache: Arc<Cache>,
     stock: Arc<crate::stock::Stock>,
     /// Kept current from resource events between its slow full re-reads.
-    directory: Arc<crate::directory::Directory>,
+    directory: Arc<crate::read::directory::Directory>,
     interval: Duration,
 }
 
@@ -121,7 +121,7 @@ impl EventsPoller {
         ofsc: Arc<OfscClient>,
         cache: Arc<Cache>,
         stock: Arc<crate::stock::Stock>,
-        directory: Arc<crate::directory::Directory>,
+        directory: Arc<crate::read::directory::Directory>,
         interval: Duration,
     ) -> Self {
         EventsPoller {
@@ -210,7 +210,7 @@ impl EventsPoller {
         let mut recent = Vec::new();
         let scanned = crate::store::scan_pages(
             self.store.as_ref(),
-            crate::cache::ROUTES,
+            crate::read::cache::ROUTES,
             b"",
             1024,
             &mut |k, _| {

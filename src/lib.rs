@@ -5,18 +5,14 @@ pub mod api;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
-pub mod cache;
 pub mod config;
 pub mod console;
 pub mod devtools;
-pub mod directory;
 pub mod domain;
 pub mod events;
-pub mod fetch_budget;
 pub mod ids;
 pub mod ofsc;
-pub mod outbox;
-pub mod renders;
+pub mod read;
 pub mod replay;
 pub mod startup;
 pub mod state;
@@ -24,8 +20,8 @@ pub mod stock;
 pub mod store;
 pub mod telemetry;
 pub mod uploads;
-pub mod view;
 pub mod webhooks;
+pub mod write;
 
 // The dev tools keep their short paths (`fieldsync::sim`, `fieldsync::device_sim`,
 // `fieldsync::bulk_load`).

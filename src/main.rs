@@ -329,7 +329,7 @@ fn check_store(dir: &std::path::Path) -> ExitCode {
         }
     };
     let recovered = store.recovery().clone();
-    match fieldsync::outbox::check(&store) {
+    match fieldsync::write::outbox::check(&store) {
         Ok(report) => {
             println!(
                 "journal: {} records (last seq {}); {} re-applied and {} quarantined on open{}",

@@ -5,10 +5,10 @@ use crate::api;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenKeys;
 use crate::auth::users;
-use crate::cache::Cache;
 use crate::config::{Settings, TenantSettings};
-use crate::directory::Directory;
 use crate::ofsc::OfscClient;
+use crate::read::cache::Cache;
+use crate::read::directory::Directory;
 use crate::replay::Replayer;
 use crate::sim::{seed, Sim, SimServer};
 use crate::state::{AppState, LaneLocks, OfscHealth};
@@ -287,7 +287,7 @@ fn open_store(settings: &Settings) -> Result<(Arc<SledStore>, GroupCommit), Star
             .map_err(|e| err(e.to_string()))?,
     );
     // The one scan of every op: queue depth and metrics read live counts afterwards.
-    crate::outbox::recount(store.as_ref()).map_err(|e| err(e.to_string()))?;
+    crate::write::outbox::recount(store.as_ref()).map_err(|e| err(e.to_string()))?;
     let commit =
         GroupCommit::start(store.clone() as Arc<dyn Storage>).map_err(|e| err(e.to_string()))?;
     crate::store::checkpointer::start(&(store.clone() as Arc<dyn Storage>))
@@ -431,7 +431,7 @@ async fn compact_journal(store: Arc<dyn Storage>) {
             crate::store::journal::compact(
                 s.as_ref(),
                 s.journal(),
-                &|e| crate::outbox::settled(s.as_ref(), e),
+                &|e| crate::write::outbox::settled(s.as_ref(), e),
                 50_000,
             )
         })

@@ -4,9 +4,9 @@
 
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenKeys;
-use crate::cache::Cache;
-use crate::directory::Directory;
 use crate::ofsc::OfscClient;
+use crate::read::cache::Cache;
+use crate::read::directory::Directory;
 use crate::replay::Replayer;
 use crate::stock::Stock;
 use crate::store::{GroupCommit, SledStore, Storage};

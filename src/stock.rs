@@ -7,13 +7,13 @@
 //! shows so it is not taken twice. (An events-driven refresh racing an entry in flight can
 //! briefly count it twice: that under-states the stock, never over-states it.)
 
-use crate::cache::CacheError;
 use crate::domain::parts::{Item, PartsView, Recorded};
 use crate::ofsc::wire::Inventory;
 use crate::ofsc::OfscClient;
-use crate::outbox::{self, Op, OpKind, OpState};
+use crate::read::cache::CacheError;
 use crate::store::keys::KeyBuf;
 use crate::store::{Storage, StorageExt, StoreError, Tree};
+use crate::write::outbox::{self, Op, OpKind, OpState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! Optionally behind a bearer token (`server.metrics_token`).
 
 use super::ApiError;
-use crate::outbox;
 use crate::state::AppState;
+use crate::write::outbox;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use subtle::ConstantTimeEq;

@@ -16,7 +16,6 @@ mod ops;
 pub mod origin;
 pub mod pacing;
 mod parts;
-pub(crate) mod present;
 pub mod problem;
 pub(crate) mod queue;
 mod routes;

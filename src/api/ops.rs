@@ -3,8 +3,8 @@
 use super::ApiError;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
-use crate::outbox::{self, Op};
 use crate::state::AppState;
+use crate::write::outbox::{self, Op};
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 

@@ -123,9 +123,9 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl From<crate::cache::CacheError> for ApiError {
-    fn from(e: crate::cache::CacheError) -> Self {
-        use crate::cache::CacheError as C;
+impl From<crate::read::cache::CacheError> for ApiError {
+    fn from(e: crate::read::cache::CacheError) -> Self {
+        use crate::read::cache::CacheError as C;
         match e {
             C::BudgetSpent(retry_after_secs) => ApiError::UpstreamBudgetSpent { retry_after_secs },
             C::Store(e) => e.into(),
@@ -159,6 +159,56 @@ impl From<crate::auth::policy::Denied> for ApiError {
         match d {
             crate::auth::policy::Denied::NotFound => ApiError::NotFound,
             crate::auth::policy::Denied::Forbidden(what) => ApiError::Forbidden(what.to_string()),
+        }
+    }
+}
+
+impl From<crate::read::query::ReadError> for ApiError {
+    fn from(e: crate::read::query::ReadError) -> Self {
+        use crate::read::query::ReadError as R;
+        match e {
+            R::NotFound => ApiError::NotFound,
+            R::Cache(e) => e.into(),
+            R::Store(e) => e.into(),
+            R::Ofsc(e) => ApiError::OfscUnavailable(e.to_string()),
+            e @ R::RouteNotCached { .. } => ApiError::OfscUnavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::write::WriteError> for ApiError {
+    fn from(e: crate::write::WriteError) -> Self {
+        use crate::write::WriteError as W;
+        match e {
+            W::Invalid { code, detail } => ApiError::BadRequest { code, detail },
+            W::Transition { detail, allowed } => ApiError::InvalidTransition { detail, allowed },
+            W::Refused {
+                code,
+                detail,
+                extra,
+            } => ApiError::Conflict {
+                code,
+                detail,
+                extra,
+            },
+            W::UnsupportedType(detail) => ApiError::Upload {
+                status: 415,
+                code: "unsupported-image-type",
+                detail,
+            },
+            W::TooLarge(detail) => ApiError::Upload {
+                status: 413,
+                code: "upload-too-large",
+                detail,
+            },
+            W::Forbidden(what) => ApiError::Forbidden(what),
+            W::Denied(d) => d.into(),
+            W::Time(t) => t.into(),
+            W::Read(e) => e.into(),
+            W::Cache(e) => e.into(),
+            W::Store(e) => e.into(),
+            W::OfscUnavailable(cause) => ApiError::OfscUnavailable(cause),
+            W::Internal(cause) => ApiError::Internal(cause),
         }
     }
 }

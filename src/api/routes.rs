@@ -1,13 +1,14 @@
 //! `GET /routes/{date}`: the caller's sequenced route, from the cache, with their queued writes.
 
-use super::{activities, present, ApiError};
+use super::{activities, ApiError};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
-use crate::cache::RouteRead;
-use crate::renders::Rendered;
+use crate::read::cache::RouteRead;
+use crate::read::present;
+use crate::read::renders::Rendered;
+use crate::read::view;
 use crate::state::AppState;
 use crate::store::Storage;
-use crate::view;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -43,7 +44,7 @@ pub async fn get(
     if state.directory.get(&resource).is_none() && !state.directory.is_empty() {
         return Err(ApiError::NotFound);
     }
-    let (_, zone) = activities::resource_zone(&state, &resource, None);
+    let (_, zone) = crate::read::query::resource_zone(&state, &resource, None);
     activities::readable(&state, crate::ofsc::time::today_in(zone), day, day)?;
     let ofsc_ok = state.ofsc_health.snapshot().ok;
     // The version is read before the data, so a write that lands meanwhile re-renders later.

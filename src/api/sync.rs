@@ -1,19 +1,21 @@
 //! The offline sync protocol: `POST /sync/push` (a batch of device writes, one result each)
 //! and `GET /sync/pull` (what the device should learn since its cursor).
 
-use super::activities::{self, StatusBody, StatusWrite, SyncTime};
-use super::activity_list::{self, NewActivity};
-use super::attachments::{self, GrantBody};
-use super::locations::{self, FixBody};
-use super::parts::{self, PartsBody, PartsWrite};
-use super::{present, ApiError};
+use super::ApiError;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
 use crate::domain::times;
-use crate::outbox::{self, Change, Enqueued, Stage, Submitter, CHANGES};
+use crate::read::{present, query};
 use crate::state::AppState;
 use crate::store::keys::KeyBuf;
 use crate::store::Storage;
+use crate::write::create::NewActivity;
+use crate::write::fixes::FixBody;
+use crate::write::grant::GrantBody;
+use crate::write::outbox::{self, Change, Enqueued, Stage, Submitter, CHANGES};
+use crate::write::parts::{PartsBody, PartsCommand};
+use crate::write::status::{StatusBody, StatusCommand};
+use crate::write::{self, Command, SyncTime};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
@@ -93,8 +95,11 @@ async fn apply_op(
         captured_at: op.captured_at,
         corrected,
     });
-    match submit_kind(state, who, req, op, submitter, from_sync).await {
-        Ok(outcome) => answer(state, op, stage, outcome).await,
+    match command_of(state, req, op, submitter, from_sync) {
+        Ok(command) => {
+            let outcome = write::submit(state, who, command).await;
+            answer(state, op, stage, outcome.map_err(ApiError::from)).await
+        }
         Err(refusal) => Ok(refusal),
     }
 }
@@ -176,15 +181,14 @@ fn activity_of(op: &PushOp) -> Result<i64, Value> {
     })
 }
 
-/// Hands the op to its kind's write path. `Err` is the op's own refusal.
-async fn submit_kind(
+/// The op as its kind's command, or the op's own refusal.
+fn command_of(
     state: &AppState,
-    who: &Principal,
     req: &HttpRequest,
     op: &PushOp,
     submitter: Submitter,
     from_sync: Option<SyncTime>,
-) -> Result<Result<Enqueued, ApiError>, Value> {
+) -> Result<Command, Value> {
     Ok(match op.kind.as_str() {
         "status" => {
             let activity = activity_of(op)?;
@@ -196,36 +200,31 @@ async fn submit_kind(
                     "a synced op carries its time in capturedAt",
                 ));
             }
-            let write = StatusWrite {
+            Command::Status(StatusCommand {
                 activity,
                 body,
                 submitter,
                 from_sync,
-            };
-            activities::submit_status(state, who, write).await
+            })
         }
-        "createActivity" => {
-            let body: NewActivity = payload(op)?;
-            activity_list::submit_create(state, who, body, submitter).await
-        }
-        "parts" => {
-            let write = PartsWrite {
-                activity: activity_of(op)?,
-                body: payload::<PartsBody>(op)?,
-                submitter,
-                from_sync,
-            };
-            parts::submit_parts(state, who, write).await
-        }
-        "attachment" => {
-            let activity = activity_of(op)?;
-            let body: GrantBody = payload(op)?;
-            attachments::submit_grant(state, who, req, activity, body, submitter).await
-        }
-        "location" => {
-            let fix: FixBody = payload(op)?;
-            locations::submit_fixes(state, who, vec![fix], from_sync, submitter).await
-        }
+        "createActivity" => Command::Create(payload::<NewActivity>(op)?, submitter),
+        "parts" => Command::Parts(PartsCommand {
+            activity: activity_of(op)?,
+            body: payload::<PartsBody>(op)?,
+            submitter,
+            from_sync,
+        }),
+        "attachment" => Command::Grant {
+            activity: activity_of(op)?,
+            body: payload::<GrantBody>(op)?,
+            base: super::origin::of(req, &state.origin).base,
+            submitter,
+        },
+        "location" => Command::Fixes {
+            items: vec![payload::<FixBody>(op)?],
+            from_sync,
+            submitter,
+        },
         other => {
             return Err(rejected(
                 op,
@@ -283,11 +282,11 @@ async fn answer(
 /// The server's current view of an activity, for a conflict result.
 async fn current_activity(state: &AppState, id: i64) -> Value {
     // Found already by the op that conflicted: cached, no OFSC read to charge.
-    let Ok(a) = activities::find_activity(state, id, None).await else {
+    let Ok(a) = query::find_activity(state, id, None).await else {
         return Value::Null;
     };
     let route = match (a.resource_id.as_deref(), a.date.as_deref()) {
-        (Some(r), Some(d)) => activities::device_route_of(state, r, d).await.ok(),
+        (Some(r), Some(d)) => query::device_route_of(state, r, d).await.ok(),
         _ => None,
     };
     present::activity(&a, route.as_ref())

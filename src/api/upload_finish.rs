@@ -9,12 +9,12 @@
 use super::tus::err;
 use super::ApiError;
 use crate::api::middleware::RequestId;
-use crate::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
 use crate::state::AppState;
 use crate::store::{Storage, TxExt};
 use crate::uploads::decoder::DecoderError;
 use crate::uploads::image_check::{self, ImageRejection};
 use crate::uploads::{self, Attachment, Kind, UploadState};
+use crate::write::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
 use actix_web::{web, HttpMessage, HttpRequest};
 use serde_json::json;
 use sha2::{Digest, Sha256};

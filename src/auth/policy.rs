@@ -77,9 +77,11 @@ fn descends(h: &dyn Hierarchy, resource_id: &str, ancestor: &str) -> bool {
 }
 
 /// A refusal; 404 hides existence, 403 names a function the role lacks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
+    #[error("not found")]
     NotFound,
+    #[error("this role may not use {0}")]
     Forbidden(&'static str),
 }
 

@@ -113,6 +113,18 @@ impl From<crate::auth::AuthError> for ConsoleError {
     }
 }
 
+impl From<crate::read::query::ReadError> for ConsoleError {
+    fn from(e: crate::read::query::ReadError) -> Self {
+        crate::api::ApiError::from(e).into()
+    }
+}
+
+impl From<crate::write::WriteError> for ConsoleError {
+    fn from(e: crate::write::WriteError) -> Self {
+        crate::api::ApiError::from(e).into()
+    }
+}
+
 impl From<crate::store::StoreError> for ConsoleError {
     fn from(e: crate::store::StoreError) -> Self {
         ConsoleError::Internal(e.to_string())

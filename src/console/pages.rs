@@ -1,18 +1,21 @@
 //! The console's sign-in, approvals inbox and approval pages: each reads through the same
-//! functions as the API and decides through `api::approvals::decide_as`.
+//! functions as the API and decides through `write::decision::decide_as`.
 
 use super::guard::{over_tls, ConsoleUser};
 use super::session::{self, COOKIE};
 use super::views::{self, ApprovalView, Chrome, Inbox, InboxFilter};
 use super::ConsoleError;
-use crate::api::approvals::{decide_as, visible, DecisionBody};
-use crate::api::{activities, present, sessions, ApiError};
+use crate::api::approvals::visible;
+use crate::api::{sessions, ApiError};
 use crate::approvals::{self, Approval, ApprovalStatus};
 use crate::auth::policy;
 use crate::auth::users;
 use crate::auth::Role;
-use crate::outbox::Enqueued;
+use crate::read::{present, query};
 use crate::state::AppState;
+use crate::write::decision::{decide_as, DecisionBody};
+use crate::write::outbox::Enqueued;
+use crate::write::WriteError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -288,11 +291,12 @@ async fn render_approval(
     let evidence = approvals::evidence(state.store.as_ref(), a)?;
     // The job's details come from the cached route (or OFSC); without them the evidence
     // still shows and the decision can still be made.
-    let job = match activities::find_activity(state, a.activity_id, Some(&user.who.username)).await
-    {
+    let job = match query::find_activity(state, a.activity_id, Some(&user.who.username)).await {
         Ok(act) => Some(present::activity(&act, None)),
-        Err(ApiError::Internal(e)) => return Err(ConsoleError::Internal(e)),
-        Err(_) => None,
+        Err(e) => match ApiError::from(e) {
+            ApiError::Internal(e) => return Err(ConsoleError::Internal(e)),
+            _ => None,
+        },
     };
     let at = &evidence["locationAtCompletion"];
     let distance_m = job.as_ref().and_then(|j| {
@@ -383,7 +387,7 @@ pub async fn decide(
     let key = format!("{}:{}", user.who.username, form.ikey);
     match decide_as(&state, &user.who, &a, body, key).await {
         Ok(result) => {
-            activities::settle(&state, &result).await?;
+            crate::write::settle(&state, &result).await?;
             state.console_counts.forget(&user.who.user_id);
             if let Enqueued::KeyReused = result {
                 return Err(ConsoleError::BadRequest(
@@ -393,7 +397,7 @@ pub async fn decide(
             Ok(see_other(&format!("/console/approvals/{}?decided=1", a.id)))
         }
         // Someone else decided first: show what happened.
-        Err(ApiError::Conflict {
+        Err(WriteError::Refused {
             code: "already-decided",
             ..
         }) => {

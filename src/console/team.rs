@@ -5,10 +5,11 @@ use super::guard::ConsoleUser;
 use super::pages::{chrome, overseen};
 use super::views::layout;
 use super::ConsoleError;
-use crate::api::{activities, present, ApiError};
+use crate::api::ApiError;
 use crate::auth::policy::{self, Function};
-use crate::outbox;
+use crate::read::{present, query};
 use crate::state::AppState;
+use crate::write::outbox;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
@@ -50,11 +51,10 @@ fn stop_of(state: &AppState, v: &Value) -> Result<Stop, ApiError> {
 }
 
 async fn row(state: &AppState, resource: String, name: String, username: &str) -> Row {
-    let (_, tz) = activities::resource_zone(state, &resource, None);
+    let (_, tz) = query::resource_zone(state, &resource, None);
     let date = Utc::now().with_timezone(&tz).date_naive().to_string();
     // Today's routes of the supervisor's own team only: bounded, so not charged.
-    let stops = match activities::device_route_with_activities(state, &resource, &date, None).await
-    {
+    let stops = match query::device_route_with_activities(state, &resource, &date, None).await {
         Ok((dev, acts)) => present::stops(&dev, &acts)
             .iter()
             .map(|v| stop_of(state, v))
@@ -151,7 +151,7 @@ pub async fn stop(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ConsoleError> {
     policy::may_use(&user.who, Function::Operate).map_err(ApiError::from)?;
-    let a = activities::find_activity(&state, *path, Some(&user.who.username)).await?;
+    let a = query::find_activity(&state, *path, Some(&user.who.username)).await?;
     policy::may_see(
         &user.who,
         a.resource_id.as_deref().unwrap_or(""),

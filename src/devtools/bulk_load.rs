@@ -5,8 +5,8 @@
 
 use crate::auth::Role;
 use crate::domain::lifecycle::DeviceStatus;
-use crate::outbox::{self, Enqueued, NewOp, OpKind, Submitter};
 use crate::store::{Storage, StoreError};
+use crate::write::outbox::{self, Enqueued, NewOp, OpKind, Submitter};
 use chrono::Utc;
 
 /// What to write.
@@ -104,8 +104,8 @@ pub fn load(store: &dyn Storage, b: &Backlog) -> Result<Loaded, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::OpState;
     use crate::store::SledStore;
+    use crate::write::outbox::OpState;
 
     #[test]
     fn a_backlog_is_queued_ops_in_one_record_per_batch_and_checks_clean() {

@@ -5,8 +5,8 @@
 
 use super::Replayer;
 use crate::ofsc::OfscError;
-use crate::outbox::{self, Op, OpKind};
 use crate::uploads::{self, image_check};
+use crate::write::outbox::{self, Op, OpKind};
 
 /// OFSC's limit for one file property.
 pub const OFSC_FILE_LIMIT: usize = 5 * 1000 * 1000;

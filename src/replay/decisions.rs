@@ -8,7 +8,7 @@
 use super::Replayer;
 use crate::ofsc::wire::Activity;
 use crate::ofsc::OfscError;
-use crate::outbox::{self, Op, OpKind};
+use crate::write::outbox::{self, Op, OpKind};
 use serde_json::{json, Value};
 
 fn store_err(e: impl std::fmt::Display) -> OfscError {

@@ -5,11 +5,11 @@ mod attachments;
 mod decisions;
 mod parts;
 
-use crate::cache::Cache;
-use crate::directory::Directory;
 use crate::ofsc::{time as ofsc_time, Disposition, OfscClient, OfscError};
-use crate::outbox::{self, Op, OpKind, OpState};
+use crate::read::cache::Cache;
+use crate::read::directory::Directory;
 use crate::store::{GroupCommit, Storage};
+use crate::write::outbox::{self, Op, OpKind, OpState};
 use chrono::Utc;
 use rand::Rng;
 use std::collections::HashSet;

@@ -9,7 +9,7 @@ use super::Replayer;
 use crate::domain::parts::{OfscPartAction, PlannedPart};
 use crate::ofsc::wire::{Inventory, InventoryAction};
 use crate::ofsc::OfscError;
-use crate::outbox::{self, Op, OpKind};
+use crate::write::outbox::{self, Op, OpKind};
 
 const EPS: f64 = 1e-9;
 

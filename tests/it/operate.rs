@@ -20,16 +20,18 @@ async fn a_corrupted_queued_op_is_quarantined_and_never_sent() {
     let (code, body) = stack.status(&s, ids[0], "started", "k").await;
     assert_eq!(code, 202);
     let op_id = body["opId"].as_str().unwrap().to_string();
-    let seq = fieldsync::outbox::Op::seq_of(&op_id).unwrap();
+    let seq = fieldsync::write::outbox::Op::seq_of(&op_id).unwrap();
     let store = stack.app.state.store.as_ref();
-    let key = fieldsync::outbox::op_key(seq);
+    let key = fieldsync::write::outbox::op_key(seq);
     let mut raw = store
-        .get_raw(fieldsync::outbox::OPS, &key)
+        .get_raw(fieldsync::write::outbox::OPS, &key)
         .unwrap()
         .unwrap();
     let n = raw.len();
     raw[n - 3] ^= 0x20;
-    store.insert_raw(fieldsync::outbox::OPS, &key, raw).unwrap();
+    store
+        .insert_raw(fieldsync::write::outbox::OPS, &key, raw)
+        .unwrap();
     stack.sim.faults(json!({})).await;
 
     let admin = stack.app.login("admin").await;
@@ -161,11 +163,14 @@ async fn dead_ops_are_listed_retried_or_discarded_with_audit() {
     assert_eq!(rest["hasMore"], false);
     // The listing's index (kept by every state change) equals one rebuilt from the ops.
     let store = stack.app.state.store.as_ref();
-    let attention = fieldsync::outbox::ATTENTION;
-    let live = fieldsync::outbox::marked_ops(store, &attention, 0);
+    let attention = fieldsync::write::outbox::ATTENTION;
+    let live = fieldsync::write::outbox::marked_ops(store, &attention, 0);
     assert_eq!(live.len(), 3);
-    fieldsync::outbox::recount(store).unwrap();
-    assert_eq!(live, fieldsync::outbox::marked_ops(store, &attention, 0));
+    fieldsync::write::outbox::recount(store).unwrap();
+    assert_eq!(
+        live,
+        fieldsync::write::outbox::marked_ops(store, &attention, 0)
+    );
 
     stack.sim.faults(json!({})).await;
     for op in &dead {

@@ -176,7 +176,7 @@ async fn dispatcher_changes_arrive_through_ofsc_events() {
     );
     let changes = fieldsync::store::Storage::scan_raw(
         stack.app.state.store.as_ref(),
-        fieldsync::outbox::CHANGES,
+        fieldsync::write::outbox::CHANGES,
         b"",
         None,
         1000,

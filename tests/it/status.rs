@@ -351,12 +351,15 @@ async fn fault_storm_three_technicians_a_full_day_exactly_once_in_order() {
         .await
         .unwrap();
     let store = stack.app.state.store.as_ref();
-    let live = fieldsync::outbox::counts_by_state(store, &|_| true);
-    fieldsync::outbox::recount(store).unwrap();
-    assert_eq!(live, fieldsync::outbox::counts_by_state(store, &|_| true));
+    let live = fieldsync::write::outbox::counts_by_state(store, &|_| true);
+    fieldsync::write::outbox::recount(store).unwrap();
+    assert_eq!(
+        live,
+        fieldsync::write::outbox::counts_by_state(store, &|_| true)
+    );
     let applied = live
         .iter()
-        .find(|(s, _)| *s == fieldsync::outbox::OpState::Applied)
+        .find(|(s, _)| *s == fieldsync::write::outbox::OpState::Applied)
         .map(|(_, n)| *n);
     assert_eq!(summary["byState"]["applied"].as_u64(), applied, "{summary}");
     assert_eq!(
@@ -381,17 +384,17 @@ async fn a_route_body_rendered_before_a_quarantine_is_not_served_after_it() {
     // The stored op rots on disk; the next read of its lane (the replayer's, here by hand)
     // quarantines it.
     let store = stack.app.state.store.as_ref();
-    let lane = fieldsync::outbox::lane_ops(store, "tech1", &date).unwrap();
+    let lane = fieldsync::write::outbox::lane_ops(store, "tech1", &date).unwrap();
     let last = lane.last().unwrap().seq;
     use fieldsync::store::Storage;
     store
         .insert_raw(
-            fieldsync::outbox::OPS,
-            &fieldsync::outbox::op_key(last),
+            fieldsync::write::outbox::OPS,
+            &fieldsync::write::outbox::op_key(last),
             b"\x01rotten".to_vec(),
         )
         .unwrap();
-    let after_read = fieldsync::outbox::lane_ops(store, "tech1", &date).unwrap();
+    let after_read = fieldsync::write::outbox::lane_ops(store, "tech1", &date).unwrap();
     assert_eq!(after_read.len(), lane.len() - 1, "quarantined on the way");
     let after = stack.route(&s, &date).await["pendingOps"].as_i64().unwrap();
     assert_eq!(

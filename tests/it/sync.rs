@@ -357,7 +357,7 @@ async fn pulls_interleaved_with_writes_never_skip_or_repeat_and_stay_private() {
     // Nothing was skipped: everything the log holds for this device, past the first cursor.
     let all = fieldsync::store::Storage::scan_raw(
         stack.app.state.store.as_ref(),
-        fieldsync::outbox::CHANGES,
+        fieldsync::write::outbox::CHANGES,
         b"",
         None,
         100_000,
@@ -366,8 +366,8 @@ async fn pulls_interleaved_with_writes_never_skip_or_repeat_and_stay_private() {
     let mine: BTreeSet<u64> = all
         .iter()
         .map(|(k, v)| {
-            fieldsync::store::record::open::<fieldsync::outbox::Change>(
-                fieldsync::outbox::CHANGES,
+            fieldsync::store::record::open::<fieldsync::write::outbox::Change>(
+                fieldsync::write::outbox::CHANGES,
                 k,
                 v,
             )

@@ -2,11 +2,11 @@
 //! accepted writes applied, so a device never sees its own change undone. Also the memory of
 //! recent views ([`Views`]), so a write does not rebuild its route from sled.
 
-use crate::cache::{Cache, CachedRoute};
 use crate::domain::lifecycle::{self, RouteView, StopView};
 use crate::ofsc::wire::Activity;
-use crate::outbox::{self, Op, OpKind};
+use crate::read::cache::{Cache, CachedRoute};
 use crate::store::{Storage, StoreError};
+use crate::write::outbox::{self, Op, OpKind};
 use std::collections::HashMap;
 use std::sync::Mutex;
 

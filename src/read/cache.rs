@@ -2,9 +2,9 @@
 //! still there when it does not.
 
 use crate::config::CacheSettings;
-use crate::fetch_budget::FetchBudget;
 use crate::ofsc::wire::Activity;
 use crate::ofsc::{OfscClient, OfscError};
+use crate::read::fetch_budget::FetchBudget;
 use crate::store::keys::KeyBuf;
 use crate::store::{Storage, StorageExt, StoreError, Tree};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -58,9 +58,9 @@ pub struct Cache {
     /// What each user's cache misses may cost OFSC.
     budget: FetchBudget,
     /// Rendered route bodies; every cache write below touches the route it changes.
-    pub renders: crate::renders::Renders,
+    pub renders: crate::read::renders::Renders,
     /// Device views of recently written routes, valid while their route's version holds.
-    pub views: crate::view::Views,
+    pub views: crate::read::view::Views,
 }
 
 /// A route as served: from the cache, with how fresh it is.
@@ -363,7 +363,7 @@ impl Cache {
             for (key, value) in &batch {
                 let route: CachedRoute = crate::store::record::open(ROUTES, key, value)?;
                 if !old(&route.date)
-                    || !crate::outbox::lane_is_empty(
+                    || !crate::write::outbox::lane_is_empty(
                         self.store.as_ref(),
                         &route.resource_id,
                         &route.date,
@@ -401,7 +401,7 @@ impl Cache {
                 };
                 if old(d)
                     && !self.has_route(r, d)?
-                    && crate::outbox::lane_is_empty(self.store.as_ref(), r, d)?
+                    && crate::write::outbox::lane_is_empty(self.store.as_ref(), r, d)?
                 {
                     self.store.remove(ACTIVITIES, key)?;
                     evicted += 1;

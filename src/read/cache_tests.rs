@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::domain::lifecycle::DeviceStatus;
-use crate::outbox::{NewOp, OpKind};
 use crate::store::{SledStore, StorageExt};
+use crate::write::outbox::{NewOp, OpKind};
 
 fn day(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -66,7 +66,7 @@ fn routes_past_their_retention_go_unless_writes_wait_on_them() {
         .remove(ROUTES, &route_key("t3", "2026-01-04"))
         .unwrap();
     // A write still queued on t2's old route.
-    let who = crate::outbox::tests::who("k1", "k1");
+    let who = crate::write::outbox::tests::who("k1", "k1");
     let op = NewOp {
         resource_id: "t2".into(),
         date: "2026-01-03".into(),
@@ -82,7 +82,7 @@ fn routes_past_their_retention_go_unless_writes_wait_on_them() {
         zone: None,
         captured_at: None,
     };
-    crate::outbox::enqueue(&*store, &who, vec![op], |_| serde_json::Value::Null).unwrap();
+    crate::write::outbox::enqueue(&*store, &who, vec![op], |_| serde_json::Value::Null).unwrap();
     cache.renders.touch("t1", "2026-01-02");
 
     let evicted = cache.evict(day("2026-03-01")).unwrap();

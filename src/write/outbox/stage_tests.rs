@@ -2,8 +2,8 @@
 
 use super::super::tests::{status_op, who};
 use super::*;
-use crate::outbox::{enqueue, idempotent_answer, lane_ops, Enqueued, OpState, IDEMPOTENCY};
 use crate::store::{SledStore, StorageExt};
+use crate::write::outbox::{enqueue, idempotent_answer, lane_ops, Enqueued, OpState, IDEMPOTENCY};
 use serde_json::json;
 use std::sync::Mutex as StdMutex;
 
@@ -18,7 +18,7 @@ fn stage() -> (Arc<Stage>, Log) {
     (stage, log)
 }
 
-fn staged_who(key: &str, stage: &Arc<Stage>) -> crate::outbox::Submitter {
+fn staged_who(key: &str, stage: &Arc<Stage>) -> crate::write::outbox::Submitter {
     let mut w = who(key, &format!("h-{key}"));
     w.stage = Some(stage.clone());
     w
@@ -85,7 +85,7 @@ fn staged_writes_land_together_at_commit_in_order() {
         "the tickets were let go"
     );
     assert!(store.journal().op_published(accepted[0].seq));
-    let queued = crate::outbox::counts_by_state(&store, &|_| true)
+    let queued = crate::write::outbox::counts_by_state(&store, &|_| true)
         .into_iter()
         .find(|(s, _)| *s == OpState::Queued)
         .map(|(_, n)| n);
@@ -157,7 +157,7 @@ fn an_abandoned_stage_writes_nothing_and_drops_the_views() {
     drop(stage);
     assert!(lane_ops(&store, "tech1", "2026-05-04").unwrap().is_empty());
     let rec: Option<serde_json::Value> = store
-        .get(IDEMPOTENCY, &crate::outbox::idem_key("u1", "k1"))
+        .get(IDEMPOTENCY, &crate::write::outbox::idem_key("u1", "k1"))
         .unwrap();
     assert!(rec.is_none());
     assert_eq!(*log.lock().unwrap(), vec![("tech1".to_string(), false)]);

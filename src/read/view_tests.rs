@@ -1,10 +1,10 @@
 //! Unit tests for `view`: a kept view advanced op by op equals one rebuilt from sled.
 
 use super::*;
-use crate::cache::{activity_key, route_key, CachedActivity, ACTIVITIES, ROUTES};
 use crate::domain::lifecycle::DeviceStatus;
-use crate::outbox::NewOp;
+use crate::read::cache::{activity_key, route_key, CachedActivity, ACTIVITIES, ROUTES};
 use crate::store::{SledStore, StorageExt};
+use crate::write::outbox::NewOp;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ const R: &str = "t1";
 const D: &str = "2026-05-04";
 
 fn fixture() -> (Arc<SledStore>, Cache) {
-    let (store, cache) = crate::cache::tests::offline();
+    let (store, cache) = crate::read::cache::tests::offline();
     let ids = [11, 12, 13];
     for (n, id) in ids.iter().enumerate() {
         let activity = Activity {
@@ -60,7 +60,7 @@ fn status(id: i64, status: DeviceStatus, minute: u32) -> NewOp {
 
 /// Queues one op as an accepted write and returns it.
 fn enqueue(store: &SledStore, key: &str, op: NewOp) -> Vec<Op> {
-    let who = crate::outbox::tests::who(key, key);
+    let who = crate::write::outbox::tests::who(key, key);
     match outbox::enqueue(store, &who, vec![op], |_| serde_json::Value::Null).unwrap() {
         outbox::Enqueued::Accepted { ops, .. } => ops,
         other => panic!("not accepted: {other:?}"),

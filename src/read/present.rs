@@ -3,7 +3,8 @@
 
 use crate::ofsc::time as ofsc_time;
 use crate::ofsc::wire::Activity;
-use crate::view::DeviceRoute;
+use crate::read::view::DeviceRoute;
+use crate::write::outbox::{Op, OpKind};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 
@@ -82,4 +83,26 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .ok()
         .filter(|_| s.len() == 10)
+}
+
+/// One recorded part entry as devices see it.
+pub fn part_entry(op: &Op, undone: bool) -> Value {
+    let OpKind::Part { part } = &op.kind else {
+        return Value::Null;
+    };
+    json!({
+        "partId": op.id,
+        "action": part.action,
+        "ofscAction": part.ofsc.path_name(),
+        "inventoryType": part.inventory_type,
+        "serialNumber": part.serial_number,
+        "quantity": part.quantity,
+        "exchangedInventoryId": part.exchanged_inventory_id,
+        "undoes": part.undoes,
+        "undone": undone,
+        "state": op.state,
+        "lastError": op.last_error,
+        "ofscDetail": op.ofsc_detail,
+        "recordedAt": op.time,
+    })
 }
