@@ -564,7 +564,7 @@ fn photos(n: usize, mib: usize) -> Vec<(bytes::Bytes, String)> {
     let h = w * 3 / 4;
     (0..n)
         .map(|i| {
-            let b = fieldsync::uploads::samples::photo(w, h, 100 + i as u64, None);
+            let b = fieldsync::features::uploads::samples::photo(w, h, 100 + i as u64, None);
             let sha = hex::encode(sha2::Sha256::digest(&b));
             (bytes::Bytes::from(b), sha)
         })

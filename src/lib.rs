@@ -2,25 +2,20 @@
 //! to Oracle Field Service exactly once and in order. See ARCHITECTURE.md for the map.
 
 pub mod api;
-pub mod approvals;
-pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod console;
 pub mod devtools;
 pub mod domain;
-pub mod events;
+pub mod features;
 pub mod ids;
 pub mod ofsc;
 pub mod read;
 pub mod replay;
 pub mod startup;
 pub mod state;
-pub mod stock;
 pub mod store;
 pub mod telemetry;
-pub mod uploads;
-pub mod webhooks;
 pub mod write;
 
 // The dev tools keep their short paths (`fieldsync::sim`, `fieldsync::device_sim`,

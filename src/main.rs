@@ -410,10 +410,10 @@ fn audit_cli(
     username: &str,
 ) -> Result<(), String> {
     let who = operator();
-    fieldsync::audit::record(
+    fieldsync::features::audit::record(
         s,
         &who,
-        fieldsync::audit::Event {
+        fieldsync::features::audit::Event {
             action,
             object: username.to_string(),
             resource_id: None,

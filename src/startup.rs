@@ -6,13 +6,13 @@ use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenKeys;
 use crate::auth::users;
 use crate::config::{Settings, TenantSettings};
+use crate::features::stock::Stock;
 use crate::ofsc::OfscClient;
 use crate::read::cache::Cache;
 use crate::read::directory::Directory;
 use crate::replay::Replayer;
 use crate::sim::{seed, Sim, SimServer};
 use crate::state::{AppState, LaneLocks, OfscHealth};
-use crate::stock::Stock;
 use crate::store::{GroupCommit, SledStore, Storage};
 use crate::store::{StorageExt, Tree};
 use actix_web::{web, App, HttpServer};
@@ -99,7 +99,7 @@ impl Application {
         ));
         let stock = Arc::new(Stock::new(store.clone() as Arc<dyn Storage>, ofsc.clone()));
         let files = Arc::new(
-            crate::uploads::Files::new(
+            crate::features::uploads::Files::new(
                 &settings.server.data_dir,
                 settings.uploads.max_decodes,
                 settings.uploads.decode_nice,
@@ -111,8 +111,9 @@ impl Application {
                 )
             })?,
         );
-        let upload_keys = crate::uploads::signing_keys(store.as_ref(), &settings.uploads.keys)
-            .map_err(|e| StartupError::Store("upload keys".into(), e.to_string()))?;
+        let upload_keys =
+            crate::features::uploads::signing_keys(store.as_ref(), &settings.uploads.keys)
+                .map_err(|e| StartupError::Store("upload keys".into(), e.to_string()))?;
         let replayer = Replayer::new(
             crate::replay::ReplayDeps {
                 store: store.clone() as Arc<dyn Storage>,
@@ -125,7 +126,7 @@ impl Application {
             },
             replay_config(&settings),
         );
-        let webhooks = crate::webhooks::Webhooks::new(
+        let webhooks = crate::features::webhooks::Webhooks::new(
             store.clone() as Arc<dyn Storage>,
             commit.clone(),
             settings.webhooks.clone(),
@@ -139,7 +140,7 @@ impl Application {
             tracing::warn!("replay is disabled: writes are queued but not sent to OFSC");
         }
         tasks.push(
-            crate::events::EventsPoller::new(
+            crate::read::events::EventsPoller::new(
                 store.clone() as Arc<dyn Storage>,
                 commit.clone(),
                 ofsc.clone(),
@@ -262,7 +263,7 @@ fn replay_config(settings: &Settings) -> crate::replay::ReplayConfig {
 /// evicted, metrics refreshed.
 fn upkeep(
     store: Arc<dyn Storage>,
-    files: &Arc<crate::uploads::Files>,
+    files: &Arc<crate::features::uploads::Files>,
     cache: &Arc<Cache>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
@@ -399,13 +400,13 @@ fn serve_http(
 }
 
 /// Deletes abandoned uploads once a minute, each pass from where the last one left open.
-async fn purge_uploads(store: Arc<dyn Storage>, files: Arc<crate::uploads::Files>) {
+async fn purge_uploads(store: Arc<dyn Storage>, files: Arc<crate::features::uploads::Files>) {
     let mut from = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(60)).await;
         let (s, f) = (store.clone(), files.clone());
         let pass = tokio::task::spawn_blocking(move || {
-            crate::uploads::purge::purge_expired(s.as_ref(), &f, chrono::Utc::now(), from)
+            crate::features::uploads::purge::purge_expired(s.as_ref(), &f, chrono::Utc::now(), from)
         })
         .await;
         match pass {

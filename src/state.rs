@@ -4,11 +4,11 @@
 
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenKeys;
+use crate::features::stock::Stock;
 use crate::ofsc::OfscClient;
 use crate::read::cache::Cache;
 use crate::read::directory::Directory;
 use crate::replay::Replayer;
-use crate::stock::Stock;
 use crate::store::{GroupCommit, SledStore, Storage};
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
@@ -70,16 +70,16 @@ pub struct AppState {
     pub pace: crate::api::pacing::Pace,
     /// The route dates callers may read (`cache.read_days_back`, `read_days_ahead`).
     pub read_window: crate::domain::times::DateWindow,
-    pub webhooks: Arc<crate::webhooks::Webhooks>,
+    pub webhooks: Arc<crate::features::webhooks::Webhooks>,
     pub uploads: crate::config::UploadSettings,
     /// The tenant's property labels fieldsync writes.
     pub properties: crate::config::PropertySettings,
-    pub files: Arc<crate::uploads::Files>,
-    pub upload_keys: Vec<crate::uploads::grant::SigningKey>,
+    pub files: Arc<crate::features::uploads::Files>,
+    pub upload_keys: Vec<crate::features::uploads::grant::SigningKey>,
     /// Uploads whose last byte arrived, for the background decode (`api::upload_finish`).
     pub processing: tokio::sync::mpsc::UnboundedSender<String>,
     /// Where listings of pending approvals start.
-    pub pending_approvals: crate::approvals::PendingFloor,
+    pub pending_approvals: crate::features::approvals::PendingFloor,
     /// When each user's device last synced (this process's memory: the console's "last
     /// sync" and stale marker; after a restart it fills again as devices sync).
     pub last_sync: LastSync,

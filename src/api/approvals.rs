@@ -3,9 +3,9 @@
 
 use super::activities;
 use super::ApiError;
-use crate::approvals::{self, Approval, ApprovalStatus};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
+use crate::features::approvals::{self, Approval, ApprovalStatus};
 use crate::state::AppState;
 use crate::write::decision;
 use actix_web::{web, HttpRequest, HttpResponse};

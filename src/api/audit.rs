@@ -2,9 +2,9 @@
 //! for supervisors (the resources they oversee) and admins.
 
 use super::ApiError;
-use crate::audit::{self, AuditEntry};
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
+use crate::features::audit::{self, AuditEntry};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, FixedOffset};

@@ -3,9 +3,9 @@
 
 use super::ops::op_json;
 use super::ApiError;
-use crate::audit;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
+use crate::features::audit;
 use crate::state::AppState;
 use crate::write::outbox::{self, Op, OpState};
 use actix_web::{web, HttpResponse};

@@ -4,9 +4,9 @@
 //! a time. After the last byte, `finish.rs` checks and keeps the file.
 
 use super::ApiError;
+use crate::features::uploads::sink::{self, Held, Sink};
+use crate::features::uploads::{self, grant, Attachment, UploadState};
 use crate::state::AppState;
-use crate::uploads::sink::{self, Held, Sink};
-use crate::uploads::{self, grant, Attachment, UploadState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use chrono::Utc;

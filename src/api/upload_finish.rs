@@ -9,11 +9,11 @@
 use super::tus::err;
 use super::ApiError;
 use crate::api::middleware::RequestId;
+use crate::features::uploads::decoder::DecoderError;
+use crate::features::uploads::image_check::{self, ImageRejection};
+use crate::features::uploads::{self, Attachment, Kind, UploadState};
 use crate::state::AppState;
 use crate::store::{Storage, TxExt};
-use crate::uploads::decoder::DecoderError;
-use crate::uploads::image_check::{self, ImageRejection};
-use crate::uploads::{self, Attachment, Kind, UploadState};
 use crate::write::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
 use actix_web::{web, HttpMessage, HttpRequest};
 use serde_json::json;
@@ -378,7 +378,7 @@ async fn queue(state: &AppState, mut a: Attachment) -> Result<(), ApiError> {
         let mut done = a.clone();
         done.op_id = ops.last().map(|o| o.id.clone());
         tx.put(uploads::ATTACHMENTS, &uploads::key(done.seq), &done)?;
-        crate::webhooks::emit_in(
+        crate::features::webhooks::emit_in(
             tx,
             event_seq,
             "upload.completed",

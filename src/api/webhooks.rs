@@ -2,11 +2,11 @@
 //! redelivery, for admins, with audit.
 
 use super::ApiError;
-use crate::audit;
 use crate::auth::policy::{self, Function};
 use crate::auth::Principal;
+use crate::features::audit;
+use crate::features::webhooks::{self, Delivery, DeliveryState};
 use crate::state::AppState;
-use crate::webhooks::{self, Delivery, DeliveryState};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};

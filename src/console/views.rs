@@ -2,8 +2,8 @@
 //! time, every interpolation escaped).
 
 use super::assets;
-use crate::approvals::Approval;
 use crate::auth::{Principal, Role};
+use crate::features::approvals::Approval;
 use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 

@@ -279,7 +279,7 @@ async fn run_device(
                 json!({"items": [{"action": "consume", "inventoryType": "CAT6_M", "quantity": rng.gen_range(1..5)}]}),
             ),
             "photo" => {
-                let bytes = crate::uploads::samples::photo(320, 240, rng.gen(), Some(6));
+                let bytes = crate::features::uploads::samples::photo(320, 240, rng.gen(), Some(6));
                 let payload = json!({"kind": "photo", "contentType": "image/jpeg", "size": bytes.len(),
                     "sha256": hex::encode(sha2::Sha256::digest(&bytes)), "fileName": format!("stop-{id}.jpg"),
                     "capturedAt": at.to_rfc3339()});

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod directory;
+pub mod events;
 pub mod fetch_budget;
 pub mod present;
 pub mod query;

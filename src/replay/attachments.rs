@@ -4,8 +4,8 @@
 //! so a read-back compares the stored bytes' hash.
 
 use super::Replayer;
+use crate::features::uploads::{self, image_check};
 use crate::ofsc::OfscError;
-use crate::uploads::{self, image_check};
 use crate::write::outbox::{self, Op, OpKind};
 
 /// OFSC's limit for one file property.

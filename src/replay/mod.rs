@@ -65,9 +65,9 @@ pub struct ReplayDeps {
     pub ofsc: Arc<OfscClient>,
     pub cache: Arc<Cache>,
     pub directory: Arc<Directory>,
-    pub stock: Arc<crate::stock::Stock>,
+    pub stock: Arc<crate::features::stock::Stock>,
     /// Where uploaded originals live (absent: attachment ops cannot be sent).
-    pub files: Option<Arc<crate::uploads::Files>>,
+    pub files: Option<Arc<crate::features::uploads::Files>>,
 }
 
 pub struct Replayer {
@@ -76,8 +76,8 @@ pub struct Replayer {
     ofsc: Arc<OfscClient>,
     cache: Arc<Cache>,
     directory: Arc<Directory>,
-    stock: Arc<crate::stock::Stock>,
-    files: Option<Arc<crate::uploads::Files>>,
+    stock: Arc<crate::features::stock::Stock>,
+    files: Option<Arc<crate::features::uploads::Files>>,
     cfg: ReplayConfig,
     running: Mutex<HashSet<(String, String)>>,
     /// Ops whose last send may have been applied: read OFSC back before resending.

@@ -5,9 +5,9 @@
 use super::context;
 use super::outbox::{self, change_key, Change, Enqueued, NewOp, OpKind, Submitter, CHANGES};
 use super::WriteError;
-use crate::approvals::{self, Approval, ApprovalStatus, Decision};
 use crate::auth::policy;
 use crate::auth::Principal;
+use crate::features::approvals::{self, Approval, ApprovalStatus, Decision};
 use crate::read::query;
 use crate::state::AppState;
 use crate::store::{Storage, TxExt};

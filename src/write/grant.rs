@@ -6,9 +6,9 @@ use super::context::{self, Located};
 use super::outbox::{self, Enqueued, IdemRecord, Submitter, IDEMPOTENCY};
 use super::WriteError;
 use crate::auth::Principal;
+use crate::features::uploads::{self, grant, Attachment, Kind, UploadState};
 use crate::state::AppState;
 use crate::store::{Storage, TxExt};
-use crate::uploads::{self, grant, Attachment, Kind, UploadState};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -205,9 +205,9 @@ pub async fn submit_grant(
                     created_at: now,
                 },
             )?;
-            crate::audit::put_in(
+            crate::features::audit::put_in(
                 tx,
-                &crate::audit::AuditEntry {
+                &crate::features::audit::AuditEntry {
                     seq: audit_seq,
                     at: now,
                     user: who.username.clone(),

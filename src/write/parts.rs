@@ -7,9 +7,9 @@ use super::outbox::{self, Enqueued, NewOp, OpKind, Submitter};
 use super::WriteError;
 use crate::auth::Principal;
 use crate::domain::parts::{self, PartRequest, Refusal};
+use crate::features::stock;
 use crate::read::{present, query};
 use crate::state::AppState;
-use crate::stock;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

@@ -5,10 +5,10 @@
 use super::context::{self, Located, SyncTime};
 use super::outbox::{self, Enqueued, Location, NewOp, OpKind, Submitter};
 use super::WriteError;
-use crate::approvals;
 use crate::auth::Principal;
 use crate::domain::lifecycle::{self, DeviceStatus};
 use crate::domain::times;
+use crate::features::approvals;
 use crate::read::{present, query};
 use crate::state::AppState;
 use crate::store::Storage;

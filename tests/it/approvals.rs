@@ -100,12 +100,12 @@ async fn an_approval_holds_the_evidence_and_approving_writes_the_properties() {
         (
             "photo",
             "image/jpeg",
-            fieldsync::uploads::samples::photo(400, 300, 7, None),
+            fieldsync::features::uploads::samples::photo(400, 300, 7, None),
         ),
         (
             "signature",
             "image/png",
-            fieldsync::uploads::samples::signature(600, 200),
+            fieldsync::features::uploads::samples::signature(600, 200),
         ),
     ]
     .into_iter()

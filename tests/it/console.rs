@@ -192,7 +192,7 @@ async fn complete_stop(stack: &Stack, tech: &Session, resource: &str, index: usi
     let date = stack.sim.today_route(resource).await.0;
     let route = stack.route(tech, &date).await;
     let id = route["stops"][index]["activityId"].as_i64().unwrap();
-    let photo = fieldsync::uploads::samples::photo(400, 300, index as u64 + 1, None);
+    let photo = fieldsync::features::uploads::samples::photo(400, 300, index as u64 + 1, None);
     let key = format!("{resource}-{index}-photo");
     let (code, g) =
         crate::uploads::grant(stack, tech, id, "photo", "image/jpeg", &photo, &key).await;

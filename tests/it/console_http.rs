@@ -333,7 +333,7 @@ async fn the_queue_page_retries_discards_and_redelivers() {
 /// technician, date and activity type, keeping the filters in the links and the refresh.
 #[tokio::test]
 async fn the_inbox_pages_and_filters() {
-    use fieldsync::approvals::{self, Approval, ApprovalStatus};
+    use fieldsync::features::approvals::{self, Approval, ApprovalStatus};
     use fieldsync::store::Storage;
     let app = TestApp::spawn(|_| {}).await;
     let store = app.state.store.as_ref();

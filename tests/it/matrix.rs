@@ -394,7 +394,7 @@ const MATRIX: &[Row] = &[
 
 /// A photo uploaded by `who` on `activity`; its attachment id.
 async fn uploaded_photo(app: &TestApp, who: &crate::helpers::Session, activity: i64) -> String {
-    let photo = fieldsync::uploads::samples::photo(64, 48, 1, None);
+    let photo = fieldsync::features::uploads::samples::photo(64, 48, 1, None);
     let resp: serde_json::Value = app
         .http
         .post(app.url(&format!("/activities/{activity}/attachments")))
@@ -500,7 +500,7 @@ async fn objects(app: &TestApp) -> HashMap<&'static str, Objects> {
                         .unwrap();
                     assert_eq!(resp.status(), 202, "setup {status} for {r}");
                 }
-                let (found, _) = fieldsync::approvals::list(
+                let (found, _) = fieldsync::features::approvals::list(
                     app.state.store.as_ref(),
                     0,
                     10,

@@ -6,8 +6,8 @@
 
 use crate::helpers::{Stack, TestSim};
 use crate::uploads::{first_stop, grant, upload_all, url_of};
+use fieldsync::features::uploads::samples;
 use fieldsync::sim::Exchange;
-use fieldsync::uploads::samples;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 

@@ -220,7 +220,7 @@ async fn dead_ops_are_listed_retried_or_discarded_with_audit() {
         .count();
     assert_eq!(starts, 1);
 
-    let audit = fieldsync::audit::list(stack.app.state.store.as_ref(), 0, 100).unwrap();
+    let audit = fieldsync::features::audit::list(stack.app.state.store.as_ref(), 0, 100).unwrap();
     let actions: Vec<(&str, &str)> = audit
         .iter()
         .map(|e| (e.action.as_str(), e.user.as_str()))

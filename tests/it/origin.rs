@@ -6,7 +6,7 @@ use crate::helpers::Stack;
 async fn upload_url(stack: &Stack, headers: &[(&str, &str)]) -> (String, Option<String>) {
     let tech = stack.app.login("tech1").await;
     let id = crate::uploads::first_stop(stack, &tech, "tech1").await;
-    let photo = fieldsync::uploads::samples::photo(64, 48, 9, None);
+    let photo = fieldsync::features::uploads::samples::photo(64, 48, 9, None);
     let mut req = stack
         .app
         .http

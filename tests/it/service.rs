@@ -210,7 +210,7 @@ fn users_cli_manages_users_in_the_store() {
     assert!(!out.contains("argon2"), "never prints hashes");
     assert!(!fieldsync(&["users", "--data-dir", d, "disable", "nobody"], None).0);
     let store = fieldsync::store::SledStore::open(dir.path()).unwrap();
-    let actions: Vec<(String, String)> = fieldsync::audit::list(&store, 0, 100)
+    let actions: Vec<(String, String)> = fieldsync::features::audit::list(&store, 0, 100)
         .unwrap()
         .into_iter()
         .map(|e| (e.action, e.object))

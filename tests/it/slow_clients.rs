@@ -4,7 +4,7 @@
 
 use crate::helpers::Stack;
 use crate::uploads::{first_stop, grant, offset_of, tus, url_of};
-use fieldsync::uploads::samples;
+use fieldsync::features::uploads::samples;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

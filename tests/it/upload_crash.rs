@@ -4,7 +4,7 @@
 
 use crate::helpers::{free_port, spawn, wait_up};
 use crate::uploads::{raw_patch, sha_hex, upload_all};
-use fieldsync::uploads::samples;
+use fieldsync::features::uploads::samples;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 
 use crate::helpers::{Session, Stack};
 use base64::Engine;
-use fieldsync::uploads::samples;
+use fieldsync::features::uploads::samples;
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::io::{Read, Write};
@@ -729,7 +729,7 @@ async fn a_photo_over_5_mb_is_downscaled_for_ofsc_and_kept_whole_here() {
 #[tokio::test]
 async fn grants_signed_with_a_rotated_out_key_still_verify() {
     use fieldsync::config::{Secret, UploadKey};
-    use fieldsync::uploads::grant::{self, GrantFields, SigningKey};
+    use fieldsync::features::uploads::grant::{self, GrantFields, SigningKey};
     let stack = Stack::start_with(|s| {
         s.uploads.keys = vec![
             UploadKey {

@@ -33,7 +33,7 @@ async fn hook(req: HttpRequest, body: web::Bytes, r: web::Data<Arc<Receiver>>) -
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let now = chrono::Utc::now().timestamp();
-    if !fieldsync::webhooks::verify(SECRET, header, &body, now, 300) {
+    if !fieldsync::features::webhooks::verify(SECRET, header, &body, now, 300) {
         r.bad_signatures.fetch_add(1, Ordering::SeqCst);
         return HttpResponse::BadRequest().finish();
     }

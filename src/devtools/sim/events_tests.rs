@@ -48,7 +48,7 @@ fn unknown_event_types_are_refused_at_subscription() {
         .unwrap_err();
     assert_eq!(e.status, 400);
     assert!(e.detail.contains("activityTeleported"), "{}", e.detail);
-    for t in crate::events::EVENT_TYPES {
+    for t in crate::read::events::EVENT_TYPES {
         assert!(KNOWN_EVENTS.contains(t), "fieldsync subscribes to {t}");
     }
 }

@@ -307,8 +307,12 @@ fn prepare(
             clocks.push((key, seal(&op.time)?));
         }
     }
-    let audit_key = crate::audit::audit_key(audit_entry.seq);
-    writes.push((crate::audit::AUDIT, audit_key, seal(&audit_entry)?));
+    let audit_key = crate::features::audit::audit_key(audit_entry.seq);
+    writes.push((
+        crate::features::audit::AUDIT,
+        audit_key,
+        seal(&audit_entry)?,
+    ));
     let idem = IdemRecord {
         request_sha256: who.request_sha256.clone(),
         status: 202,
@@ -352,9 +356,14 @@ pub(super) fn apply_in(
 }
 
 /// The audit entry of an accepted write.
-fn audit_of(who: &Submitter, ops: &[Op], seq: u64, at: DateTime<Utc>) -> crate::audit::AuditEntry {
+fn audit_of(
+    who: &Submitter,
+    ops: &[Op],
+    seq: u64,
+    at: DateTime<Utc>,
+) -> crate::features::audit::AuditEntry {
     let last = ops.last();
-    crate::audit::AuditEntry {
+    crate::features::audit::AuditEntry {
         seq,
         at,
         user: who.username.clone(),

@@ -281,7 +281,7 @@ pub fn save_op(store: &dyn Storage, op: &Op, announce: bool) -> Result<(), Store
     };
     store.append(&what, publish, &|tx| {
         if let Some(event_type) = announce {
-            crate::webhooks::emit_in(tx, event_seq, event_type, op_event(op))?;
+            crate::features::webhooks::emit_in(tx, event_seq, event_type, op_event(op))?;
         }
         tx.put(OPS, &key, op)?;
         if let (OpState::Applied, Some(id), OpKind::Status { status, .. }) =
@@ -313,7 +313,7 @@ pub fn journal_owned_trees() -> Vec<Tree> {
         ROUTE_CLOCK,
         DEVICE_SEQ,
         DEVICE_MEMO,
-        crate::approvals::APPROVALS,
+        crate::features::approvals::APPROVALS,
     ]
 }
 

@@ -89,7 +89,7 @@ pub fn put_in(tx: &dyn Tx, a: &Approval, event_seq: u64) -> Result<(), StoreErro
     } else {
         "approval.requested"
     };
-    crate::webhooks::emit_in(tx, event_seq, event_type, summary(a))
+    crate::features::webhooks::emit_in(tx, event_seq, event_type, summary(a))
 }
 
 /// The approval without its evidence (lists, webhooks, sync pull).
@@ -204,9 +204,9 @@ pub fn evidence(store: &dyn Storage, a: &Approval) -> Result<Value, StoreError> 
             _ => {}
         }
     }
-    let attachments: Vec<Value> = crate::uploads::of_activity(store, a.activity_id)?
+    let attachments: Vec<Value> = crate::features::uploads::of_activity(store, a.activity_id)?
         .iter()
-        .filter(|x| x.state == crate::uploads::UploadState::Complete)
+        .filter(|x| x.state == crate::features::uploads::UploadState::Complete)
         .map(|x| {
             json!({
                 "attachmentId": x.id, "kind": x.kind, "contentType": x.content_type,

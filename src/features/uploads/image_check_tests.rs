@@ -1,7 +1,7 @@
 //! Unit tests of image validation: bombs, lies about the type, truncation, orientation.
 
 use super::*;
-use crate::uploads::samples;
+use crate::features::uploads::samples;
 
 fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
     let f = tempfile::NamedTempFile::new().unwrap();

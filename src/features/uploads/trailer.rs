@@ -85,7 +85,7 @@ fn png_end(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uploads::samples;
+    use crate::features::uploads::samples;
 
     #[test]
     fn a_jpeg_ends_at_its_end_of_image_marker() {

@@ -57,7 +57,7 @@ pub struct EventsPoller {
     commit: GroupCommit,
     ofsc: Arc<OfscClient>,
     cache: Arc<Cache>,
-    stock: Arc<crate::stock::Stock>,
+    stock: Arc<crate::features::stock::Stock>,
     /// Kept current from resource events between its slow full re-reads.
     directory: Arc<crate::read::directory::Directory>,
     interval: Duration,
@@ -120,7 +120,7 @@ impl EventsPoller {
         commit: GroupCommit,
         ofsc: Arc<OfscClient>,
         cache: Arc<Cache>,
-        stock: Arc<crate::stock::Stock>,
+        stock: Arc<crate::features::stock::Stock>,
         directory: Arc<crate::read::directory::Directory>,
         interval: Duration,
     ) -> Self {
