@@ -60,21 +60,7 @@ impl Application {
 
         let (tenant, sim) = tenant_or_sim(&settings)?;
         tracing::info!(base_url = %tenant.base_url, instance = %tenant.instance, auth = ?tenant.auth, "OFSC tenant");
-        seed_demo_logins(store.as_ref(), &settings, &tenant)
-            .map_err(|e| store_err(e.to_string()))?;
-        let secret = jwt_secret(store.as_ref(), &settings).map_err(|e| store_err(e.to_string()))?;
-        let keys = TokenKeys::new(
-            &secret,
-            &settings.auth.issuer,
-            &settings.auth.audience,
-            settings.auth.access_ttl_secs,
-        );
-        let throttle = LoginThrottle::new(
-            Duration::from_secs(settings.auth.login_window_secs),
-            settings.auth.max_failures_per_user,
-            settings.auth.max_failures_per_address,
-            settings.auth.max_failures_per_user_total,
-        );
+        let (keys, throttle) = sign_in(&store, &settings, &tenant)?;
         let directory = Arc::new(
             Directory::load(store.clone() as Arc<dyn Storage>)
                 .map_err(|e| store_err(e.to_string()))?,
@@ -98,22 +84,7 @@ impl Application {
             &settings.cache,
         ));
         let stock = Arc::new(Stock::new(store.clone() as Arc<dyn Storage>, ofsc.clone()));
-        let files = Arc::new(
-            crate::features::uploads::Files::new(
-                &settings.server.data_dir,
-                settings.uploads.max_decodes,
-                settings.uploads.decode_nice,
-            )
-            .map_err(|e| {
-                StartupError::Store(
-                    settings.server.data_dir.display().to_string(),
-                    e.to_string(),
-                )
-            })?,
-        );
-        let upload_keys =
-            crate::features::uploads::signing_keys(store.as_ref(), &settings.uploads.keys)
-                .map_err(|e| StartupError::Store("upload keys".into(), e.to_string()))?;
+        let (files, upload_keys) = upload_files(&store, &settings)?;
         let replayer = Replayer::new(
             crate::replay::ReplayDeps {
                 store: store.clone() as Arc<dyn Storage>,
@@ -152,51 +123,25 @@ impl Application {
             .start(),
         );
         let (processing, to_process) = tokio::sync::mpsc::unbounded_channel();
-        let state = web::Data::new(AppState {
-            store,
-            commit,
-            ofsc,
-            ofsc_health,
-            keys,
-            throttle,
-            refresh_ttl_days: settings.auth.refresh_ttl_days,
-            directory,
-            cache,
-            stock,
-            replayer,
-            lanes: LaneLocks::default(),
-            approvals: settings.approvals.clone(),
-            metrics_token: settings.server.metrics_token.clone(),
-            pace: crate::api::pacing::Pace::of(&settings.server),
-            read_window: crate::domain::times::DateWindow {
-                days_back: settings.cache.read_days_back,
-                days_ahead: settings.cache.read_days_ahead,
+        let state = web::Data::new(shared_state(
+            Shared {
+                store,
+                commit,
+                ofsc,
+                ofsc_health,
+                keys,
+                throttle,
+                directory,
+                cache,
+                stock,
+                replayer,
+                webhooks,
+                files,
+                upload_keys,
+                processing,
             },
-            time_window: crate::domain::times::TimeWindow::new(
-                settings.server.max_future_secs,
-                settings.server.max_past_hours,
-            ),
-            webhooks,
-            uploads: settings.uploads.clone(),
-            properties: settings.properties.clone(),
-            files,
-            upload_keys,
-            processing,
-            pending_approvals: Default::default(),
-            last_sync: Default::default(),
-            sso_flows: Default::default(),
-            console_counts: Default::default(),
-            origin: crate::api::origin::OriginConfig {
-                public_url: settings.server.public_url.clone(),
-                trusted_proxies: settings.server.trusted_proxies.clone(),
-            },
-            oidc: settings
-                .oidc
-                .clone()
-                .map(|o| crate::auth::oidc::Verifier::new(o).map(Arc::new))
-                .transpose()
-                .map_err(|e| StartupError::Oidc(e.to_string()))?,
-        });
+            &settings,
+        )?);
         tasks.push(tokio::spawn(api::upload_finish::process_uploads(
             state.clone(),
             to_process,
@@ -250,6 +195,121 @@ impl Application {
 }
 
 /// The replayer's settings, and whether op outcomes are announced to webhooks.
+/// The parts of the shared state that `build` makes; the rest comes from the settings.
+struct Shared {
+    store: Arc<SledStore>,
+    commit: GroupCommit,
+    ofsc: Arc<OfscClient>,
+    ofsc_health: Arc<OfscHealth>,
+    keys: TokenKeys,
+    throttle: LoginThrottle,
+    directory: Arc<Directory>,
+    cache: Arc<Cache>,
+    stock: Arc<Stock>,
+    replayer: Arc<Replayer>,
+    webhooks: Arc<crate::features::webhooks::Webhooks>,
+    files: Arc<crate::features::uploads::Files>,
+    upload_keys: Vec<crate::features::uploads::grant::SigningKey>,
+    processing: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+fn shared_state(s: Shared, settings: &Settings) -> Result<AppState, StartupError> {
+    Ok(AppState {
+        store: s.store,
+        commit: s.commit,
+        ofsc: s.ofsc,
+        ofsc_health: s.ofsc_health,
+        keys: s.keys,
+        throttle: s.throttle,
+        refresh_ttl_days: settings.auth.refresh_ttl_days,
+        directory: s.directory,
+        cache: s.cache,
+        stock: s.stock,
+        replayer: s.replayer,
+        lanes: LaneLocks::default(),
+        approvals: settings.approvals.clone(),
+        metrics_token: settings.server.metrics_token.clone(),
+        pace: crate::api::pacing::Pace::of(&settings.server),
+        read_window: crate::domain::times::DateWindow {
+            days_back: settings.cache.read_days_back,
+            days_ahead: settings.cache.read_days_ahead,
+        },
+        time_window: crate::domain::times::TimeWindow::new(
+            settings.server.max_future_secs,
+            settings.server.max_past_hours,
+        ),
+        webhooks: s.webhooks,
+        uploads: settings.uploads.clone(),
+        properties: settings.properties.clone(),
+        files: s.files,
+        upload_keys: s.upload_keys,
+        processing: s.processing,
+        pending_approvals: Default::default(),
+        last_sync: Default::default(),
+        sso_flows: Default::default(),
+        console_counts: Default::default(),
+        origin: crate::api::origin::OriginConfig {
+            public_url: settings.server.public_url.clone(),
+            trusted_proxies: settings.server.trusted_proxies.clone(),
+        },
+        oidc: settings
+            .oidc
+            .clone()
+            .map(|o| crate::auth::oidc::Verifier::new(o).map(Arc::new))
+            .transpose()
+            .map_err(|e| StartupError::Oidc(e.to_string()))?,
+    })
+}
+
+/// Sign-in's parts: the demo logins (when the tenant is the demo), the access-token keys
+/// from the stored secret, and the failed-login throttle.
+fn sign_in(
+    store: &SledStore,
+    settings: &Settings,
+    tenant: &TenantSettings,
+) -> Result<(TokenKeys, LoginThrottle), StartupError> {
+    let store_err =
+        |e: String| StartupError::Store(settings.server.data_dir.display().to_string(), e);
+    seed_demo_logins(store, settings, tenant).map_err(|e| store_err(e.to_string()))?;
+    let secret = jwt_secret(store, settings).map_err(|e| store_err(e.to_string()))?;
+    let keys = TokenKeys::new(
+        &secret,
+        &settings.auth.issuer,
+        &settings.auth.audience,
+        settings.auth.access_ttl_secs,
+    );
+    let throttle = LoginThrottle::new(
+        Duration::from_secs(settings.auth.login_window_secs),
+        settings.auth.max_failures_per_user,
+        settings.auth.max_failures_per_address,
+        settings.auth.max_failures_per_user_total,
+    );
+    Ok((keys, throttle))
+}
+
+/// The upload files' home (and its decode threads) and the keys upload URLs are signed with.
+fn upload_files(
+    store: &SledStore,
+    settings: &Settings,
+) -> Result<
+    (
+        Arc<crate::features::uploads::Files>,
+        Vec<crate::features::uploads::grant::SigningKey>,
+    ),
+    StartupError,
+> {
+    let data_dir = &settings.server.data_dir;
+    let files = crate::features::uploads::Files::new(
+        data_dir,
+        settings.uploads.max_decodes,
+        settings.uploads.decode_nice,
+    )
+    .map_err(|e| StartupError::Store(data_dir.display().to_string(), e.to_string()))?;
+    let upload_keys = crate::features::uploads::signing_keys(store, &settings.uploads.keys)
+        .map_err(|e| StartupError::Store("upload keys".into(), e.to_string()))?;
+    Ok((Arc::new(files), upload_keys))
+}
+
 fn replay_config(settings: &Settings) -> crate::replay::ReplayConfig {
     crate::replay::ReplayConfig {
         announce_ops: ["op.applied", "op.rejected", "op.dead"]

@@ -3,7 +3,7 @@
 //! resource's clock.
 
 use super::cache::CacheError;
-use super::view::{self, DeviceRoute};
+use super::view::{self, DeviceRoute, ViewTag};
 use crate::ofsc::time as ofsc_time;
 use crate::ofsc::wire::Activity;
 use crate::ofsc::OfscError;
@@ -90,6 +90,14 @@ pub async fn device_route_with_activities(
     })
 }
 
+/// The view of a route kept in memory, when the route has not moved since it was kept; else
+/// the tag a view built now must carry.
+pub fn kept_view(state: &AppState, resource: &str, date: &str) -> Result<DeviceRoute, ViewTag> {
+    let views = &state.cache.views;
+    let tag = views.tag(state.store.as_ref(), &state.cache, resource, date);
+    views.get(resource, date, tag).ok_or(tag)
+}
+
 /// The device's view of a route: the one kept in memory while the route is unchanged, else
 /// built (and kept).
 pub async fn device_route_of(
@@ -97,14 +105,13 @@ pub async fn device_route_of(
     resource: &str,
     date: &str,
 ) -> Result<DeviceRoute, ReadError> {
-    let views = &state.cache.views;
-    let tag = views.tag(state.store.as_ref(), &state.cache, resource, date);
-    if let Some(dev) = views.get(resource, date, tag) {
-        return Ok(dev);
-    }
+    let tag = match kept_view(state, resource, date) {
+        Ok(dev) => return Ok(dev),
+        Err(tag) => tag,
+    };
     let (mut dev, _) = device_route_with_activities(state, resource, date, None).await?;
     dev.tag = tag;
-    views.put(resource, date, dev.clone());
+    state.cache.views.put(resource, date, dev.clone());
     Ok(dev)
 }
 

@@ -105,9 +105,7 @@ pub async fn staged_route_of(
     resource: &str,
     date: &str,
 ) -> Result<DeviceRoute, ReadError> {
-    let views = &state.cache.views;
-    let tag = views.tag(state.store.as_ref(), &state.cache, resource, date);
-    if let Some(dev) = views.get(resource, date, tag) {
+    if let Ok(dev) = query::kept_view(state, resource, date) {
         return Ok(dev);
     }
     stage.commit(state.store.as_ref())?;

@@ -111,31 +111,7 @@ pub async fn submit_grant(
     }
     let now = Utc::now();
     if body.kind == Kind::Photo {
-        // Each photo goes to a file property of its own; past the last one OFSC has nowhere
-        // to keep it, so it is refused before the device spends its data on it.
-        let taken = uploads::of_activity(store, id)?
-            .iter()
-            .filter(|x| {
-                x.kind == Kind::Photo
-                    && match x.state {
-                        UploadState::Complete
-                        | UploadState::Processing
-                        | UploadState::Uploading => true,
-                        UploadState::Granted => x.grant_expires_at > now,
-                        _ => false,
-                    }
-            })
-            .count();
-        let slots = state.properties.photos.len();
-        if taken >= slots {
-            return Err(WriteError::Refused {
-                code: "no-photo-property",
-                detail: format!(
-                    "this activity already has {taken} photos, one per photo property of the tenant ({slots})"
-                ),
-                extra: serde_json::Value::Null,
-            });
-        }
+        photo_slot_free(state, id, now)?;
     }
     let seq = store.next_id()?;
     let a = Attachment {
@@ -175,6 +151,58 @@ pub async fn submit_grant(
         "upload": {"url": upload_url(base, state, &a)?, "method": "PATCH", "protocol": "tus/1.0.0",
                    "expiresAt": a.grant_expires_at},
     });
+    if let Some(earlier) = record(store, who, &submitter, &a, response.clone(), now)? {
+        return Ok(earlier);
+    }
+    Ok(Enqueued::Accepted {
+        ops: vec![],
+        response,
+    })
+}
+
+/// Each photo goes to a file property of its own; past the last one OFSC has nowhere to keep
+/// it, so it is refused before the device spends its data on it.
+fn photo_slot_free(
+    state: &AppState,
+    activity: i64,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), WriteError> {
+    let taken = uploads::of_activity(state.store.as_ref(), activity)?
+        .iter()
+        .filter(|x| {
+            x.kind == Kind::Photo
+                && match x.state {
+                    UploadState::Complete | UploadState::Processing | UploadState::Uploading => {
+                        true
+                    }
+                    UploadState::Granted => x.grant_expires_at > now,
+                    _ => false,
+                }
+        })
+        .count();
+    let slots = state.properties.photos.len();
+    if taken >= slots {
+        return Err(WriteError::Refused {
+            code: "no-photo-property",
+            detail: format!(
+                "this activity already has {taken} photos, one per photo property of the tenant ({slots})"
+            ),
+            extra: serde_json::Value::Null,
+        });
+    }
+    Ok(())
+}
+
+/// The grant, its idempotency answer and its audit entry as one journal record, under a claim
+/// on the idempotency key (a request racing this one under the same key: its answer stands).
+fn record(
+    store: &dyn Storage,
+    who: &Principal,
+    submitter: &Submitter,
+    a: &Attachment,
+    response: serde_json::Value,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<Enqueued>, WriteError> {
     let audit_seq = store.next_id()?;
     let ikey = outbox::idem_key(&submitter.user_id, &submitter.idempotency_key);
     let _claim = store
@@ -182,14 +210,14 @@ pub async fn submit_grant(
         .claims()
         .claim(vec![ikey.clone()], std::time::Duration::from_secs(2))?;
     // A request that raced this one under the same key: its answer stands.
-    if let Some(earlier) = outbox::idempotent_answer(store, &submitter)? {
-        return Ok(earlier);
+    if let Some(earlier) = outbox::idempotent_answer(store, submitter)? {
+        return Ok(Some(earlier));
     }
     store.append(
         "write.attachment.grant",
         crate::store::journal::Publish::default(),
         &|tx| {
-            tx.put(uploads::ATTACHMENTS, &uploads::key(a.seq), &a)?;
+            tx.put(uploads::ATTACHMENTS, &uploads::key(a.seq), a)?;
             tx.put(
                 uploads::BY_ACTIVITY,
                 &uploads::by_activity_key(a.activity_id, a.seq),
@@ -224,8 +252,5 @@ pub async fn submit_grant(
             )
         },
     )?;
-    Ok(Enqueued::Accepted {
-        ops: vec![],
-        response,
-    })
+    Ok(None)
 }

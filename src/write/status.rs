@@ -119,20 +119,7 @@ pub async fn submit_status(
         zone: zone_name.clone(),
         captured_at: from_sync.map(|t| t.captured_at),
     };
-    let mut ops = Vec::new();
-    if plan.activate_first {
-        ops.push(route_op(None, OpKind::ActivateRoute));
-    }
-    ops.push(route_op(
-        Some(id),
-        OpKind::Status {
-            status,
-            ofsc_action: plan.ofsc_action.map(str::to_string),
-            location: body.location,
-            notes: body.notes.clone(),
-            reason: body.reason.clone(),
-        },
-    ));
+    let ops = planned_ops(&plan, id, status, &body, route_op);
     let mut after = dev.clone();
     lifecycle::apply(&mut after.view, id, status, time);
     *after.pending.entry(id).or_insert(0) += 1;
@@ -187,4 +174,30 @@ pub async fn submit_status(
         _ => drop(guard),
     }
     Ok(result)
+}
+
+/// The ops a planned move queues: the route's activation first when OFSC needs it, then the
+/// move itself.
+fn planned_ops(
+    plan: &lifecycle::Plan,
+    id: i64,
+    status: DeviceStatus,
+    body: &StatusBody,
+    on_route: impl Fn(Option<i64>, OpKind) -> NewOp,
+) -> Vec<NewOp> {
+    let mut ops = Vec::with_capacity(2);
+    if plan.activate_first {
+        ops.push(on_route(None, OpKind::ActivateRoute));
+    }
+    ops.push(on_route(
+        Some(id),
+        OpKind::Status {
+            status,
+            ofsc_action: plan.ofsc_action.map(str::to_string),
+            location: body.location,
+            notes: body.notes.clone(),
+            reason: body.reason.clone(),
+        },
+    ));
+    ops
 }

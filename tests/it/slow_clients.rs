@@ -3,7 +3,7 @@
 //! allowed.
 
 use crate::helpers::Stack;
-use crate::uploads::{first_stop, grant, offset_of, tus, url_of};
+use crate::uploads::{created_upload, first_stop, grant, offset_of, tus};
 use fieldsync::features::uploads::samples;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -85,18 +85,8 @@ async fn an_upload_below_the_minimum_rate_ends_and_keeps_what_arrived() {
     let photo = samples::photo(300, 200, 3, None);
     let (code, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "slow1").await;
     assert_eq!(code, 201, "{g}");
-    let url = url_of(&g);
     let http = &stack.app.http;
-    let created = tus(
-        http,
-        "POST",
-        &url,
-        None,
-        None,
-        &[("Upload-Length", photo.len().to_string())],
-    )
-    .await;
-    assert_eq!(created.status(), 201);
+    let url = created_upload(http, &g, &photo).await;
     let path = url
         .split_once(&format!("127.0.0.1:{}", stack.app.port))
         .unwrap()

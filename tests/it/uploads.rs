@@ -134,6 +134,24 @@ pub fn url_of(g: &Value) -> String {
     g["upload"]["url"].as_str().unwrap().to_string()
 }
 
+/// A photo's upload created at its granted URL (tus `POST` with `Upload-Length`), ready for
+/// its bytes; returns the URL.
+pub async fn created_upload(http: &reqwest::Client, g: &Value, bytes: &[u8]) -> String {
+    let url = url_of(g);
+    let created = tus(
+        http,
+        "POST",
+        &url,
+        None,
+        None,
+        &[("Upload-Length", bytes.len().to_string())],
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    assert!(created.headers().contains_key("location"));
+    url
+}
+
 /// A tus request; `offset` adds `Upload-Offset` and the octet-stream content type.
 pub async fn tus(
     http: &reqwest::Client,
@@ -207,19 +225,8 @@ async fn a_photo_resumes_is_checked_kept_and_replayed_to_ofsc() {
     assert_eq!(code, 201, "{g}");
     let (code, again) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "g1").await;
     assert_eq!((code, &again), (201, &g), "idempotent grant");
-    let url = url_of(&g);
     let http = &stack.app.http;
-    let created = tus(
-        http,
-        "POST",
-        &url,
-        None,
-        None,
-        &[("Upload-Length", photo.len().to_string())],
-    )
-    .await;
-    assert_eq!(created.status(), 201);
-    assert!(created.headers().contains_key("location"));
+    let url = created_upload(http, &g, &photo).await;
     let cut = photo.len() * 6 / 10;
     let r = tus(
         http,
@@ -532,20 +539,7 @@ async fn a_cut_resumes_where_it_stopped_and_racing_patches_get_one_409() {
     let http = &stack.app.http;
     let photo = samples::photo(800, 600, 4, None);
     let (_, g) = grant(&stack, &s, id, "photo", "image/jpeg", &photo, "cut").await;
-    let url = url_of(&g);
-    assert_eq!(
-        tus(
-            http,
-            "POST",
-            &url,
-            None,
-            None,
-            &[("Upload-Length", photo.len().to_string())]
-        )
-        .await
-        .status(),
-        201
-    );
+    let url = created_upload(http, &g, &photo).await;
     // The connection drops at 60 %.
     let sixty = photo.len() * 6 / 10;
     let (port, u, p) = (stack.app.port, url.clone(), photo.clone());
