@@ -12,15 +12,15 @@ use crate::store::Storage;
 use crate::write::create::NewActivity;
 use crate::write::fixes::FixBody;
 use crate::write::grant::GrantBody;
-use crate::write::outbox::{self, Change, Enqueued, Stage, Submitter, CHANGES};
+use crate::write::outbox::{Change, Enqueued, Submitter, CHANGES};
 use crate::write::parts::{PartsBody, PartsCommand};
+use crate::write::push::Batch;
 use crate::write::status::{StatusBody, StatusCommand};
-use crate::write::{self, Command, SyncTime};
+use crate::write::{Command, SyncTime};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 /// At most this many ops per batch (the byte limit is the JSON body limit, 5 MiB).
 pub const MAX_OPS: usize = 500;
@@ -70,12 +70,12 @@ async fn apply_op(
     req: &HttpRequest,
     op: &PushOp,
     offset: chrono::Duration,
-    stage: &Arc<Stage>,
+    batch: &Batch<'_>,
 ) -> Result<Value, ApiError> {
     if let Some(refusal) = malformed(op)? {
         return Ok(refusal);
     }
-    let submitter = submitter_for(state, who, op, stage)?;
+    let submitter = batch.enlist(submitter_for(who, op))?;
     let checked = times::corrected(op.captured_at, offset)
         .and_then(|t| times::check(t, Utc::now(), &state.time_window).map(|()| t));
     let corrected = match checked {
@@ -83,12 +83,10 @@ async fn apply_op(
         // Every kind's time is bounded the same way, after the duplicate check (an op
         // accepted earlier keeps its first answer).
         Err(e) => {
-            return Ok(
-                match outbox::idempotent_answer(state.store.as_ref(), &submitter)? {
-                    Some(Enqueued::Replayed { response, .. }) => duplicate(op, response),
-                    _ => rejected(op, "time-out-of-range", &e.to_string()),
-                },
-            );
+            return Ok(match batch.earlier_answer(&submitter)? {
+                Some(Enqueued::Replayed { response, .. }) => duplicate(op, response),
+                _ => rejected(op, "time-out-of-range", &e.to_string()),
+            });
         }
     };
     let from_sync = Some(SyncTime {
@@ -97,8 +95,8 @@ async fn apply_op(
     });
     match command_of(state, req, op, submitter, from_sync) {
         Ok(command) => {
-            let outcome = write::submit(state, who, command).await;
-            answer(state, op, stage, outcome.map_err(ApiError::from)).await
+            let outcome = batch.submit(command).await;
+            answer(state, op, batch, outcome.map_err(ApiError::from)).await
         }
         Err(refusal) => Ok(refusal),
     }
@@ -126,15 +124,8 @@ fn malformed(op: &PushOp) -> Result<Option<Value>, ApiError> {
     Ok(None)
 }
 
-/// The op's idempotency: its device and clientOpId, fingerprinted by what it carries. A
-/// status op is judged against the batch's stage; the other kinds read and write sled
-/// directly, so the stage is committed before them.
-fn submitter_for(
-    state: &AppState,
-    who: &Principal,
-    op: &PushOp,
-    stage: &Arc<Stage>,
-) -> Result<Submitter, ApiError> {
+/// The op's idempotency: its device and clientOpId, fingerprinted by what it carries.
+fn submitter_for(who: &Principal, op: &PushOp) -> Submitter {
     let fingerprint = format!(
         "{}|{:?}|{}|{}",
         op.kind,
@@ -149,19 +140,13 @@ fn submitter_for(
         "location" => "location",
         _ => "sync",
     };
-    let mut submitter = Submitter::of(
+    Submitter::of(
         who,
         action,
         format!("sync:{}:{}", who.device_id, op.client_op_id),
         hex::encode(crate::store::record::sha256(fingerprint.as_bytes())),
         Some(op.seq),
-    );
-    if op.kind == "status" {
-        submitter.stage = Some(stage.clone());
-    } else {
-        stage.commit_and_release(state.store.as_ref())?;
-    }
-    Ok(submitter)
+    )
 }
 
 /// The op's payload as its kind's body, or the op's refusal.
@@ -241,7 +226,7 @@ fn command_of(
 async fn answer(
     state: &AppState,
     op: &PushOp,
-    stage: &Arc<Stage>,
+    batch: &Batch<'_>,
     outcome: Result<Enqueued, ApiError>,
 ) -> Result<Value, ApiError> {
     Ok(match outcome {
@@ -262,7 +247,7 @@ async fn answer(
         ),
         Err(ApiError::InvalidTransition { detail, allowed }) => {
             // The current activity is read from sled: the batch's earlier ops first.
-            stage.commit(state.store.as_ref())?;
+            batch.commit()?;
             let current = match op.activity_id {
                 Some(id) => current_activity(state, id).await,
                 None => Value::Null,
@@ -316,15 +301,11 @@ pub async fn push(
     let server_now = Utc::now();
     let offset = times::offset(server_now, body.device_time);
     body.ops.sort_by_key(|o| o.seq);
-    let store = state.store.as_ref();
+    let batch = Batch::new(&state, &who);
     // Saturating: a device may send any u64, the last one included.
-    let mut expected = outbox::device_seq(store, &who.user_id, &who.device_id)?.saturating_add(1);
+    let mut expected = batch.high_water()?.saturating_add(1);
     let mut gaps = Vec::new();
     let mut results = Vec::with_capacity(body.ops.len());
-    let cache = state.cache.clone();
-    let stage = Stage::new(Box::new(move |resource, date, committed| {
-        cache.views.settle(&cache, resource, date, committed)
-    }));
     let applied = async {
         for op in &body.ops {
             if op.seq > expected {
@@ -332,28 +313,23 @@ pub async fn push(
                 tracing::warn!(device = %who.device_id, from = expected, to = op.seq - 1, "sync seq gap");
             }
             expected = expected.max(op.seq.saturating_add(1));
-            let result = apply_op(&state, &who, &req, op, offset, &stage).await?;
+            let result = apply_op(&state, &who, &req, op, offset, &batch).await?;
             // A grant is not an op: its seq is noted here, like a refused op's.
             if (result["result"] != "accepted" && result["result"] != "duplicate")
                 || op.kind == "attachment"
             {
-                outbox::note_device_seq(store, &who.user_id, &who.device_id, op.seq)?;
+                batch.note_seq(op.seq)?;
             }
             results.push(result);
         }
         Ok::<_, ApiError>(())
     }
     .await;
-    // What was accepted is written even when the batch fails: its resend gets duplicates.
-    let committed = stage.commit_and_release(store);
-    applied?;
-    committed?;
-    state.commit.flush().await?;
-    state.replayer.wake();
+    let high_water = batch.finish(applied).await?;
     Ok(HttpResponse::Ok().json(json!({
         "results": results,
         "gaps": gaps,
-        "highWater": outbox::device_seq(store, &who.user_id, &who.device_id)?,
+        "highWater": high_water,
         "serverTime": server_now.to_rfc3339(),
         "clockOffsetMs": offset.num_milliseconds(),
     })))

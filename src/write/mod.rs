@@ -13,6 +13,7 @@ pub mod fixes;
 pub mod grant;
 pub mod outbox;
 pub mod parts;
+pub mod push;
 pub mod status;
 
 pub use context::{locate, settle, submitter, Located, SyncTime};
