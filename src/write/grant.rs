@@ -105,6 +105,10 @@ pub async fn submit_grant(
         zone,
         ..
     } = context::locate(state, who, raw).await?;
+    // Under the route's lane lock, like every write on the route: two grants racing for
+    // the last photo property are judged one after the other, so at most one gets it.
+    let lane_lock = state.lanes.lock(&resource, &date);
+    let _lane = lane_lock.lock().await;
     let store = state.store.as_ref();
     if let Some(answer) = outbox::idempotent_answer(store, &submitter)? {
         return Ok(answer);

@@ -994,6 +994,33 @@ async fn trailing_data_after_the_image_is_cut_off() {
     );
 }
 
+/// Grants racing for an activity's last photo property: exactly one gets it, the others are
+/// refused at grant time (the check and the record are one step under the route's lane
+/// lock), so no device uploads a photo that would be turned away when it finishes.
+#[tokio::test]
+async fn concurrent_grants_for_the_last_photo_property_admit_one() {
+    let stack = Stack::start_with(|s| s.properties.photos = vec!["XA_PHOTO_1".into()]).await;
+    let s = stack.app.login("tech1").await;
+    let id = first_stop(&stack, &s, "tech1").await;
+    let photos: Vec<Vec<u8>> = (0..8u64)
+        .map(|n| samples::photo(64, 48, 40 + n, None))
+        .collect();
+    let grants = photos.iter().enumerate().map(|(n, photo)| {
+        let (stack, s) = (&stack, &s);
+        async move {
+            let key = format!("race{n}");
+            grant(stack, s, id, "photo", "image/jpeg", photo, &key).await
+        }
+    });
+    let answers = futures_util::future::join_all(grants).await;
+    let admitted = answers.iter().filter(|(code, _)| *code == 201).count();
+    let refused = answers
+        .iter()
+        .filter(|(code, b)| *code == 409 && b["code"] == "no-photo-property")
+        .count();
+    assert_eq!((admitted, refused), (1, 7), "{answers:?}");
+}
+
 /// Photos go to the configured file properties in order, and past the last one a grant is
 /// refused before any byte is sent: OFSC would have nowhere to keep the photo.
 #[tokio::test]
