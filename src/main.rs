@@ -5,7 +5,7 @@ use fieldsync::auth::{users, Role};
 use fieldsync::config::{Settings, TenantSettings};
 use fieldsync::sim::{seed, Sim, SimServer};
 use fieldsync::startup::Application;
-use fieldsync::store::SledStore;
+use fieldsync::store::{SledStore, Storage};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -297,7 +297,15 @@ async fn main() -> ExitCode {
 
 fn load_backlog(dir: &std::path::Path, backlog: &fieldsync::bulk_load::Backlog) -> ExitCode {
     let started = std::time::Instant::now();
-    let result = SledStore::open(dir).and_then(|store| fieldsync::bulk_load::load(&store, backlog));
+    // The counts are kept up to date through the load and saved at its end, as a clean stop
+    // saves them, so the service's next start need not read every op.
+    let result = SledStore::open(dir).and_then(|store| {
+        fieldsync::write::outbox::restore_or_recount(&store)?;
+        let done = fieldsync::bulk_load::load(&store, backlog)?;
+        store.checkpoint()?;
+        fieldsync::write::outbox::save_counts(&store)?;
+        Ok(done)
+    });
     match result {
         Ok(done) => {
             println!(

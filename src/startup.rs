@@ -169,13 +169,21 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until the server stops (Ctrl-C in `main`, or the handle in tests).
+    /// Serves until the server stops: SIGINT (Ctrl-C) or SIGTERM (what service managers and
+    /// container runtimes send) stop it cleanly.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let result = tokio::select! {
             r = self.server => r,
             _ = tokio::signal::ctrl_c() => {
-                tracing::info!("shutting down");
+                tracing::info!("interrupted: shutting down");
+                handle.stop(true).await;
+                Ok(())
+            }
+            _ = terminate.recv() => {
+                tracing::info!("terminated: shutting down");
                 handle.stop(true).await;
                 Ok(())
             }
@@ -183,10 +191,19 @@ impl Application {
         for task in &self.tasks {
             task.abort();
         }
-        // A checkpoint, not just a flush: the next start has no journal to apply again.
+        // Stopped, not just told to stop: the counts saved below must hold every write.
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        // A checkpoint, not just a flush: the next start has no journal to apply again. The
+        // op counts are saved after it, so the next start need not read every op.
         let store = self.state.store.clone();
-        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
-            Ok(Ok(_)) => {}
+        let stopped = tokio::task::spawn_blocking(move || {
+            store.checkpoint()?;
+            crate::write::outbox::save_counts(store.as_ref())
+        });
+        match stopped.await {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "final checkpoint failed"),
             Err(e) => tracing::error!(error = %e, "final checkpoint stopped"),
         }
@@ -347,8 +364,11 @@ fn open_store(settings: &Settings) -> Result<(Arc<SledStore>, GroupCommit), Star
         SledStore::open_with_cache(&data_dir, settings.server.sled_cache_mb * 1024 * 1024)
             .map_err(|e| err(e.to_string()))?,
     );
-    // The one scan of every op: queue depth and metrics read live counts afterwards.
-    crate::write::outbox::recount(store.as_ref()).map_err(|e| err(e.to_string()))?;
+    // Queue depth and metrics read live counts: restored as the last clean stop saved them,
+    // else from one scan of every op.
+    let counted =
+        crate::write::outbox::restore_or_recount(store.as_ref()).map_err(|e| err(e.to_string()))?;
+    tracing::info!(?counted, "op counts");
     let commit =
         GroupCommit::start(store.clone() as Arc<dyn Storage>).map_err(|e| err(e.to_string()))?;
     crate::store::checkpointer::start(&(store.clone() as Arc<dyn Storage>))

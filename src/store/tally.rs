@@ -1,6 +1,7 @@
 //! Live counts of records by group and class, kept in memory by the code that writes those
 //! records (the outbox counts ops by resource and state), so that queue depth and metrics
-//! are a lookup, not a scan of every record ever written. Rebuilt by a scan at start. It also
+//! are a lookup, not a scan of every record ever written. Restored at start from what a clean
+//! stop saved, else rebuilt by a scan (`write::outbox::restore_or_recount`). It also
 //! keeps the ids of the few records in classes an operator lists (the outbox's dead, rejected
 //! and blocked ops), so those listings read them, not the whole history.
 
@@ -74,6 +75,17 @@ impl Tally {
         *self.marks.lock().unwrap_or_else(|p| p.into_inner()) = marks;
         *self.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
         self.resets.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every count and mark, as they stand (to save them at a clean stop).
+    pub fn snapshot(&self) -> (HashMap<String, Vec<u64>>, BTreeMap<u64, usize>) {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (counts, marks)
     }
 
     /// How many times the counts were rebuilt: a rebuild follows a change no shift could

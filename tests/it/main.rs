@@ -15,6 +15,7 @@ mod operate;
 mod origin;
 mod parts;
 mod read_limits;
+mod restart;
 mod routes;
 mod service;
 mod sessions;

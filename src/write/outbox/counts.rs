@@ -3,8 +3,10 @@
 //! of every op ever written.
 
 use super::{get_op, lanes::lane_heads, Op, OpState};
-use crate::store::{Storage, StoreError};
+use crate::store::{Storage, StorageExt, StoreError, Tree};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 
 fn class(state: OpState) -> usize {
     OpState::ALL.iter().position(|s| *s == state).unwrap_or(0)
@@ -45,15 +47,20 @@ struct Brief {
     state: OpState,
 }
 
-/// Rebuilds the live op counts and the listed ops' ids from every op (at start, and after a
-/// quarantine took an op whose state could not be read).
+/// Rebuilds the live op counts and the listed ops' ids from every op (after a quarantine,
+/// and at a start that has no saved counts to restore).
 pub fn recount(store: &dyn Storage) -> Result<(), StoreError> {
-    recount_in_pages(store, RECOUNT_PAGE)
+    let (counts, marks) = count_all(store, RECOUNT_PAGE)?;
+    store.tally().reset(counts, marks);
+    Ok(())
 }
 
-pub(super) fn recount_in_pages(store: &dyn Storage, page_size: usize) -> Result<(), StoreError> {
-    let mut counts: std::collections::HashMap<String, Vec<u64>> = Default::default();
-    let mut marks = std::collections::BTreeMap::new();
+type Counts = (HashMap<String, Vec<u64>>, BTreeMap<u64, usize>);
+
+/// Every op's resource and state, counted, and the listed ops' ids, read a page at a time.
+pub(super) fn count_all(store: &dyn Storage, page_size: usize) -> Result<Counts, StoreError> {
+    let mut counts: HashMap<String, Vec<u64>> = Default::default();
+    let mut marks = BTreeMap::new();
     crate::store::scan_pages(store, super::OPS, b"", page_size, &mut |k, v| {
         match crate::store::record::open::<Brief>(super::OPS, k, v) {
             Ok(op) => {
@@ -70,8 +77,113 @@ pub(super) fn recount_in_pages(store: &dyn Storage, page_size: usize) -> Result<
         }
         Ok(true)
     })?;
-    store.tally().reset(counts, marks);
-    Ok(())
+    Ok((counts, marks))
+}
+
+/// The counts as a clean stop left them, for the next start. Without it a start reads every
+/// op ever kept: with a million queued, seconds, and the ~100 MiB sled keeps of the pages it
+/// read (bench/README.md).
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    /// The journal's last sequence when they were saved: they hold for that journal only.
+    last_seq: u64,
+    counts: HashMap<String, Vec<u64>>,
+    marks: Vec<(u64, usize)>,
+}
+
+const SAVED_KEY: &[u8] = b"op_counts";
+
+/// Saves the live counts at a clean stop (after the last write and the final checkpoint).
+pub fn save_counts(store: &dyn Storage) -> Result<(), StoreError> {
+    let last_seq = store.journal().last_seq();
+    let (counts, marks) = store.tally().snapshot();
+    let saved = Saved {
+        last_seq,
+        counts,
+        marks: marks.into_iter().collect(),
+    };
+    store.put(Tree::META, SAVED_KEY, &saved)?;
+    store.flush_blocking()
+}
+
+/// How a start got its counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// From what the last clean stop saved.
+    Restored,
+    /// By reading every op.
+    Recounted,
+}
+
+/// Restores the counts a clean stop saved, if they were saved for exactly this journal, else
+/// recounts. The saved counts are removed first, so they serve one start only: a crash after
+/// it (whose writes they would not hold) leads to a recount.
+pub fn restore_or_recount(store: &dyn Storage) -> Result<Counted, StoreError> {
+    let saved = take_saved(store)?;
+    match saved {
+        Some(s) if s.last_seq == store.journal().last_seq() => {
+            store
+                .tally()
+                .reset(normalized(s.counts), s.marks.into_iter().collect());
+            Ok(Counted::Restored)
+        }
+        _ => {
+            recount(store)?;
+            Ok(Counted::Recounted)
+        }
+    }
+}
+
+fn take_saved(store: &dyn Storage) -> Result<Option<Saved>, StoreError> {
+    let saved = match store.get::<Saved>(Tree::META, SAVED_KEY) {
+        Ok(s) => s,
+        // A damaged copy is only a lost shortcut: the counts are read from the ops.
+        Err(e) if e.is_corrupt() => {
+            tracing::warn!(error = %e, "saved op counts unreadable; recounting");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if saved.is_some() || store.get_raw(Tree::META, SAVED_KEY)?.is_some() {
+        store.remove(Tree::META, SAVED_KEY)?;
+        store.flush_blocking()?;
+    }
+    Ok(saved)
+}
+
+/// Rows of zeros dropped and trailing zeros trimmed, so two countings compare equal when
+/// they count the same ops.
+fn normalized(counts: HashMap<String, Vec<u64>>) -> HashMap<String, Vec<u64>> {
+    counts
+        .into_iter()
+        .filter_map(|(group, mut row)| {
+            while row.last() == Some(&0) {
+                row.pop();
+            }
+            (!row.is_empty()).then_some((group, row))
+        })
+        .collect()
+}
+
+/// For `fieldsync check`: saved counts that a start would restore must equal a count of
+/// every op. Answers what differs (nothing when none are saved).
+pub fn check_saved(store: &dyn Storage) -> Result<Vec<String>, StoreError> {
+    let Some(saved) = store.get::<Saved>(Tree::META, SAVED_KEY)? else {
+        return Ok(vec![]);
+    };
+    if saved.last_seq != store.journal().last_seq() {
+        // A start would not use them.
+        return Ok(vec![]);
+    }
+    let (counts, marks) = count_all(store, RECOUNT_PAGE)?;
+    let mut differences = Vec::new();
+    if normalized(saved.counts) != normalized(counts) {
+        differences.push("the saved op counts differ from a count of the ops".to_string());
+    }
+    if saved.marks.into_iter().collect::<BTreeMap<_, _>>() != marks {
+        differences.push("the saved dead, rejected and blocked ops differ from the ops".into());
+    }
+    Ok(differences)
 }
 
 /// How many ops are in each state (in [`OpState::ALL`] order), over the resources `keep`

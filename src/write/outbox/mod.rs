@@ -9,7 +9,10 @@ mod record;
 mod stage;
 
 use counts::count;
-pub use counts::{counts_by_state, marked_ops, oldest_open, recount, ATTENTION};
+pub use counts::{
+    check_saved, counts_by_state, marked_ops, oldest_open, recount, restore_or_recount,
+    save_counts, Counted, ATTENTION,
+};
 pub use enqueue::{
     enqueue, enqueue_with, idempotent_answer, Enqueued, Extra, ExtraWrite, IdemRecord, NewOp,
     Submitter,
@@ -340,9 +343,16 @@ pub fn settled(
 }
 
 /// Verifies the store (with the service stopped): every journal record's checksum, and every
-/// record of the journal-owned trees, rebuilt from the journal and compared.
+/// record of the journal-owned trees, rebuilt from the journal and compared, and the op
+/// counts a clean stop saved, against a count of the ops.
 pub fn check(store: &dyn Storage) -> Result<crate::store::journal::Report, StoreError> {
-    crate::store::journal::check(store, &journal_owned_trees())
+    let mut report = crate::store::journal::check(store, &journal_owned_trees())?;
+    for what in check_saved(store)? {
+        report
+            .differences
+            .push(("meta".into(), "op_counts".into(), what));
+    }
+    Ok(report)
 }
 
 /// An op record read only for its state.

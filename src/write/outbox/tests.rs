@@ -112,20 +112,7 @@ fn lanes_are_fifo_and_enumerable() {
 #[test]
 fn a_recount_in_pages_rebuilds_the_live_counts_and_listed_ids_and_listings_page_too() {
     let store = SledStore::temporary().unwrap();
-    for i in 0..7 {
-        let Enqueued::Accepted { ops, .. } = enqueue(
-            &store,
-            &who(&format!("k{i}"), &format!("h{i}")),
-            vec![status_op(if i % 2 == 0 { "tech1" } else { "tech2" }, i)],
-            |_| Value::Null,
-        )
-        .unwrap() else {
-            panic!()
-        };
-        let mut op = ops[0].clone();
-        op.state = [OpState::Dead, OpState::Applied, OpState::Blocked][i as usize % 3];
-        save_op(&store, &op, false).unwrap();
-    }
+    seven_ops(&store);
     let counts = counts_by_state(&store, &|_| true);
     let listed = marked_ops(&store, &ATTENTION, 0);
     let applied = ops_after(&store, 0, 10, &|o| o.state == OpState::Applied).unwrap();
@@ -140,7 +127,77 @@ fn a_recount_in_pages_rebuilds_the_live_counts_and_listed_ids_and_listings_page_
     );
     assert_eq!(listed.len(), 5);
     store.tally().reset(Default::default(), Default::default());
-    counts::recount_in_pages(&store, 2).unwrap();
+    let (by_resource, marks) = counts::count_all(&store, 2).unwrap();
+    store.tally().reset(by_resource, marks);
     assert_eq!(counts_by_state(&store, &|_| true), counts);
     assert_eq!(marked_ops(&store, &ATTENTION, 0), listed);
+}
+
+/// Seven ops in three states over two resources, as the recount test writes them.
+fn seven_ops(store: &SledStore) {
+    for i in 0..7 {
+        let Enqueued::Accepted { ops, .. } = enqueue(
+            store,
+            &who(&format!("k{i}"), &format!("h{i}")),
+            vec![status_op(if i % 2 == 0 { "tech1" } else { "tech2" }, i)],
+            |_| Value::Null,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        let mut op = ops[0].clone();
+        op.state = [OpState::Dead, OpState::Applied, OpState::Blocked][i as usize % 3];
+        save_op(store, &op, false).unwrap();
+    }
+}
+
+#[test]
+fn counts_saved_at_a_clean_stop_serve_the_next_start_once_and_only_for_their_journal() {
+    let store = SledStore::temporary().unwrap();
+    seven_ops(&store);
+    let counts = counts_by_state(&store, &|_| true);
+    let listed = marked_ops(&store, &ATTENTION, 0);
+    save_counts(&store).unwrap();
+    assert_eq!(check_saved(&store).unwrap(), Vec::<String>::new());
+
+    // A start restores them without reading the ops, and they are gone after it.
+    store.tally().reset(Default::default(), Default::default());
+    assert_eq!(restore_or_recount(&store).unwrap(), Counted::Restored);
+    assert_eq!(counts_by_state(&store, &|_| true), counts);
+    assert_eq!(marked_ops(&store, &ATTENTION, 0), listed);
+    assert_eq!(restore_or_recount(&store).unwrap(), Counted::Recounted);
+    assert_eq!(counts_by_state(&store, &|_| true), counts);
+
+    // Saved before a write they do not hold: the journal moved on, so they are not used.
+    save_counts(&store).unwrap();
+    enqueue(
+        &store,
+        &who("k9", "h9"),
+        vec![status_op("tech1", 9)],
+        |_| Value::Null,
+    )
+    .unwrap();
+    let with_write = counts_by_state(&store, &|_| true);
+    store.tally().reset(Default::default(), Default::default());
+    assert_eq!(restore_or_recount(&store).unwrap(), Counted::Recounted);
+    assert_eq!(counts_by_state(&store, &|_| true), with_write);
+}
+
+#[test]
+fn check_finds_saved_counts_that_do_not_match_the_ops() {
+    let store = SledStore::temporary().unwrap();
+    seven_ops(&store);
+    // Counts missing one dead op, saved as if they were the truth.
+    let (mut counts, mut marks) = store.tally().snapshot();
+    let first = *marks.keys().next().unwrap();
+    marks.remove(&first);
+    counts
+        .get_mut("tech1")
+        .unwrap()
+        .iter_mut()
+        .for_each(|n| *n = n.saturating_sub(1));
+    store.tally().reset(counts, marks);
+    save_counts(&store).unwrap();
+    let found = check_saved(&store).unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
 }
