@@ -803,6 +803,19 @@ impl Want {
 /// journal) that the retained journal touches, and compares it with what the index holds;
 /// verifies every journal record's checksum, and every record of the owned trees'.
 pub fn check(store: &dyn Storage, owned: &[Tree]) -> Result<Report, StoreError> {
+    check_with(store, owned, &mut |_, _, _| {})
+}
+
+/// What [`check_with`] hands each index record it reads: its tree, key and sealed value.
+pub type Observe<'a> = &'a mut dyn FnMut(Tree, &[u8], &[u8]);
+
+/// [`check`], handing `observe` every index record its verification pass reads (so a caller
+/// can check what it derives from them without reading the trees again).
+pub fn check_with(
+    store: &dyn Storage,
+    owned: &[Tree],
+    observe: Observe<'_>,
+) -> Result<Report, StoreError> {
     let mut report = Report::default();
     let mut rebuilt: BTreeMap<(&'static str, Vec<u8>), Option<Want>> = BTreeMap::new();
     let mut next = 0;
@@ -867,6 +880,7 @@ pub fn check(store: &dyn Storage, owned: &[Tree]) -> Result<Report, StoreError> 
             if let Err(e) = record::open::<serde::de::IgnoredAny>(*tree, k, v) {
                 report.corrupt.push(e.to_string());
             }
+            observe(*tree, k, v);
             Ok(true)
         })?;
     }

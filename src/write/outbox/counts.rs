@@ -57,34 +57,51 @@ pub fn recount(store: &dyn Storage) -> Result<(), StoreError> {
 
 type Counts = (HashMap<String, Vec<u64>>, BTreeMap<u64, usize>);
 
-/// Every op's resource and state, counted, and the listed ops' ids, read a page at a time.
-pub(super) fn count_all(store: &dyn Storage, page_size: usize) -> Result<Counts, StoreError> {
-    let mut counts: HashMap<String, Vec<u64>> = Default::default();
-    let mut marks = BTreeMap::new();
-    crate::store::scan_pages(store, super::OPS, b"", page_size, &mut |k, v| {
+/// Counts ops one record at a time (a scan's, or `fieldsync check`'s own pass).
+#[derive(Default)]
+pub(super) struct Counting {
+    counts: HashMap<String, Vec<u64>>,
+    marks: BTreeMap<u64, usize>,
+}
+
+impl Counting {
+    pub(super) fn add(&mut self, k: &[u8], v: &[u8]) {
         match crate::store::record::open::<Brief>(super::OPS, k, v) {
             Ok(op) => {
-                let row = counts
+                let row = self
+                    .counts
                     .entry(op.resource_id)
                     .or_insert_with(|| vec![0; OpState::ALL.len()]);
                 row[class(op.state)] += 1;
                 if let Some(m) = mark_of(op.state) {
-                    marks.insert(op.seq, m);
+                    self.marks.insert(op.seq, m);
                 }
             }
             // The replayer or `GET /ops/{id}` quarantines it, and recounts.
             Err(e) => tracing::error!(error = %e, "a corrupt op is left out of the counts"),
         }
+    }
+
+    fn finish(self) -> Counts {
+        (self.counts, self.marks)
+    }
+}
+
+/// Every op's resource and state, counted, and the listed ops' ids, read a page at a time.
+pub(super) fn count_all(store: &dyn Storage, page_size: usize) -> Result<Counts, StoreError> {
+    let mut counting = Counting::default();
+    crate::store::scan_pages(store, super::OPS, b"", page_size, &mut |k, v| {
+        counting.add(k, v);
         Ok(true)
     })?;
-    Ok((counts, marks))
+    Ok(counting.finish())
 }
 
 /// The counts as a clean stop left them, for the next start. Without it a start reads every
 /// op ever kept: with a million queued, seconds, and the ~100 MiB sled keeps of the pages it
 /// read (bench/README.md).
 #[derive(Debug, Serialize, Deserialize)]
-struct Saved {
+pub(super) struct Saved {
     /// The journal's last sequence when they were saved: they hold for that journal only.
     last_seq: u64,
     counts: HashMap<String, Vec<u64>>,
@@ -165,17 +182,17 @@ fn normalized(counts: HashMap<String, Vec<u64>>) -> HashMap<String, Vec<u64>> {
         .collect()
 }
 
-/// For `fieldsync check`: saved counts that a start would restore must equal a count of
-/// every op. Answers what differs (nothing when none are saved).
-pub fn check_saved(store: &dyn Storage) -> Result<Vec<String>, StoreError> {
-    let Some(saved) = store.get::<Saved>(Tree::META, SAVED_KEY)? else {
-        return Ok(vec![]);
-    };
-    if saved.last_seq != store.journal().last_seq() {
-        // A start would not use them.
-        return Ok(vec![]);
-    }
-    let (counts, marks) = count_all(store, RECOUNT_PAGE)?;
+/// The saved counts a start would restore, for `fieldsync check` to compare with a count of
+/// the ops (`None`: none saved, or saved for another journal).
+pub(super) fn saved_for_check(store: &dyn Storage) -> Result<Option<Saved>, StoreError> {
+    Ok(store
+        .get::<Saved>(Tree::META, SAVED_KEY)?
+        .filter(|s| s.last_seq == store.journal().last_seq()))
+}
+
+/// What differs between saved counts and a count of the ops (`counting`'s).
+pub(super) fn compare_saved(saved: Saved, counting: Counting) -> Vec<String> {
+    let (counts, marks) = counting.finish();
     let mut differences = Vec::new();
     if normalized(saved.counts) != normalized(counts) {
         differences.push("the saved op counts differ from a count of the ops".to_string());
@@ -183,7 +200,7 @@ pub fn check_saved(store: &dyn Storage) -> Result<Vec<String>, StoreError> {
     if saved.marks.into_iter().collect::<BTreeMap<_, _>>() != marks {
         differences.push("the saved dead, rejected and blocked ops differ from the ops".into());
     }
-    Ok(differences)
+    differences
 }
 
 /// How many ops are in each state (in [`OpState::ALL`] order), over the resources `keep`

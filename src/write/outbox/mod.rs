@@ -10,8 +10,8 @@ mod stage;
 
 use counts::count;
 pub use counts::{
-    check_saved, counts_by_state, marked_ops, oldest_open, recount, restore_or_recount,
-    save_counts, Counted, ATTENTION,
+    counts_by_state, marked_ops, oldest_open, recount, restore_or_recount, save_counts, Counted,
+    ATTENTION,
 };
 pub use enqueue::{
     enqueue, enqueue_with, idempotent_answer, Enqueued, Extra, ExtraWrite, IdemRecord, NewOp,
@@ -346,11 +346,21 @@ pub fn settled(
 /// record of the journal-owned trees, rebuilt from the journal and compared, and the op
 /// counts a clean stop saved, against a count of the ops.
 pub fn check(store: &dyn Storage) -> Result<crate::store::journal::Report, StoreError> {
-    let mut report = crate::store::journal::check(store, &journal_owned_trees())?;
-    for what in check_saved(store)? {
-        report
-            .differences
-            .push(("meta".into(), "op_counts".into(), what));
+    let saved = counts::saved_for_check(store)?;
+    let mut counting = counts::Counting::default();
+    // The ops are counted on check's own pass over every index record: no second scan.
+    let mut report =
+        crate::store::journal::check_with(store, &journal_owned_trees(), &mut |tree, k, v| {
+            if saved.is_some() && tree == OPS {
+                counting.add(k, v);
+            }
+        })?;
+    if let Some(saved) = saved {
+        for what in counts::compare_saved(saved, counting) {
+            report
+                .differences
+                .push(("meta".into(), "op_counts".into(), what));
+        }
     }
     Ok(report)
 }
