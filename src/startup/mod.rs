@@ -21,6 +21,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod tasks;
+
+use tasks::{probe_ofsc, upkeep};
+
 /// Request bodies above this are refused with a 413 problem.
 pub const MAX_JSON_BODY: usize = 5 * 1024 * 1024;
 
@@ -211,7 +215,6 @@ impl Application {
     }
 }
 
-/// The replayer's settings, and whether op outcomes are announced to webhooks.
 /// The parts of the shared state that `build` makes; the rest comes from the settings.
 struct Shared {
     store: Arc<SledStore>,
@@ -327,6 +330,7 @@ fn upload_files(
     Ok((Arc::new(files), upload_keys))
 }
 
+/// The replayer's settings, and whether op outcomes are announced to webhooks.
 fn replay_config(settings: &Settings) -> crate::replay::ReplayConfig {
     crate::replay::ReplayConfig {
         announce_ops: ["op.applied", "op.rejected", "op.dead"]
@@ -334,21 +338,6 @@ fn replay_config(settings: &Settings) -> crate::replay::ReplayConfig {
             .any(|t| settings.webhooks.wants(t)),
         ..crate::replay::ReplayConfig::from_settings(&settings.replay)
     }
-}
-
-/// The store's and caches' upkeep: expired uploads purged, the journal compacted, old routes
-/// evicted, metrics refreshed.
-fn upkeep(
-    store: Arc<dyn Storage>,
-    files: &Arc<crate::features::uploads::Files>,
-    cache: &Arc<Cache>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
-        tokio::spawn(purge_uploads(store.clone(), files.clone())),
-        tokio::spawn(compact_journal(store)),
-        tokio::spawn(cache.clone().evict_forever()),
-        crate::telemetry::start_metrics_upkeep(),
-    ]
 }
 
 /// Opens the store (refusing a data directory others may enter), counts its ops, and starts
@@ -479,53 +468,6 @@ fn serve_http(
     Ok((port, server))
 }
 
-/// Deletes abandoned uploads once a minute, each pass from where the last one left open.
-async fn purge_uploads(store: Arc<dyn Storage>, files: Arc<crate::features::uploads::Files>) {
-    let mut from = 0;
-    loop {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        let (s, f) = (store.clone(), files.clone());
-        let pass = tokio::task::spawn_blocking(move || {
-            crate::features::uploads::purge::purge_expired(s.as_ref(), &f, chrono::Utc::now(), from)
-        })
-        .await;
-        match pass {
-            Ok(Ok(pass)) => {
-                if pass.purged > 0 {
-                    tracing::info!(purged = pass.purged, "abandoned uploads purged");
-                }
-                from = pass.next_from;
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "purging uploads failed"),
-            Err(e) => tracing::error!(error = %e, "the upload purge stopped"),
-        }
-    }
-}
-
-/// Removes settled records from the front of the journal every few seconds (see
-/// [`crate::store::journal::compact`]), so start-up and disk stay bounded as history grows.
-async fn compact_journal(store: Arc<dyn Storage>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let s = store.clone();
-        let pass = tokio::task::spawn_blocking(move || {
-            crate::store::journal::compact(
-                s.as_ref(),
-                s.journal(),
-                &|e| crate::write::outbox::settled(s.as_ref(), e),
-                50_000,
-            )
-        })
-        .await;
-        match pass {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "journal compacted"),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "journal compaction failed"),
-            Err(e) => tracing::error!(error = %e, "journal compaction stopped"),
-        }
-    }
-}
-
 /// The access-token key: configured, or made once and kept in the store.
 fn jwt_secret(store: &SledStore, settings: &Settings) -> Result<Vec<u8>, crate::store::StoreError> {
     if let Some(s) = &settings.auth.jwt_secret {
@@ -540,37 +482,6 @@ fn jwt_secret(store: &SledStore, settings: &Settings) -> Result<Vec<u8>, crate::
     store.put(Tree::META, b"jwt_secret", &hex::encode(key))?;
     store.flush_blocking()?;
     Ok(key.to_vec())
-}
-
-/// Keeps readiness informed about OFSC reachability with one small read per probe, and
-/// re-reads the whole resource directory only at start and every `full` (resource events
-/// keep it current in between): at 5,000 resources a full read is 50 calls.
-async fn probe_ofsc(
-    client: Arc<OfscClient>,
-    health: Arc<OfscHealth>,
-    directory: Arc<Directory>,
-    every: Duration,
-    full: Duration,
-) {
-    let mut last_full: Option<tokio::time::Instant> = None;
-    loop {
-        let due = last_full.is_none_or(|t| t.elapsed() >= full);
-        let result = if due {
-            let read = directory.refresh(&client).await.map(|_| ());
-            if read.is_ok() {
-                last_full = Some(tokio::time::Instant::now());
-            }
-            read
-        } else {
-            client.list_resources(0, 1).await.map(|_| ())
-        };
-        let result = result.map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "OFSC probe failed");
-        }
-        health.record(result);
-        tokio::time::sleep(every).await;
-    }
 }
 
 fn tracing_actix() -> actix_web::middleware::Logger {
