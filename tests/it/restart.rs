@@ -21,28 +21,51 @@ fn fieldsync(args: &[&str]) -> String {
     text
 }
 
-/// The service on the embedded simulator with replay off (the backlog stays queued), its log
-/// appended to `log`.
-fn serve(data: &Path, port: u16, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_fieldsync"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .env("FIELDSYNC__REPLAY__ENABLED", "false")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+/// A start of the service on the embedded simulator with replay off (the backlog stays
+/// queued), its log appended to `log`.
+struct Start<'a> {
+    data: &'a Path,
+    log: &'a Path,
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Start<'_> {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the service, waits for it to be ready, and answers it with how many ops it
+    /// shows queued and how many starts so far (restored, recounted) the log records.
+    async fn run(&self) -> (Child, u64, (usize, usize)) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_fieldsync"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--data-dir",
+                self.data.to_str().unwrap(),
+            ])
+            .env("FIELDSYNC__REPLAY__ENABLED", "false")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_up(&self.http, &format!("{}/readyz", self.base())).await;
+        let n = queued(&self.http, &self.base()).await;
+        let text = std::fs::read_to_string(self.log).unwrap_or_default();
+        let starts = (
+            text.matches("counted=Restored").count(),
+            text.matches("counted=Recounted").count(),
+        );
+        (child, n, starts)
+    }
 }
 
 /// How many ops the queue summary shows queued, to an admin.
@@ -69,20 +92,18 @@ async fn queued(http: &reqwest::Client, base: &str) -> u64 {
     summary["byState"]["queued"].as_u64().unwrap_or(0)
 }
 
-fn starts(log: &Path, how: &str) -> usize {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.matches(&format!("counted={how}")).count()
-}
-
 #[tokio::test]
 async fn a_clean_stop_saves_the_op_counts_for_one_start_and_check_holds_them_to_the_ops() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
     let log = dir.path().join("serve.log");
-    let http = reqwest::Client::new();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    let start = Start {
+        data: &data,
+        log: &log,
+        port: free_port(),
+        http: reqwest::Client::new(),
+    };
 
     let loaded = fieldsync(&[
         "load",
@@ -96,41 +117,29 @@ async fn a_clean_stop_saves_the_op_counts_for_one_start_and_check_holds_them_to_
         "3",
     ]);
     assert!(loaded.contains("loaded 300 ops"), "{loaded}");
-    assert!(fieldsync(&["check", "--data-dir", d]).contains("ok"));
+    assert!(fieldsync(&["check", "--data-dir", d])
+        .lines()
+        .any(|l| l == "ok"));
 
     // The load saved its counts: the first start restores them.
-    let mut first = serve(&data, port, &log);
-    wait_up(&http, &format!("{base}/readyz")).await;
-    assert_eq!(queued(&http, &base).await, 300);
-    assert_eq!(
-        (starts(&log, "Restored"), starts(&log, "Recounted")),
-        (1, 0)
-    );
+    let (mut first, queued, starts) = start.run().await;
+    assert_eq!((queued, starts), (300, (1, 0)));
 
     // SIGTERM: a clean stop checkpoints and saves the counts again; check compares them.
     let pid = first.id() as i32;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     assert!(first.wait().unwrap().success());
-    assert!(fieldsync(&["check", "--data-dir", d]).contains("ok"));
-
-    let mut second = serve(&data, port, &log);
-    wait_up(&http, &format!("{base}/readyz")).await;
-    assert_eq!(queued(&http, &base).await, 300);
-    assert_eq!(
-        (starts(&log, "Restored"), starts(&log, "Recounted")),
-        (2, 0)
-    );
+    assert!(fieldsync(&["check", "--data-dir", d])
+        .lines()
+        .any(|l| l == "ok"));
+    let (mut second, queued, starts) = start.run().await;
+    assert_eq!((queued, starts), (300, (2, 0)));
 
     // A crash leaves nothing saved (the start took them): the next start reads every op.
     second.kill().unwrap();
     second.wait().unwrap();
-    let mut third = serve(&data, port, &log);
-    wait_up(&http, &format!("{base}/readyz")).await;
-    assert_eq!(queued(&http, &base).await, 300);
-    assert_eq!(
-        (starts(&log, "Restored"), starts(&log, "Recounted")),
-        (2, 1)
-    );
+    let (mut third, queued, starts) = start.run().await;
+    assert_eq!((queued, starts), (300, (2, 1)));
     third.kill().unwrap();
     third.wait().unwrap();
 }
