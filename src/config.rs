@@ -354,6 +354,9 @@ pub struct ServerSettings {
     pub request_head_timeout_secs: u64,
     /// ... and an ordinary request's whole body within this many.
     pub body_timeout_secs: u64,
+    /// On SIGINT or SIGTERM, how long requests in flight may still finish before the final
+    /// checkpoint (under a container runtime's usual 10 s before it sends SIGKILL).
+    pub shutdown_grace_secs: u64,
     /// An upload (tus) must average at least this many bytes a second once
     /// `upload_rate_grace_secs` have passed; 0 turns the floor off.
     pub upload_min_bytes_per_sec: u64,
@@ -379,6 +382,7 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             request_head_timeout_secs: 5,
             body_timeout_secs: 30,
+            shutdown_grace_secs: 8,
             upload_min_bytes_per_sec: 1024,
             upload_rate_grace_secs: 10,
             max_connections_per_address: 512,

@@ -449,6 +449,7 @@ fn serve_http(
             .default_service(web::to(api::problem::not_found))
     })
     .disable_signals()
+    .shutdown_timeout(settings.server.shutdown_grace_secs)
     .client_request_timeout(Duration::from_secs(
         settings.server.request_head_timeout_secs.max(1),
     ))
