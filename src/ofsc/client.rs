@@ -526,10 +526,10 @@ impl OfscClient {
                 return Ok(all);
             }
         }
-        Err(OfscError::Server {
-            status: 200,
-            detail: format!("{path}: more than {} inventory items", LIMIT * MAX_PAGES),
-        })
+        Err(OfscError::TooLong(format!(
+            "{path}: more than {} inventory items",
+            LIMIT * MAX_PAGES
+        )))
     }
 
     /// Installs an item from a technician's van on an activity.

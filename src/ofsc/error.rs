@@ -29,6 +29,9 @@ pub enum OfscError {
     },
     #[error("invalid OFSC configuration: {0}")]
     Config(String),
+    /// A list longer than fieldsync reads (a page cap): the same on every try, so not retried.
+    #[error("an OFSC list is too long to read in full: {0}")]
+    TooLong(String),
     /// fieldsync's own storage failed on the way (not OFSC's answer): retried, never a
     /// rejection of the op.
     #[error("local storage error: {0}")]
@@ -57,7 +60,9 @@ impl OfscError {
                 after: *retry_after,
             },
             OfscError::Unauthorized(_) => Disposition::RefreshAuth,
-            OfscError::Rejected { .. } | OfscError::Config(_) => Disposition::Reject,
+            OfscError::Rejected { .. } | OfscError::Config(_) | OfscError::TooLong(_) => {
+                Disposition::Reject
+            }
         }
     }
 
@@ -97,6 +102,10 @@ mod tests {
             (
                 OfscError::Ambiguous("timeout".into()),
                 Disposition::Retry { after: None },
+            ),
+            (
+                OfscError::TooLong("more than 100000 items".into()),
+                Disposition::Reject,
             ),
             (
                 OfscError::Server {

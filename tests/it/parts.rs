@@ -624,3 +624,29 @@ async fn undoing_a_bulk_consumption_sends_its_quantity_back() {
         .sum();
     assert_eq!(installed, 2.0, "the four went back, the two stay");
 }
+
+/// A van longer than fieldsync reads (1,000 pages of 100): the read stops at the cap and
+/// answers 503 once, instead of paging on or retrying a read that would fail the same way.
+#[tokio::test]
+async fn a_van_past_the_page_cap_is_refused_without_retrying() {
+    let mut seed: Value = serde_json::from_str(fieldsync::sim::seed::DEMO_TENANT).unwrap();
+    let tech1 = seed["resources"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["resourceId"] == "tech1")
+        .unwrap();
+    tech1["vanStock"] = (0..100_001)
+        .map(|n| json!({"inventoryType": "ONT", "serialNumber": format!("ONT-CAP-{n}")}))
+        .collect();
+    let stack = Stack::start_seeded(&seed.to_string(), |_| {}).await;
+    let s = stack.app.login("tech1").await;
+    let pages = |stats: (u16, Value)| stats.1["vanPages"].as_u64().unwrap();
+    let before = pages(stack.sim.get_json("/__sim/stats").await);
+    let resp = stack.app.call("get", "/inventory", Some(&s.access)).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "ofsc-unavailable", "{body}");
+    let read = pages(stack.sim.get_json("/__sim/stats").await) - before;
+    assert_eq!(read, 1000, "one pass of 1,000 pages, not retried");
+}

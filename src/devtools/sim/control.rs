@@ -79,6 +79,7 @@ async fn stats(sim: Data) -> HttpResponse {
         "activityListMaxRunning": sim.list_max_running.load(Ordering::SeqCst),
         "activityListRejected": sim.list_rejected.load(Ordering::SeqCst),
         "routeReads": sim.route_reads.load(Ordering::SeqCst),
+        "vanPages": sim.van_pages.load(Ordering::SeqCst),
         "activityReads": sim.activity_reads.load(Ordering::SeqCst),
         "ledgerLength": sim.with_tenant(|t| t.ledger.len()),
     }))

@@ -11,29 +11,27 @@ impl Tenant {
             .ok_or_else(|| SimError::not_found(format!("Inventory {id} not found")))
     }
 
-    pub fn resource_inventories(&self, resource_id: &str) -> SimResult<Vec<Inventory>> {
+    pub fn resource_inventories<'a>(
+        &'a self,
+        resource_id: &'a str,
+    ) -> SimResult<impl Iterator<Item = &'a Inventory>> {
         self.resource(resource_id)?;
-        Ok(self
-            .inventories
-            .values()
-            .filter(|i| i.status == "resource" && i.resource_id.as_deref() == Some(resource_id))
-            .cloned()
-            .collect())
+        Ok(self.inventories.values().filter(move |i| {
+            i.status == "resource" && i.resource_id.as_deref() == Some(resource_id)
+        }))
     }
 
     /// `customerInventories`, `installedInventories`, `deinstalledInventories`.
-    pub fn activity_inventories(
-        &self,
+    pub fn activity_inventories<'a>(
+        &'a self,
         activity_id: i64,
-        status: &str,
-    ) -> SimResult<Vec<Inventory>> {
+        status: &'a str,
+    ) -> SimResult<impl Iterator<Item = &'a Inventory>> {
         self.activity(activity_id)?;
         Ok(self
             .inventories
             .values()
-            .filter(|i| i.status == status && i.activity_id == Some(activity_id))
-            .cloned()
-            .collect())
+            .filter(move |i| i.status == status && i.activity_id == Some(activity_id)))
     }
 
     pub fn create_inventory(&mut self, call: &Call, mut inv: Inventory) -> SimResult<Inventory> {

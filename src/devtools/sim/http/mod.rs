@@ -39,6 +39,8 @@ pub struct Sim {
     pub(super) list_rejected: AtomicUsize,
     /// Reads of a route page and of one activity: how much work callers caused.
     pub(super) route_reads: AtomicUsize,
+    /// Pages of van stock read (`GET /resources/{id}/inventories`).
+    pub(super) van_pages: AtomicUsize,
     pub(super) activity_reads: AtomicUsize,
     /// Recorded exchanges, while a test has capture on (`capture.rs`).
     capture: Mutex<Option<Vec<capture::Exchange>>>,
@@ -63,6 +65,7 @@ impl Sim {
             list_max_running: AtomicUsize::new(0),
             list_rejected: AtomicUsize::new(0),
             route_reads: AtomicUsize::new(0),
+            van_pages: AtomicUsize::new(0),
             activity_reads: AtomicUsize::new(0),
             capture: Mutex::new(None),
         })

@@ -47,7 +47,10 @@ pub(super) async fn update_resource(
 /// One page of an inventory list, as OFSC pages them: `offset`, and `limit` of at most 100
 /// (0, absent or more: 100). The answer is `{items}` alone, as Oracle's schema has it: a
 /// reader knows the list ended from a page shorter than its limit.
-fn inventory_page(all: Vec<Inventory>, q: &HashMap<String, String>) -> serde_json::Value {
+fn inventory_page<'a>(
+    all: impl Iterator<Item = &'a Inventory>,
+    q: &HashMap<String, String>,
+) -> serde_json::Value {
     let offset = q
         .get("offset")
         .and_then(|s| s.parse::<usize>().ok())
@@ -57,7 +60,7 @@ fn inventory_page(all: Vec<Inventory>, q: &HashMap<String, String>) -> serde_jso
         .and_then(|s| s.parse::<usize>().ok())
         .filter(|n| (1..=100).contains(n))
         .unwrap_or(100);
-    let items: Vec<Inventory> = all.into_iter().skip(offset).take(limit).collect();
+    let items: Vec<Inventory> = all.skip(offset).take(limit).cloned().collect();
     json!({ "items": items })
 }
 
@@ -67,6 +70,8 @@ pub(super) async fn resource_inventories(
     path: web::Path<String>,
     q: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
+    sim.van_pages
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     ofsc_call(&sim, &req, |t, _| {
         ok(inventory_page(t.resource_inventories(&path)?, &q))
     })
