@@ -21,7 +21,8 @@ fn plan(stops: &[i64]) -> Moves {
         .collect()
 }
 
-async fn login(http: &reqwest::Client, base: &str, user: &str) -> Option<String> {
+/// Signs `user` in with the demo password; `None` when the server is not answering.
+pub(crate) async fn login(http: &reqwest::Client, base: &str, user: &str) -> Option<String> {
     let resp = http
         .post(format!("{base}/sessions"))
         .json(&json!({"username": user, "password": "demo", "deviceId": format!("{user}-phone")}))

@@ -3,7 +3,7 @@
 //! crash after it means a recount; and `fieldsync check` holds saved counts to the ops.
 
 use crate::helpers::{free_port, wait_up};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -70,19 +70,12 @@ impl Start<'_> {
 
 /// How many ops the queue summary shows queued, to an admin.
 async fn queued(http: &reqwest::Client, base: &str) -> u64 {
-    let login: Value = http
-        .post(format!("{base}/sessions"))
-        .json(&json!({"username": "admin", "password": "demo", "deviceId": "ops-laptop"}))
-        .send()
+    let token = crate::crash::login(http, base, "admin")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["accessToken"].as_str().unwrap();
+        .expect("the demo admin signs in");
     let summary: Value = http
         .get(format!("{base}/admin/queue"))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()

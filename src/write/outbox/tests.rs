@@ -206,3 +206,17 @@ fn check_finds_saved_counts_that_do_not_match_the_ops() {
         .collect();
     assert_eq!(found.len(), 2, "{found:?}");
 }
+
+#[test]
+fn unreadable_saved_counts_mean_a_recount_and_are_removed() {
+    let store = SledStore::temporary().unwrap();
+    seven_ops(&store);
+    let counts = counts_by_state(&store, &|_| true);
+    store
+        .insert_raw(Tree::META, b"op_counts", b"not a sealed record".to_vec())
+        .unwrap();
+    store.tally().reset(Default::default(), Default::default());
+    assert_eq!(restore_or_recount(&store).unwrap(), Counted::Recounted);
+    assert_eq!(counts_by_state(&store, &|_| true), counts);
+    assert!(store.get_raw(Tree::META, b"op_counts").unwrap().is_none());
+}
