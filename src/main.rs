@@ -5,7 +5,7 @@ use fieldsync::auth::{users, Role};
 use fieldsync::config::{Settings, TenantSettings};
 use fieldsync::sim::{seed, Sim, SimServer};
 use fieldsync::startup::Application;
-use fieldsync::store::{SledStore, Storage};
+use fieldsync::store::{journal, SledStore, Storage};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -297,14 +297,11 @@ async fn main() -> ExitCode {
 
 fn load_backlog(dir: &std::path::Path, backlog: &fieldsync::bulk_load::Backlog) -> ExitCode {
     let started = std::time::Instant::now();
-    // The counts are kept up to date through the load and saved at its end, as a clean stop
-    // saves them, so the service's next start need not read every op.
+    // The counts are kept up to date through the load, and its checkpoints persist them, so
+    // the service's next start need not read every op.
     let result = SledStore::open(dir).and_then(|store| {
-        fieldsync::write::outbox::restore_or_recount(&store)?;
-        let done = fieldsync::bulk_load::load(&store, backlog)?;
-        store.checkpoint()?;
-        fieldsync::write::outbox::save_counts(&store)?;
-        Ok(done)
+        fieldsync::write::outbox::count_if_unknown(&store)?;
+        fieldsync::bulk_load::load(&store, backlog)
     });
     match result {
         Ok(done) => {
@@ -345,11 +342,20 @@ fn check_store(dir: &std::path::Path) -> ExitCode {
                 recovered.last,
                 recovered.reapplied,
                 recovered.quarantined,
-                if recovered.converted {
-                    "; converted from the pre-journal layout"
-                } else {
-                    ""
+                match recovered.converted {
+                    Some(journal::Converted::PreJournal) =>
+                        "; converted from the pre-journal layout",
+                    Some(journal::Converted::Layout2) => "; converted from layout 2",
+                    None => "",
                 },
+            );
+            println!(
+                "op counts: {}",
+                if store.tally().known() {
+                    "the checkpoint's, brought up to the journal, compared with a count of the ops"
+                } else {
+                    "not checkpointed (the next start counts every op)"
+                }
             );
             println!(
                 "indexes: {} keys rebuilt from the journal and compared",

@@ -38,14 +38,7 @@ pub async fn get(
         Ok(Some(op)) => op,
         Ok(None) => return Err(ApiError::NotFound),
         Err(e) if e.is_corrupt() => {
-            crate::store::StorageExt::quarantine(
-                state.store.as_ref(),
-                outbox::OPS,
-                &outbox::op_key(seq),
-                &e.to_string(),
-            )?;
-            // Its state cannot be read: count every op again.
-            outbox::recount(state.store.as_ref())?;
+            outbox::quarantine_op(state.store.as_ref(), None, seq, &e)?;
             return Err(ApiError::Internal(format!(
                 "op {} failed verification and was quarantined",
                 Op::id_of(seq)

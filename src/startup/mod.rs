@@ -195,19 +195,15 @@ impl Application {
         for task in &self.tasks {
             task.abort();
         }
-        // Stopped, not just told to stop: the counts saved below must hold every write.
+        // Stopped, not just told to stop: the final checkpoint must cover every write.
         for task in self.tasks {
             let _ = task.await;
         }
-        // A checkpoint, not just a flush: the next start has no journal to apply again. The
-        // op counts are saved after it, so the next start need not read every op.
+        // A checkpoint, not just a flush: the next start has no journal to apply again.
         let store = self.state.store.clone();
-        let stopped = tokio::task::spawn_blocking(move || {
-            store.checkpoint()?;
-            crate::write::outbox::save_counts(store.as_ref())
-        });
+        let stopped = tokio::task::spawn_blocking(move || store.checkpoint());
         match stopped.await {
-            Ok(Ok(())) => {}
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "final checkpoint failed"),
             Err(e) => tracing::error!(error = %e, "final checkpoint stopped"),
         }
@@ -353,10 +349,10 @@ fn open_store(settings: &Settings) -> Result<(Arc<SledStore>, GroupCommit), Star
         SledStore::open_with_cache(&data_dir, settings.server.sled_cache_mb * 1024 * 1024)
             .map_err(|e| err(e.to_string()))?,
     );
-    // Queue depth and metrics read live counts: restored as the last clean stop saved them,
-    // else from one scan of every op.
+    // Queue depth and metrics read live counts: opening brought the last checkpoint's up to
+    // the journal; only when it could not are they counted from every op.
     let counted =
-        crate::write::outbox::restore_or_recount(store.as_ref()).map_err(|e| err(e.to_string()))?;
+        crate::write::outbox::count_if_unknown(store.as_ref()).map_err(|e| err(e.to_string()))?;
     tracing::info!(?counted, "op counts");
     let commit =
         GroupCommit::start(store.clone() as Arc<dyn Storage>).map_err(|e| err(e.to_string()))?;

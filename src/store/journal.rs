@@ -20,6 +20,7 @@
 //! - visibility waits for durability: the ids a record uses ([`Ticket`]s, op sequences) are
 //!   published only once a flush covered the record *and* its effects are applied.
 
+use super::tally::{Counts, Shift};
 use super::{record, Storage, StoreError, Ticket, Tree, Tx};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -29,14 +30,26 @@ use std::sync::Mutex;
 
 /// The journal tree.
 pub const JOURNAL: Tree = Tree("journal");
-/// `META` key of the persisted applied watermark.
-pub const APPLIED_KEY: &[u8] = b"journal.applied";
+/// `META` key of the applied watermark as layout 2 persisted it (alone; read to convert).
+const APPLIED_KEY: &[u8] = b"journal.applied";
+/// `META` key of the last checkpoint ([`Checkpointed`]).
+pub const CHECKPOINT_KEY: &[u8] = b"journal.checkpoint";
 /// `META` key of the highest sequence compaction removed.
 pub const COMPACTED_KEY: &[u8] = b"journal.compacted";
 /// `META` key of the layout marker: present once a data directory is journal-first.
 pub const LAYOUT_KEY: &[u8] = b"layout";
-/// The layout this code writes.
-pub const LAYOUT: u64 = 2;
+/// The layout this code writes. 3: records carry the live counts' shifts, and a checkpoint
+/// persists the counts with its watermark (2 persisted the watermark alone).
+pub const LAYOUT: u64 = 3;
+
+/// What a checkpoint persists, as ONE value so the two cannot disagree: its watermark (every
+/// record at or below it has its effects in the index trees) and the live counts as of that
+/// watermark (`None` when they were not known then: the next start rebuilds them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpointed {
+    pub watermark: u64,
+    pub counts: Option<Counts>,
+}
 /// Journal records' envelope version (index records use [`record`]'s JSON version 1).
 const ENTRY_VERSION: u8 = 2;
 /// A record is stored in parts of about this many bytes (key: sequence, part). sled 0.34
@@ -78,19 +91,21 @@ pub enum Effect {
         key: Vec<u8>,
         value: Vec<u8>,
     },
+    /// A record moving between the live counts' classes ([`super::tally`]): no tree.
+    Count(Shift),
+    /// A change no [`Effect::Count`] describes (an op dropped unread): the counts must be
+    /// rebuilt from the ops.
+    Recount,
 }
 
 impl Effect {
-    pub fn tree(&self) -> Tree {
+    /// The index tree and key it changes (`None` for the counts' effects).
+    pub fn target(&self) -> Option<(Tree, &[u8])> {
         match self {
-            Effect::Put { tree, .. } | Effect::Remove { tree, .. } | Effect::Raise { tree, .. } => {
-                *tree
-            }
-        }
-    }
-    pub fn key(&self) -> &[u8] {
-        match self {
-            Effect::Put { key, .. } | Effect::Remove { key, .. } | Effect::Raise { key, .. } => key,
+            Effect::Put { tree, key, .. }
+            | Effect::Remove { tree, key }
+            | Effect::Raise { tree, key, .. } => Some((*tree, key)),
+            Effect::Count(_) | Effect::Recount => None,
         }
     }
 }
@@ -124,6 +139,9 @@ enum WireEffect {
     Put(String, Vec<u8>, Vec<u8>),
     Remove(String, Vec<u8>),
     Raise(String, Vec<u8>, Vec<u8>),
+    // Layout 3 on: new variants go last, so records of older layouts still decode.
+    Count(Shift),
+    Recount,
 }
 
 /// Maps a stored tree name back to a [`Tree`]. Names are interned once each: the set of
@@ -149,6 +167,8 @@ fn wire_effect(e: &Effect) -> WireEffect {
         Effect::Raise { tree, key, value } => {
             WireEffect::Raise(tree.0.into(), key.clone(), value.clone())
         }
+        Effect::Count(s) => WireEffect::Count(s.clone()),
+        Effect::Recount => WireEffect::Recount,
     }
 }
 
@@ -168,6 +188,8 @@ fn effect_of(e: WireEffect) -> Effect {
             key,
             value,
         },
+        WireEffect::Count(s) => Effect::Count(s),
+        WireEffect::Recount => Effect::Recount,
     }
 }
 
@@ -177,6 +199,8 @@ fn effect_len(e: &Effect) -> usize {
             key.len() + value.len() + 24
         }
         Effect::Remove { key, .. } => key.len() + 24,
+        Effect::Count(s) => s.group.len() + 24,
+        Effect::Recount => 1,
     }
 }
 
@@ -319,7 +343,7 @@ impl Tx for Recorder<'_> {
         let mine = effects
             .iter()
             .rev()
-            .find(|e| e.tree() == tree && e.key() == key);
+            .find(|e| e.target() == Some((tree, key)));
         match mine {
             Some(Effect::Put { value, .. }) => Ok(Some(value.clone())),
             Some(Effect::Remove { .. }) => Ok(None),
@@ -330,7 +354,8 @@ impl Tx for Recorder<'_> {
                     _ => value.clone(),
                 }))
             }
-            None => self.store.get_raw(tree, key),
+            // `target()` matched, so never a count's effect.
+            Some(Effect::Count(_) | Effect::Recount) | None => self.store.get_raw(tree, key),
         }
     }
     fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
@@ -355,6 +380,12 @@ impl Tx for Recorder<'_> {
             value,
         });
         Ok(())
+    }
+    fn count(&self, shift: Shift) {
+        self.effects.borrow_mut().push(Effect::Count(shift));
+    }
+    fn recount(&self) {
+        self.effects.borrow_mut().push(Effect::Recount);
     }
 }
 
@@ -483,7 +514,7 @@ impl Journal {
                 hidden.insert(*op, seq);
             }
         }
-        let applied = store.apply_effects(&entry.effects);
+        let applied = store.apply_effects(seq, &entry.effects);
         if applied.is_err() {
             // Left "applying" on purpose: the applied watermark stays below this record, so
             // the next start applies it again, and nothing after it is published meanwhile.
@@ -642,19 +673,35 @@ pub struct Recovered {
     pub last: u64,
     pub reapplied: usize,
     pub quarantined: usize,
-    /// The data directory had the pre-journal layout and was converted.
-    pub converted: bool,
+    /// The data directory had an older layout and was converted.
+    pub converted: Option<Converted>,
 }
 
-/// Brings the indexes up to the journal on open: applies again every record past the
-/// persisted watermark, in order (the caller then checkpoints, see [`Journal::resume`]). A record that fails verification (a torn or corrupted
-/// tail) is moved to quarantine, reported, and never applied.
+/// The layout a data directory was converted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Converted {
+    /// Written before the journal: every write a multi-tree transaction.
+    PreJournal,
+    /// Layout 2: a journal whose records carry no count shifts.
+    Layout2,
+}
+
+/// Brings the indexes and the live counts up to the journal on open: starts from the last
+/// checkpoint (its watermark, and its counts when it had them) and applies again every
+/// record past it, in order (the caller then checkpoints, see [`Journal::resume`]). A record
+/// that fails verification (a torn or corrupted tail) is moved to quarantine, reported, and
+/// never applied. The counts stay unknown when the checkpoint had none, or a record past it
+/// says they must be rebuilt: the caller rebuilds them ([`super::Tally::known`]).
 pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
+    let (checkpointed, converted) = convert_layout(store)?;
     let mut out = Recovered {
-        converted: convert_layout(store)?,
+        converted,
         ..Recovered::default()
     };
-    let from = meta_u64(store, APPLIED_KEY)?.saturating_add(1);
+    if let Some(counts) = checkpointed.counts {
+        store.tally().reset(counts);
+    }
+    let from = checkpointed.watermark.saturating_add(1);
     let mut next = from;
     loop {
         let batch = read_range(store, next, 256)?;
@@ -665,7 +712,7 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
             out.last = out.last.max(seq);
             match entry {
                 Ok(entry) => {
-                    store.apply_effects(&entry.effects)?;
+                    store.apply_effects(seq, &entry.effects)?;
                     out.reapplied += 1;
                 }
                 Err(e) => {
@@ -690,13 +737,47 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
     Ok(out)
 }
 
-/// A data directory written before the journal (every write a multi-tree transaction) has
-/// no layout marker but has data. Its trees are exactly the journal's derived indexes at a
-/// checkpoint, with the same record formats, so converting it is marking it: the journal
-/// starts empty above that checkpoint. A directory from a newer layout is refused.
-fn convert_layout(store: &dyn Storage) -> Result<bool, StoreError> {
-    match super::StorageExt::get::<u64>(store, Tree::META, LAYOUT_KEY)? {
-        Some(LAYOUT) => Ok(false),
+/// The last checkpoint of a data directory in this layout, converting an older one first.
+/// - None (new, or written before the journal): a pre-journal directory's trees are exactly
+///   the journal's derived indexes at a checkpoint, with the same record formats, so
+///   converting it is marking it: the journal starts empty above that checkpoint.
+/// - 2: its watermark is taken over; it has no counts, so they are rebuilt once.
+/// - a newer layout is refused.
+///
+/// Nothing here is flushed: until the checkpoint after recovery, a crash leaves the old
+/// layout whole (sled recovers a prefix of its log).
+fn convert_layout(store: &dyn Storage) -> Result<(Checkpointed, Option<Converted>), StoreError> {
+    use super::StorageExt;
+    match store.get::<u64>(Tree::META, LAYOUT_KEY)? {
+        Some(LAYOUT) => match store.get::<Checkpointed>(Tree::META, CHECKPOINT_KEY) {
+            Ok(checkpointed) => Ok((checkpointed.unwrap_or_default(), None)),
+            // Every record since compaction is applied again (idempotent in order) and the
+            // counts are rebuilt: slower than the checkpoint, but nothing is refused or lost.
+            Err(e) if e.is_corrupt() => {
+                tracing::error!(error = %e, "the last checkpoint is unreadable; applying the whole journal again");
+                store.quarantine(Tree::META, CHECKPOINT_KEY, &e.to_string())?;
+                let watermark = meta_u64(store, COMPACTED_KEY)?;
+                Ok((
+                    Checkpointed {
+                        watermark,
+                        counts: None,
+                    },
+                    None,
+                ))
+            }
+            Err(e) => Err(e),
+        },
+        Some(2) => {
+            tracing::warn!("converting a layout-2 data directory: the op counts are rebuilt once");
+            let checkpointed = Checkpointed {
+                watermark: meta_u64(store, APPLIED_KEY)?,
+                counts: None,
+            };
+            store.put(Tree::META, CHECKPOINT_KEY, &checkpointed)?;
+            store.put(Tree::META, LAYOUT_KEY, &LAYOUT)?;
+            store.remove(Tree::META, APPLIED_KEY)?;
+            Ok((checkpointed, Some(Converted::Layout2)))
+        }
         Some(other) => Err(StoreError::Layout(format!(
             "the data directory has layout {other}; this build reads layout {LAYOUT}"
         ))),
@@ -705,8 +786,13 @@ fn convert_layout(store: &dyn Storage) -> Result<bool, StoreError> {
             if old {
                 tracing::warn!("converting a pre-journal data directory: its trees become the journal's checkpoint");
             }
-            super::StorageExt::put(store, Tree::META, LAYOUT_KEY, &LAYOUT)?;
-            Ok(old)
+            store.put(Tree::META, LAYOUT_KEY, &LAYOUT)?;
+            let checkpointed = Checkpointed {
+                watermark: 0,
+                // A new directory has nothing to count.
+                counts: (!old).then(Counts::default),
+            };
+            Ok((checkpointed, old.then_some(Converted::PreJournal)))
         }
     }
 }
@@ -833,14 +919,13 @@ pub fn check_with(
                     continue;
                 }
             };
-            for e in entry
-                .effects
-                .into_iter()
-                .filter(|e| owned.contains(&e.tree()))
-            {
-                let slot = rebuilt
-                    .entry((e.tree().0, e.key().to_vec()))
-                    .or_insert(None);
+            for e in entry.effects {
+                let slot = match e.target() {
+                    Some((tree, key)) if owned.contains(&tree) => {
+                        rebuilt.entry((tree.0, key.to_vec())).or_insert(None)
+                    }
+                    _ => continue,
+                };
                 match e {
                     Effect::Put { value, .. } => *slot = Some(Want::of(value)),
                     Effect::Remove { .. } => *slot = None,
@@ -854,6 +939,7 @@ pub fn check_with(
                             *slot = Some(Want::of(value));
                         }
                     }
+                    Effect::Count(_) | Effect::Recount => {}
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Tests of the journal: one record per append, recovery, quarantine, compaction, check.
 
 use super::*;
-use crate::store::{SledStore, StorageExt, TxExt};
+use crate::store::{Class, Counts, Shift, SledStore, StorageExt, TxExt};
 
 const A: Tree = Tree("test_a");
 const B: Tree = Tree("test_b");
@@ -17,6 +17,18 @@ fn put_two(store: &dyn Storage, n: u64) -> Option<u64> {
 
 fn open(dir: &std::path::Path) -> SledStore {
     SledStore::reopen(dir).unwrap()
+}
+
+/// sled itself on a directory a store of this process just let go of (see
+/// [`SledStore::reopen`] for why it retries).
+fn raw_open(dir: &std::path::Path) -> sled::Db {
+    for _ in 0..100 {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    sled::open(dir).unwrap()
 }
 
 #[test]
@@ -288,7 +300,8 @@ fn a_data_directory_from_before_the_journal_is_converted_and_one_from_the_future
     }
     {
         let store = open(dir.path());
-        assert!(store.recovery().converted);
+        assert_eq!(store.recovery().converted, Some(Converted::PreJournal));
+        assert!(!store.tally().known(), "its ops were never counted");
         assert_eq!(store.get::<u64>(A, b"old").unwrap(), Some(5));
         assert_eq!(put_two(&store, 1), Some(1));
         store.put(Tree::META, LAYOUT_KEY, &(LAYOUT + 1)).unwrap();
@@ -393,4 +406,122 @@ fn a_large_record_is_stored_in_parts_and_a_torn_one_is_never_half_applied() {
         .unwrap()
         .is_some());
     assert!(check(&store, &[A]).unwrap().is_clean());
+}
+
+const QUEUED: Class = Class {
+    index: 0,
+    listed: false,
+};
+const DEAD: Class = Class {
+    index: 3,
+    listed: true,
+};
+
+/// One record writing op `id` and moving it between the counts' classes.
+fn move_op(store: &dyn Storage, id: u64, from: Option<Class>, to: Option<Class>) {
+    store
+        .append("test.move", Publish::default(), &|tx| {
+            tx.put(A, &id.to_be_bytes(), &id)?;
+            tx.count(Shift {
+                group: "r1".into(),
+                id,
+                from,
+                to,
+            });
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn counts_come_back_from_the_checkpoint_and_the_records_past_it_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = {
+        let store = open(dir.path());
+        assert!(
+            store.tally().known(),
+            "a new directory has nothing to count"
+        );
+        move_op(&store, 1, None, Some(QUEUED));
+        move_op(&store, 2, None, Some(QUEUED));
+        store.checkpoint().unwrap();
+        move_op(&store, 1, Some(QUEUED), Some(DEAD));
+        move_op(&store, 3, None, Some(QUEUED));
+        // Durable in the journal, past the checkpoint: the process dies here.
+        store.flush_blocking().unwrap();
+        store.tally().snapshot()
+    };
+    assert_eq!(live.counts["r1"], vec![2, 0, 0, 1]);
+    let store = open(dir.path());
+    assert_eq!(store.recovery().reapplied, 2);
+    assert!(store.tally().known());
+    assert_eq!(store.tally().snapshot(), live);
+
+    // A record that drops an op unread leaves them unknown, across a crash too, until a
+    // rebuild, which the next checkpoint persists.
+    store
+        .append("test.drop", Publish::default(), &|tx| {
+            tx.remove(A, &2u64.to_be_bytes())?;
+            tx.recount();
+            Ok(())
+        })
+        .unwrap();
+    assert!(!store.tally().known());
+    store.flush_blocking().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert!(!store.tally().known());
+    store.tally().reset(Counts::default());
+    store.checkpoint().unwrap();
+    drop(store);
+    assert!(open(dir.path()).tally().known());
+}
+
+#[test]
+fn a_layout_2_directory_keeps_its_watermark_and_has_its_counts_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        put_two(&store, 1);
+        store.checkpoint().unwrap();
+        put_two(&store, 2);
+        store.flush_blocking().unwrap();
+    }
+    {
+        // Back to how layout 2 kept it: the watermark alone (record 1), no counts.
+        let db = raw_open(dir.path());
+        let meta = db.open_tree("meta").unwrap();
+        let seal = |n: u64| crate::store::record::seal(&n).unwrap();
+        meta.insert(LAYOUT_KEY, seal(2)).unwrap();
+        meta.insert(APPLIED_KEY, seal(1)).unwrap();
+        meta.remove(CHECKPOINT_KEY).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.recovery().converted, Some(Converted::Layout2));
+    assert_eq!(store.recovery().reapplied, 1, "from its watermark on");
+    assert!(!store.tally().known());
+    assert_eq!(store.get::<u64>(Tree::META, LAYOUT_KEY).unwrap(), Some(3));
+    assert!(store.get_raw(Tree::META, APPLIED_KEY).unwrap().is_none());
+    assert!(check(&store, &[A, B]).unwrap().is_clean());
+}
+
+#[test]
+fn an_unreadable_checkpoint_means_the_journal_applied_again_and_the_counts_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        move_op(&store, 1, None, Some(QUEUED));
+        store.checkpoint().unwrap();
+        put_two(&store, 2);
+        store
+            .insert_raw(Tree::META, CHECKPOINT_KEY, b"not a sealed record".to_vec())
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.recovery().reapplied, 2, "from the compaction point");
+    assert!(!store.tally().known());
+    assert_eq!(store.quarantined(10).unwrap().len(), 1);
+    assert!(check(&store, &[A, B]).unwrap().is_clean());
 }

@@ -16,7 +16,7 @@ mod tally;
 
 pub use group_commit::GroupCommit;
 pub use sled_store::{check_private, private_files, SledStore};
-pub use tally::Tally;
+pub use tally::{Class, Counts, Shift, Tally};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -106,6 +106,10 @@ pub trait Tx {
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError>;
     /// Writes `value` unless the stored one ranks at or above it ([`journal::rank`]).
     fn raise_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError>;
+    /// Moves a record between the live counts' classes ([`Tally`]).
+    fn count(&self, shift: Shift);
+    /// Says the record makes a change no shift describes: the counts must be rebuilt.
+    fn recount(&self);
 }
 
 /// Typed, checksummed access inside a journal record.
@@ -169,9 +173,11 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<u64>, StoreError>;
     /// Applies a journal record's effects to the derived indexes, as seen by readers (the
     /// in-memory overlay until the next [`Storage::checkpoint`]).
-    fn apply_effects(&self, effects: &[journal::Effect]) -> Result<(), StoreError>;
+    /// Record `seq`'s count shifts go to the live counts ([`Tally::apply`]).
+    fn apply_effects(&self, seq: u64, effects: &[journal::Effect]) -> Result<(), StoreError>;
     /// Writes the indexes' changes since the last checkpoint into their trees, then persists
-    /// the applied watermark with a flush (on open, the journal past it is applied again).
+    /// the applied watermark, with the live counts as of it, with a flush (on open, the
+    /// journal past it is applied again).
     /// Answers how many keys it wrote.
     fn checkpoint(&self) -> Result<usize, StoreError>;
     /// How many index keys wait for a checkpoint.

@@ -108,7 +108,10 @@ impl Overlay {
     /// over a key the overlay does not hold); it is called under the shard's write lock.
     pub fn apply(&self, effects: &[Effect], stored: &StoredValue<'_>) -> Result<(), StoreError> {
         for e in effects {
-            let shard = self.shard_or_new(e.tree());
+            let Some((tree, key)) = e.target() else {
+                continue;
+            };
+            let shard = self.shard_or_new(tree);
             let mut g = write(&shard);
             let value = match e {
                 Effect::Put { value, .. } => Some(value.clone()),
@@ -123,8 +126,9 @@ impl Overlay {
                     }
                     Some(value.clone())
                 }
+                Effect::Count(_) | Effect::Recount => continue,
             };
-            if g.insert(e.key().to_vec(), value).is_none() {
+            if g.insert(key.to_vec(), value).is_none() {
                 self.slots.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -326,10 +326,23 @@ impl Storage for SledStore {
         Ok(true)
     }
 
-    fn apply_effects(&self, effects: &[Effect]) -> Result<(), StoreError> {
+    fn apply_effects(&self, seq: u64, effects: &[Effect]) -> Result<(), StoreError> {
         self.overlay.apply(effects, &|tree, key| {
             Ok(self.tree(tree)?.get(key)?.map(|v| v.to_vec()))
-        })
+        })?;
+        let mut shifts = Vec::new();
+        let mut recount = false;
+        for e in effects {
+            match e {
+                Effect::Count(s) => shifts.push(s.clone()),
+                Effect::Recount => recount = true,
+                _ => {}
+            }
+        }
+        if !shifts.is_empty() || recount {
+            self.tally.apply(seq, &shifts, recount);
+        }
+        Ok(())
     }
 
     fn checkpoint(&self) -> Result<usize, StoreError> {
@@ -367,8 +380,13 @@ impl Storage for SledStore {
                 moved += n;
             }
         }
+        // The counts as of the watermark, in the same value: a start begins from both.
+        let checkpointed = journal::Checkpointed {
+            watermark,
+            counts: self.tally.at(watermark),
+        };
         self.tree(Tree::META)?
-            .insert(journal::APPLIED_KEY, super::record::seal(&watermark)?)?;
+            .insert(journal::CHECKPOINT_KEY, super::record::seal(&checkpointed)?)?;
         self.flush_blocking()?;
         self.journal.checkpointed(watermark);
         Ok(moved)

@@ -1,49 +1,161 @@
-//! Live counts of records by group and class, kept in memory by the code that writes those
-//! records (the outbox counts ops by resource and state), so that queue depth and metrics
-//! are a lookup, not a scan of every record ever written. Restored at start from what a clean
-//! stop saved, else rebuilt by a scan (`write::outbox::restore_or_recount`). It also
-//! keeps the ids of the few records in classes an operator lists (the outbox's dead, rejected
-//! and blocked ops), so those listings read them, not the whole history.
+//! Live counts of records by group and class (the outbox counts ops by resource and state),
+//! so that queue depth and metrics are a lookup, not a scan of every record ever written; and
+//! the ids of the few records in classes an operator lists (dead, rejected, blocked ops).
+//!
+//! The counts are a projection of the journal like any index: a record that moves an op
+//! carries the move as a [`Shift`] effect, applied here with the record's other effects.
+//! A checkpoint persists the counts *as of its watermark* `W` beside `W` itself, so a start
+//! (after a crash too) begins from them and applies the shifts of the records past `W`,
+//! instead of reading every op (with a million ops: seconds, and ~100 MiB of sled pages
+//! that stay in memory, bench/README.md).
+//!
+//! Why counts at `W` can be had without a second tally: every applied record's shifts are
+//! both in the live counts and, until a checkpoint covers them, in `pending` by sequence. So
+//! the counts at `W` are the live ones with the pending shifts past `W` undone, newest first.
+//! That holds after a rebuild (a recount) too, which is why a rebuild needs no rebase.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-#[derive(Debug, Default)]
-pub struct Tally {
-    counts: Mutex<HashMap<String, Vec<u64>>>,
-    /// Record id → class, for records in a listed class only.
-    marks: Mutex<BTreeMap<u64, usize>>,
-    resets: AtomicU64,
+/// A class a record can be in: its index, and whether its records are listed by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Class {
+    pub index: u8,
+    pub listed: bool,
 }
 
-impl Tally {
-    /// One record of `group` moved from class `from` to class `to` (`None`: it did not exist
-    /// before, or no longer exists).
-    pub fn shift(&self, group: &str, from: Option<usize>, to: Option<usize>) {
-        if from == to {
+/// One record of `group` moving from `from` to `to` (`None`: it did not exist before, or no
+/// longer exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shift {
+    pub group: String,
+    pub id: u64,
+    pub from: Option<Class>,
+    pub to: Option<Class>,
+}
+
+impl Shift {
+    fn undone(&self) -> Shift {
+        Shift {
+            group: self.group.clone(),
+            id: self.id,
+            from: self.to,
+            to: self.from,
+        }
+    }
+}
+
+/// Counts by group (a row of per-class counts) and the listed records' classes by id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub counts: HashMap<String, Vec<u64>>,
+    pub marks: BTreeMap<u64, usize>,
+}
+
+impl Counts {
+    fn apply(&mut self, s: &Shift) {
+        if s.from == s.to {
             return;
         }
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let row = counts.entry(group.to_string()).or_default();
-        if let Some(from) = from {
-            if let Some(n) = row.get_mut(from) {
+        let row = self.counts.entry(s.group.clone()).or_default();
+        if let Some(from) = s.from {
+            if let Some(n) = row.get_mut(usize::from(from.index)) {
                 *n = n.saturating_sub(1);
             }
         }
-        if let Some(to) = to {
+        if let Some(to) = s.to {
+            let to = usize::from(to.index);
             if row.len() <= to {
                 row.resize(to + 1, 0);
             }
             row[to] += 1;
         }
+        match (s.from, s.to) {
+            (_, Some(to)) if to.listed => {
+                self.marks.insert(s.id, usize::from(to.index));
+            }
+            (Some(from), _) if from.listed => {
+                self.marks.remove(&s.id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Rows of zeros dropped and trailing zeros trimmed, so two countings of the same
+    /// records compare equal however they were reached.
+    pub fn normalized(mut self) -> Counts {
+        self.counts.retain(|_, row| {
+            while row.last() == Some(&0) {
+                row.pop();
+            }
+            !row.is_empty()
+        });
+        self
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    now: Counts,
+    /// Whether `now` is exact. False from a change no shift describes (a record dropped
+    /// unread, a data directory without persisted counts) until the next rebuild.
+    known: bool,
+    /// The shifts of applied records a checkpoint does not cover yet, by record sequence.
+    pending: BTreeMap<u64, Vec<Shift>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Tally {
+    inner: Mutex<Inner>,
+    resets: AtomicU64,
+}
+
+impl Tally {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies journal record `seq`'s shifts; `recount` says it made a change no shift
+    /// describes, so the counts are unknown until a rebuild.
+    pub fn apply(&self, seq: u64, shifts: &[Shift], recount: bool) {
+        let mut g = self.lock();
+        for s in shifts {
+            g.now.apply(s);
+        }
+        if !shifts.is_empty() {
+            g.pending
+                .entry(seq)
+                .or_default()
+                .extend(shifts.iter().cloned());
+        }
+        if recount {
+            g.known = false;
+        }
+    }
+
+    /// The counts as of journal record `watermark`, for a checkpoint at it to persist (`None`
+    /// while they are unknown). The shifts at or below it are let go: they are covered.
+    pub fn at(&self, watermark: u64) -> Option<Counts> {
+        let mut g = self.lock();
+        let past = g.pending.split_off(&watermark.saturating_add(1));
+        g.pending = past;
+        if !g.known {
+            return None;
+        }
+        let mut counts = g.now.clone();
+        for s in g.pending.values().rev().flat_map(|v| v.iter().rev()) {
+            counts.apply(&s.undone());
+        }
+        Some(counts.normalized())
     }
 
     /// Per-class totals over the groups `keep` accepts, `classes` wide.
     pub fn totals(&self, classes: usize, keep: &dyn Fn(&str) -> bool) -> Vec<u64> {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let g = self.lock();
         let mut out = vec![0; classes];
-        for row in counts.iter().filter(|(g, _)| keep(g)).map(|(_, r)| r) {
+        for row in g.now.counts.iter().filter(|(k, _)| keep(k)).map(|(_, r)| r) {
             for (total, n) in out.iter_mut().zip(row) {
                 *total += n;
             }
@@ -51,44 +163,43 @@ impl Tally {
         out
     }
 
-    /// Record `id` is now in listed class `class`, or (`None`) in none.
-    pub fn mark(&self, id: u64, class: Option<usize>) {
-        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        match class {
-            Some(c) => marks.insert(id, c),
-            None => marks.remove(&id),
-        };
-    }
-
     /// The ids after `after`, in order, of the marked records in one of `classes`.
     pub fn marked(&self, classes: &[usize], after: u64) -> Vec<u64> {
-        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        marks
+        let g = self.lock();
+        g.now
+            .marks
             .range(after.saturating_add(1)..)
             .filter(|(_, c)| classes.contains(c))
             .map(|(id, _)| *id)
             .collect()
     }
 
-    /// Replaces every count and mark (after a full scan).
-    pub fn reset(&self, counts: HashMap<String, Vec<u64>>, marks: BTreeMap<u64, usize>) {
-        *self.marks.lock().unwrap_or_else(|p| p.into_inner()) = marks;
-        *self.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+    /// Replaces every count and mark: a rebuild from a full scan, or the counts a checkpoint
+    /// persisted (at open). Either way they are exact.
+    pub fn reset(&self, counts: Counts) {
+        let mut g = self.lock();
+        g.now = counts;
+        g.known = true;
+        drop(g);
         self.resets.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Every count and mark, as they stand (to save them at a clean stop).
-    pub fn snapshot(&self) -> (HashMap<String, Vec<u64>>, BTreeMap<u64, usize>) {
-        let counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        (counts, marks)
+    /// The counts are exact now (an empty data directory: there is nothing to count).
+    pub fn mark_known(&self) {
+        self.lock().known = true;
     }
 
-    /// How many times the counts were rebuilt: a rebuild follows a change no shift could
+    /// Whether the counts are exact (else a rebuild is due).
+    pub fn known(&self) -> bool {
+        self.lock().known
+    }
+
+    /// Every count and mark, as they stand.
+    pub fn snapshot(&self) -> Counts {
+        self.lock().now.clone()
+    }
+
+    /// How many times the counts were replaced: a rebuild follows a change no shift could
     /// describe (a record dropped unread), which readers of derived state may need to see.
     pub fn resets(&self) -> u64 {
         self.resets.load(Ordering::Acquire)
@@ -96,43 +207,5 @@ impl Tally {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shifts_move_one_record_between_classes_per_group() {
-        let t = Tally::default();
-        t.shift("a", None, Some(0));
-        t.shift("a", None, Some(0));
-        t.shift("b", None, Some(0));
-        t.shift("a", Some(0), Some(2));
-        t.shift("a", Some(2), Some(2));
-        assert_eq!(t.totals(3, &|_| true), vec![2, 0, 1]);
-        assert_eq!(t.totals(3, &|g| g == "a"), vec![1, 0, 1]);
-        t.shift("b", Some(0), None);
-        assert_eq!(t.totals(3, &|g| g == "b"), vec![0, 0, 0]);
-        let resets = t.resets();
-        t.reset(
-            HashMap::from([("c".to_string(), vec![0, 4])]),
-            BTreeMap::new(),
-        );
-        assert_eq!(t.totals(3, &|_| true), vec![0, 4, 0]);
-        assert_eq!(t.resets(), resets + 1);
-    }
-
-    #[test]
-    fn marks_list_records_of_the_asked_classes_in_id_order() {
-        let t = Tally::default();
-        for (id, class) in [(9, 1), (3, 2), (5, 1), (7, 3)] {
-            t.mark(id, Some(class));
-        }
-        assert_eq!(t.marked(&[1, 2], 0), vec![3, 5, 9]);
-        assert_eq!(t.marked(&[1], 5), vec![9]);
-        t.mark(5, Some(2));
-        t.mark(9, None);
-        assert_eq!(t.marked(&[1], 0), Vec::<u64>::new());
-        assert_eq!(t.marked(&[2, 3], 0), vec![3, 5, 7]);
-        t.reset(HashMap::new(), BTreeMap::from([(4, 1)]));
-        assert_eq!(t.marked(&[1, 2, 3], 0), vec![4]);
-    }
-}
+#[path = "tally_tests.rs"]
+mod tests;

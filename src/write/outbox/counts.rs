@@ -1,38 +1,41 @@
-//! Live op counts by resource and state (kept in the store's [`Tally`](crate::store::Tally)): every state change
-//! shifts them, so queue depth, metrics and the dead-letter listing are lookups, not scans
-//! of every op ever written.
+//! Live op counts by resource and state (kept in the store's [`Tally`](crate::store::Tally)):
+//! every journal record that moves an op carries the move ([`shift`]), so queue depth,
+//! metrics and the dead-letter listing are lookups, not scans of every op ever written, and
+//! a start begins from the counts its last checkpoint persisted.
 
 use super::{get_op, lanes::lane_heads, Op, OpState};
-use crate::store::{Storage, StorageExt, StoreError, Tree};
+use crate::store::{Class, Counts, Shift, Storage, StoreError};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
 
-fn class(state: OpState) -> usize {
-    OpState::ALL.iter().position(|s| *s == state).unwrap_or(0)
+fn class(state: OpState) -> Class {
+    Class {
+        index: OpState::ALL.iter().position(|s| *s == state).unwrap_or(0) as u8,
+        listed: ATTENTION.contains(&state),
+    }
+}
+
+fn index(state: OpState) -> usize {
+    usize::from(class(state).index)
 }
 
 /// The states an operator lists (`GET /admin/ops`): few ops, kept by id in the tally.
 pub const ATTENTION: [OpState; 3] = [OpState::Dead, OpState::Rejected, OpState::Blocked];
 
-fn mark_of(state: OpState) -> Option<usize> {
-    ATTENTION.contains(&state).then(|| class(state))
-}
-
-/// Moves `op` (now in its current state) out of `from` in the live counts.
-pub(super) fn count(store: &dyn Storage, op: &Op, from: Option<OpState>) {
-    let tally = store.tally();
-    tally.shift(&op.resource_id, from.map(class), Some(class(op.state)));
-    let to = mark_of(op.state);
-    if to.is_some() || from.and_then(mark_of).is_some() {
-        tally.mark(op.seq, to);
+/// `op` (now in its current state) moving out of `from` (`None`: a new op), for the journal
+/// record that writes it to carry.
+pub(super) fn shift(op: &Op, from: Option<OpState>) -> Shift {
+    Shift {
+        group: op.resource_id.clone(),
+        id: op.seq,
+        from: from.map(class),
+        to: Some(class(op.state)),
     }
 }
 
 /// The ids after `after`, in order, of the ops now in one of `states` (all in
 /// [`ATTENTION`]), without reading the op history.
 pub fn marked_ops(store: &dyn Storage, states: &[OpState], after: u64) -> Vec<u64> {
-    let classes: Vec<usize> = states.iter().map(|s| class(*s)).collect();
+    let classes: Vec<usize> = states.iter().map(|s| index(*s)).collect();
     store.tally().marked(&classes, after)
 }
 
@@ -48,20 +51,16 @@ struct Brief {
 }
 
 /// Rebuilds the live op counts and the listed ops' ids from every op (after a quarantine,
-/// and at a start that has no saved counts to restore).
+/// and at a start whose checkpoint had no counts).
 pub fn recount(store: &dyn Storage) -> Result<(), StoreError> {
-    let (counts, marks) = count_all(store, RECOUNT_PAGE)?;
-    store.tally().reset(counts, marks);
+    store.tally().reset(count_all(store, RECOUNT_PAGE)?);
     Ok(())
 }
-
-type Counts = (HashMap<String, Vec<u64>>, BTreeMap<u64, usize>);
 
 /// Counts ops one record at a time (a scan's, or `fieldsync check`'s own pass).
 #[derive(Default)]
 pub(super) struct Counting {
-    counts: HashMap<String, Vec<u64>>,
-    marks: BTreeMap<u64, usize>,
+    counts: Counts,
 }
 
 impl Counting {
@@ -70,20 +69,17 @@ impl Counting {
             Ok(op) => {
                 let row = self
                     .counts
+                    .counts
                     .entry(op.resource_id)
                     .or_insert_with(|| vec![0; OpState::ALL.len()]);
-                row[class(op.state)] += 1;
-                if let Some(m) = mark_of(op.state) {
-                    self.marks.insert(op.seq, m);
+                row[index(op.state)] += 1;
+                if ATTENTION.contains(&op.state) {
+                    self.counts.marks.insert(op.seq, index(op.state));
                 }
             }
             // The replayer or `GET /ops/{id}` quarantines it, and recounts.
             Err(e) => tracing::error!(error = %e, "a corrupt op is left out of the counts"),
         }
-    }
-
-    fn finish(self) -> Counts {
-        (self.counts, self.marks)
     }
 }
 
@@ -94,111 +90,40 @@ pub(super) fn count_all(store: &dyn Storage, page_size: usize) -> Result<Counts,
         counting.add(k, v);
         Ok(true)
     })?;
-    Ok(counting.finish())
-}
-
-/// The counts as a clean stop left them, for the next start. Without it a start reads every
-/// op ever kept: with a million queued, seconds, and the ~100 MiB sled keeps of the pages it
-/// read (bench/README.md).
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Saved {
-    /// The journal's last sequence when they were saved: they hold for that journal only.
-    last_seq: u64,
-    counts: HashMap<String, Vec<u64>>,
-    marks: Vec<(u64, usize)>,
-}
-
-const SAVED_KEY: &[u8] = b"op_counts";
-
-/// Saves the live counts at a clean stop (after the last write and the final checkpoint).
-pub fn save_counts(store: &dyn Storage) -> Result<(), StoreError> {
-    let last_seq = store.journal().last_seq();
-    let (counts, marks) = store.tally().snapshot();
-    let saved = Saved {
-        last_seq,
-        counts,
-        marks: marks.into_iter().collect(),
-    };
-    store.put(Tree::META, SAVED_KEY, &saved)?;
-    store.flush_blocking()
+    Ok(counting.counts)
 }
 
 /// How a start got its counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
-    /// From what the last clean stop saved.
+    /// From the last checkpoint's, moved on by the journal records past it.
     Restored,
-    /// By reading every op.
+    /// By reading every op (the checkpoint had none, or a record past it dropped an op
+    /// unread).
     Recounted,
 }
 
-/// Restores the counts a clean stop saved, if they were saved for exactly this journal, else
-/// recounts. The saved counts are removed first, so they serve one start only: a crash after
-/// it (whose writes they would not hold) leads to a recount.
-pub fn restore_or_recount(store: &dyn Storage) -> Result<Counted, StoreError> {
-    let saved = take_saved(store)?;
-    match saved {
-        Some(s) if s.last_seq == store.journal().last_seq() => {
-            store
-                .tally()
-                .reset(normalized(s.counts), s.marks.into_iter().collect());
-            Ok(Counted::Restored)
-        }
-        _ => {
-            recount(store)?;
-            Ok(Counted::Recounted)
-        }
+/// Rebuilds the counts at a start if the journal could not bring them up to date.
+pub fn count_if_unknown(store: &dyn Storage) -> Result<Counted, StoreError> {
+    if store.tally().known() {
+        return Ok(Counted::Restored);
     }
+    recount(store)?;
+    Ok(Counted::Recounted)
 }
 
-fn take_saved(store: &dyn Storage) -> Result<Option<Saved>, StoreError> {
-    let saved = match store.get::<Saved>(Tree::META, SAVED_KEY) {
-        Ok(s) => s,
-        // A damaged copy is only a lost shortcut: the counts are read from the ops.
-        Err(e) if e.is_corrupt() => {
-            tracing::warn!(error = %e, "saved op counts unreadable; recounting");
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    if saved.is_some() || store.get_raw(Tree::META, SAVED_KEY)?.is_some() {
-        store.remove(Tree::META, SAVED_KEY)?;
-        store.flush_blocking()?;
-    }
-    Ok(saved)
-}
-
-/// Rows of zeros dropped and trailing zeros trimmed, so two countings compare equal when
-/// they count the same ops.
-fn normalized(counts: HashMap<String, Vec<u64>>) -> HashMap<String, Vec<u64>> {
-    counts
-        .into_iter()
-        .filter_map(|(group, mut row)| {
-            while row.last() == Some(&0) {
-                row.pop();
-            }
-            (!row.is_empty()).then_some((group, row))
-        })
-        .collect()
-}
-
-/// The saved counts a start would restore, for `fieldsync check` to compare with a count of
-/// the ops (`None`: none saved, or saved for another journal).
-pub(super) fn saved_for_check(store: &dyn Storage) -> Result<Option<Saved>, StoreError> {
-    Ok(store
-        .get::<Saved>(Tree::META, SAVED_KEY)?
-        .filter(|s| s.last_seq == store.journal().last_seq()))
-}
-
-/// What differs between saved counts and a count of the ops (`counting`'s).
-pub(super) fn compare_saved(saved: Saved, counting: Counting) -> Vec<String> {
-    let (counts, marks) = counting.finish();
+/// What differs between the live counts (as a start brought them up to date) and a count
+/// of the ops (`counting`'s), for `fieldsync check`.
+pub(super) fn compare(live: Counts, counting: Counting) -> Vec<String> {
+    let (live, counted) = (live.normalized(), counting.counts.normalized());
     let mut differences = Vec::new();
-    if normalized(saved.counts) != normalized(counts) {
-        differences.push("the saved op counts differ from a count of the ops".to_string());
+    if live.counts != counted.counts {
+        differences.push("the checkpointed op counts differ from a count of the ops".to_string());
     }
-    if saved.marks.into_iter().collect::<BTreeMap<_, _>>() != marks {
-        differences.push("the saved dead, rejected and blocked ops differ from the ops".into());
+    if live.marks != counted.marks {
+        differences.push(
+            "the checkpointed dead, rejected and blocked ops differ from the ops".to_string(),
+        );
     }
     differences
 }

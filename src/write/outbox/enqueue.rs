@@ -2,7 +2,7 @@
 //! entries, change-log entries, timeline, route clock, device seq, audit entry, idempotency
 //! record), prepared first and appended as ONE journal record, now or with a batch's stage.
 
-use super::counts::count;
+use super::counts::shift;
 use super::record::{Op, OpKind, OpState};
 use super::stage::Stage;
 use super::*;
@@ -192,6 +192,9 @@ pub fn enqueue_with(
         if let Some(write) = extra_write {
             write(tx, &prepared.ops)?;
         }
+        for op in &prepared.ops {
+            tx.count(shift(op, None));
+        }
         Ok(())
     })?;
     Ok(match earlier.into_inner() {
@@ -200,15 +203,10 @@ pub fn enqueue_with(
             response: rec.response,
         },
         Some(_) => Enqueued::KeyReused,
-        None => {
-            for op in &prepared.ops {
-                count(store, op, None);
-            }
-            Enqueued::Accepted {
-                ops: prepared.ops,
-                response: prepared.idem.response,
-            }
-        }
+        None => Enqueued::Accepted {
+            ops: prepared.ops,
+            response: prepared.idem.response,
+        },
     })
 }
 

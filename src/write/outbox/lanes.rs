@@ -16,7 +16,7 @@ pub fn lane_ops(store: &dyn Storage, resource: &str, date: &str) -> Result<Vec<O
         match get_op(store, seq) {
             Ok(Some(op)) => out.push(op),
             Ok(None) => {}
-            Err(e) if e.is_corrupt() => quarantine_op(store, &k, seq, &e)?,
+            Err(e) if e.is_corrupt() => quarantine_op(store, Some(&k), seq, &e)?,
             Err(e) => return Err(e),
         }
     }
@@ -30,19 +30,25 @@ pub fn lane_is_empty(store: &dyn Storage, resource: &str, date: &str) -> Result<
         .is_empty())
 }
 
-/// Moves a corrupt op to quarantine and takes it out of its lane.
+/// Moves a corrupt op to quarantine and takes it out of its lane (when its lane entry is
+/// where it was found).
 pub fn quarantine_op(
     store: &dyn Storage,
-    lane_key: &[u8],
+    lane_key: Option<&[u8]>,
     seq: u64,
     err: &StoreError,
 ) -> Result<(), StoreError> {
     tracing::error!(op = %Op::id_of(seq), error = %err, "op failed verification: quarantined, not sent");
     store.quarantine(OPS, &op_key(seq), &err.to_string())?;
-    // The journal says it left, so a restart or `check` agrees with the indexes.
+    // The journal says it left, so a restart or `check` agrees with the indexes; and that
+    // the counts, which held it in a state no longer readable, must be rebuilt.
     store.append("op.quarantine", Publish::default(), &|tx| {
         tx.remove(OPS, &op_key(seq))?;
-        tx.remove(LANES, lane_key)
+        tx.recount();
+        match lane_key {
+            Some(k) => tx.remove(LANES, k),
+            None => Ok(()),
+        }
     })?;
     // Its state cannot be read: count every op again (which also tells kept views).
     recount(store)
@@ -66,7 +72,7 @@ pub fn lane_head(
     };
     match get_op(store, seq) {
         Err(e) if e.is_corrupt() => {
-            quarantine_op(store, &k, seq, &e)?;
+            quarantine_op(store, Some(&k), seq, &e)?;
             // The next op (if any) is now the head.
             lane_head(store, resource, date)
         }

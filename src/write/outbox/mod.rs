@@ -8,10 +8,9 @@ mod lanes;
 mod record;
 mod stage;
 
-use counts::count;
+use counts::shift;
 pub use counts::{
-    counts_by_state, marked_ops, oldest_open, recount, restore_or_recount, save_counts, Counted,
-    ATTENTION,
+    count_if_unknown, counts_by_state, marked_ops, oldest_open, recount, Counted, ATTENTION,
 };
 pub use enqueue::{
     enqueue, enqueue_with, idempotent_answer, Enqueued, Extra, ExtraWrite, IdemRecord, NewOp,
@@ -205,9 +204,12 @@ pub struct Change {
 /// Records that the replayer is sending `op` (informational: `GET /ops` shows it; recovery
 /// reads every lane head back anyway, so this needs no flush).
 pub fn mark_sending(store: &dyn Storage, op: &Op, from: OpState) -> Result<(), StoreError> {
-    put_op(store, "op.sending", op)?;
-    count(store, op, Some(from));
-    Ok(())
+    store
+        .append("op.sending", Publish::default(), &|tx| {
+            tx.count(shift(op, Some(from)));
+            tx.put(OPS, &op_key(op.seq), op)
+        })
+        .map(|_| ())
 }
 
 /// Records an op as it is now, without moving it in its lane (a state the replayer notes on
@@ -287,6 +289,7 @@ pub fn save_op(store: &dyn Storage, op: &Op, announce: bool) -> Result<(), Store
             crate::features::webhooks::emit_in(tx, event_seq, event_type, op_event(op))?;
         }
         tx.put(OPS, &key, op)?;
+        tx.count(shift(op, before));
         if let (OpState::Applied, Some(id), OpKind::Status { status, .. }) =
             (op.state, op.activity_id, &op.kind)
         {
@@ -302,7 +305,6 @@ pub fn save_op(store: &dyn Storage, op: &Op, announce: bool) -> Result<(), Store
         }
         Ok(())
     })?;
-    count(store, op, before);
     Ok(())
 }
 
@@ -346,20 +348,22 @@ pub fn settled(
 /// record of the journal-owned trees, rebuilt from the journal and compared, and the op
 /// counts a clean stop saved, against a count of the ops.
 pub fn check(store: &dyn Storage) -> Result<crate::store::journal::Report, StoreError> {
-    let saved = counts::saved_for_check(store)?;
+    // Opening brought the checkpoint's counts up to the journal; unknown ones (a start
+    // rebuilds them) have nothing to compare.
+    let live = store.tally().known().then(|| store.tally().snapshot());
     let mut counting = counts::Counting::default();
     // The ops are counted on check's own pass over every index record: no second scan.
     let mut report =
         crate::store::journal::check_with(store, &journal_owned_trees(), &mut |tree, k, v| {
-            if saved.is_some() && tree == OPS {
+            if live.is_some() && tree == OPS {
                 counting.add(k, v);
             }
         })?;
-    if let Some(saved) = saved {
-        for what in counts::compare_saved(saved, counting) {
+    if let Some(live) = live {
+        for what in counts::compare(live, counting) {
             report
                 .differences
-                .push(("meta".into(), "op_counts".into(), what));
+                .push(("meta".into(), "op counts".into(), what));
         }
     }
     Ok(report)
@@ -407,9 +411,9 @@ pub fn requeue(store: &dyn Storage, seq: u64) -> Result<Op, StoreError> {
     };
     store.append("op.retry", publish, &|tx| {
         tx.put(OPS, &op_key(op.seq), &op)?;
+        tx.count(shift(&op, Some(from)));
         tx.put(LANES, &lane_key(&op.resource_id, &op.date, op.seq), &op.seq)
     })?;
-    count(store, &op, Some(from));
     Ok(op)
 }
 

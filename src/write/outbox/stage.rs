@@ -18,7 +18,7 @@
 //! again (the kept device view, which already shows the ops, moves with it). If the commit
 //! fails, the views go too, and the next write rebuilds them from what sled holds.
 
-use super::counts::count;
+use super::counts::shift;
 use super::enqueue::{apply_in, IdemRecord, Prepared, CLAIM_PATIENCE};
 use crate::store::journal::Publish;
 use crate::store::{Storage, StoreError};
@@ -152,6 +152,9 @@ impl Stage {
                                     .into(),
                             ));
                         }
+                        for op in &p.ops {
+                            tx.count(shift(op, None));
+                        }
                     }
                     Ok(())
                 })
@@ -159,11 +162,6 @@ impl Stage {
             .map(|_| ());
         let mut routes: Vec<(String, String)> = staged.iter().map(Prepared::route).collect();
         routes.dedup();
-        if result.is_ok() {
-            for op in staged.iter().flat_map(|p| p.ops.iter()) {
-                count(store, op, None);
-            }
-        }
         for (resource, date) in &routes {
             (self.settled)(resource, date, result.is_ok());
         }

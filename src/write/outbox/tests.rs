@@ -126,9 +126,8 @@ fn a_recount_in_pages_rebuilds_the_live_counts_and_listed_ids_and_listings_page_
         [Some(3)]
     );
     assert_eq!(listed.len(), 5);
-    store.tally().reset(Default::default(), Default::default());
-    let (by_resource, marks) = counts::count_all(&store, 2).unwrap();
-    store.tally().reset(by_resource, marks);
+    store.tally().reset(Default::default());
+    store.tally().reset(counts::count_all(&store, 2).unwrap());
     assert_eq!(counts_by_state(&store, &|_| true), counts);
     assert_eq!(marked_ops(&store, &ATTENTION, 0), listed);
 }
@@ -152,71 +151,79 @@ fn seven_ops(store: &SledStore) {
 }
 
 #[test]
-fn counts_saved_at_a_clean_stop_serve_the_next_start_once_and_only_for_their_journal() {
-    let store = SledStore::temporary().unwrap();
-    seven_ops(&store);
-    let counts = counts_by_state(&store, &|_| true);
-    let listed = marked_ops(&store, &ATTENTION, 0);
-    save_counts(&store).unwrap();
-    assert!(check(&store).unwrap().is_clean());
-
-    // A start restores them without reading the ops, and they are gone after it.
-    store.tally().reset(Default::default(), Default::default());
-    assert_eq!(restore_or_recount(&store).unwrap(), Counted::Restored);
+fn a_start_after_a_crash_has_the_counts_without_reading_the_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (counts, listed) = {
+        let store = SledStore::reopen(dir.path()).unwrap();
+        seven_ops(&store);
+        store.checkpoint().unwrap();
+        // Past the checkpoint: a new op, and a dead one put back in its lane.
+        enqueue(
+            &store,
+            &who("k9", "h9"),
+            vec![status_op("tech1", 9)],
+            |_| Value::Null,
+        )
+        .unwrap();
+        requeue(&store, marked_ops(&store, &[OpState::Dead], 0)[0]).unwrap();
+        store.flush_blocking().unwrap();
+        (
+            counts_by_state(&store, &|_| true),
+            marked_ops(&store, &ATTENTION, 0),
+        )
+    };
+    let store = SledStore::reopen(dir.path()).unwrap();
+    assert_eq!(count_if_unknown(&store).unwrap(), Counted::Restored);
     assert_eq!(counts_by_state(&store, &|_| true), counts);
     assert_eq!(marked_ops(&store, &ATTENTION, 0), listed);
-    assert_eq!(restore_or_recount(&store).unwrap(), Counted::Recounted);
-    assert_eq!(counts_by_state(&store, &|_| true), counts);
-
-    // Saved before a write they do not hold: the journal moved on, so they are not used.
-    save_counts(&store).unwrap();
-    enqueue(
-        &store,
-        &who("k9", "h9"),
-        vec![status_op("tech1", 9)],
-        |_| Value::Null,
-    )
-    .unwrap();
-    let with_write = counts_by_state(&store, &|_| true);
-    store.tally().reset(Default::default(), Default::default());
-    assert_eq!(restore_or_recount(&store).unwrap(), Counted::Recounted);
-    assert_eq!(counts_by_state(&store, &|_| true), with_write);
+    assert_eq!(
+        store.tally().snapshot().normalized(),
+        counts::count_all(&store, 3).unwrap().normalized(),
+        "what a recount would find"
+    );
+    assert!(check(&store).unwrap().is_clean());
 }
 
 #[test]
-fn check_finds_saved_counts_that_do_not_match_the_ops() {
+fn check_finds_counts_that_do_not_match_the_ops() {
     let store = SledStore::temporary().unwrap();
     seven_ops(&store);
-    // Counts missing one dead op, saved as if they were the truth.
-    let (mut counts, mut marks) = store.tally().snapshot();
-    let first = *marks.keys().next().unwrap();
-    marks.remove(&first);
-    counts
+    // Counts missing one dead op, as if shifts had been lost.
+    let mut wrong = store.tally().snapshot();
+    let first = *wrong.marks.keys().next().unwrap();
+    wrong.marks.remove(&first);
+    wrong
+        .counts
         .get_mut("tech1")
         .unwrap()
         .iter_mut()
         .for_each(|n| *n = n.saturating_sub(1));
-    store.tally().reset(counts, marks);
-    save_counts(&store).unwrap();
+    store.tally().reset(wrong);
     let found: Vec<_> = check(&store)
         .unwrap()
         .differences
         .into_iter()
-        .filter(|(tree, key, _)| tree == "meta" && key == "op_counts")
+        .filter(|(tree, key, _)| tree == "meta" && key == "op counts")
         .collect();
     assert_eq!(found.len(), 2, "{found:?}");
 }
 
 #[test]
-fn unreadable_saved_counts_mean_a_recount_and_are_removed() {
-    let store = SledStore::temporary().unwrap();
-    seven_ops(&store);
-    let counts = counts_by_state(&store, &|_| true);
-    store
-        .insert_raw(Tree::META, b"op_counts", b"not a sealed record".to_vec())
-        .unwrap();
-    store.tally().reset(Default::default(), Default::default());
-    assert_eq!(restore_or_recount(&store).unwrap(), Counted::Recounted);
+fn a_quarantined_op_means_a_recount_now_and_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = {
+        let store = SledStore::reopen(dir.path()).unwrap();
+        seven_ops(&store);
+        store.checkpoint().unwrap();
+        let seq = marked_ops(&store, &[OpState::Blocked], 0)[0];
+        let err = StoreError::Aborted("test".into());
+        quarantine_op(&store, None, seq, &err).unwrap();
+        assert!(store.tally().known(), "recounted at once");
+        store.flush_blocking().unwrap();
+        counts_by_state(&store, &|_| true)
+    };
+    let store = SledStore::reopen(dir.path()).unwrap();
+    assert_eq!(count_if_unknown(&store).unwrap(), Counted::Recounted);
     assert_eq!(counts_by_state(&store, &|_| true), counts);
-    assert!(store.get_raw(Tree::META, b"op_counts").unwrap().is_none());
+    assert!(check(&store).unwrap().is_clean());
 }

@@ -1,0 +1,123 @@
+//! Unit tests for `tally`.
+
+use super::*;
+
+const QUEUED: Class = Class {
+    index: 0,
+    listed: false,
+};
+const APPLIED: Class = Class {
+    index: 2,
+    listed: false,
+};
+const DEAD: Class = Class {
+    index: 3,
+    listed: true,
+};
+
+fn shift(group: &str, id: u64, from: Option<Class>, to: Option<Class>) -> Shift {
+    Shift {
+        group: group.into(),
+        id,
+        from,
+        to,
+    }
+}
+
+fn known() -> Tally {
+    let t = Tally::default();
+    t.reset(Counts::default());
+    t
+}
+
+#[test]
+fn shifts_move_one_record_between_classes_per_group() {
+    let t = known();
+    t.apply(1, &[shift("a", 1, None, Some(QUEUED))], false);
+    t.apply(2, &[shift("a", 2, None, Some(QUEUED))], false);
+    t.apply(3, &[shift("b", 3, None, Some(QUEUED))], false);
+    t.apply(4, &[shift("a", 1, Some(QUEUED), Some(APPLIED))], false);
+    t.apply(5, &[shift("a", 1, Some(APPLIED), Some(APPLIED))], false);
+    assert_eq!(t.totals(3, &|_| true), vec![2, 0, 1]);
+    assert_eq!(t.totals(3, &|g| g == "a"), vec![1, 0, 1]);
+    t.apply(6, &[shift("b", 3, Some(QUEUED), None)], false);
+    assert_eq!(t.totals(3, &|g| g == "b"), vec![0, 0, 0]);
+    let resets = t.resets();
+    t.reset(Counts {
+        counts: HashMap::from([("c".to_string(), vec![0, 4])]),
+        marks: BTreeMap::new(),
+    });
+    assert_eq!(t.totals(3, &|_| true), vec![0, 4, 0]);
+    assert_eq!(t.resets(), resets + 1);
+}
+
+#[test]
+fn listed_classes_are_kept_by_id_and_listed_in_id_order() {
+    let t = known();
+    for (seq, id) in [(1, 9), (2, 3), (3, 5)] {
+        t.apply(seq, &[shift("a", id, Some(QUEUED), Some(DEAD))], false);
+    }
+    assert_eq!(t.marked(&[3], 0), vec![3, 5, 9]);
+    assert_eq!(t.marked(&[3], 5), vec![9]);
+    t.apply(4, &[shift("a", 5, Some(DEAD), Some(QUEUED))], false);
+    t.apply(5, &[shift("a", 9, Some(DEAD), None)], false);
+    assert_eq!(t.marked(&[3], 0), vec![3]);
+    assert_eq!(t.marked(&[0, 1, 2], 0), Vec::<u64>::new());
+}
+
+#[test]
+fn counts_at_a_watermark_leave_out_the_records_past_it() {
+    let t = known();
+    t.apply(1, &[shift("a", 1, None, Some(QUEUED))], false);
+    t.apply(2, &[shift("a", 2, None, Some(QUEUED))], false);
+    let at_two = t.snapshot().normalized();
+    // Past the watermark: a new op, and an op moving twice (undone newest first).
+    t.apply(3, &[shift("a", 3, None, Some(QUEUED))], false);
+    t.apply(4, &[shift("a", 1, Some(QUEUED), Some(DEAD))], false);
+    t.apply(5, &[shift("a", 1, Some(DEAD), Some(APPLIED))], false);
+    let live = t.snapshot().normalized();
+    assert_eq!(t.at(2), Some(at_two.clone()));
+    // What a checkpoint covered is let go, the rest still counts as past it.
+    assert_eq!(t.at(2), Some(at_two));
+    assert_eq!(t.at(5), Some(live.clone()));
+    assert_eq!(t.snapshot().normalized(), live);
+}
+
+#[test]
+fn counts_are_unknown_from_an_unshifted_change_until_a_rebuild() {
+    let t = known();
+    t.apply(1, &[shift("a", 1, None, Some(DEAD))], false);
+    t.apply(2, &[], true);
+    assert!(!t.known());
+    assert_eq!(t.at(2), None);
+    // The rebuild counts what the records so far left; a later record moves on from it.
+    t.reset(Counts {
+        counts: HashMap::from([("a".to_string(), vec![0, 0, 0, 1])]),
+        marks: BTreeMap::from([(1, 3)]),
+    });
+    t.apply(3, &[shift("a", 1, Some(DEAD), Some(QUEUED))], false);
+    assert_eq!(
+        t.at(2),
+        Some(Counts {
+            counts: HashMap::from([("a".to_string(), vec![0, 0, 0, 1])]),
+            marks: BTreeMap::from([(1, 3)]),
+        })
+    );
+    assert_eq!(t.totals(4, &|_| true), vec![1, 0, 0, 0]);
+}
+
+#[test]
+fn a_fresh_tally_is_unknown_and_normalizing_drops_zero_rows() {
+    assert!(!Tally::default().known());
+    let counts = Counts {
+        counts: HashMap::from([
+            ("a".to_string(), vec![0, 2, 0, 0]),
+            ("b".to_string(), vec![0, 0]),
+        ]),
+        marks: BTreeMap::new(),
+    };
+    assert_eq!(
+        counts.normalized().counts,
+        HashMap::from([("a".to_string(), vec![0, 2])])
+    );
+}
