@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Keys waiting that make a checkpoint due at once.
-const DUE_KEYS: usize = 20_000;
+pub const DUE_KEYS: usize = 20_000;
 /// The longest a change waits for its checkpoint.
 const DUE_AFTER: Duration = Duration::from_millis(500);
 const POLL: Duration = Duration::from_millis(25);
