@@ -349,6 +349,19 @@ fn open_store(settings: &Settings) -> Result<(Arc<SledStore>, GroupCommit), Star
         SledStore::open_with_cache(&data_dir, settings.server.sled_cache_mb * 1024 * 1024)
             .map_err(|e| err(e.to_string()))?,
     );
+    let recovered = store.recovery();
+    if recovered.quarantined > 0 {
+        tracing::warn!(
+            quarantined = recovered.quarantined,
+            "journal records failed verification on open: quarantined, not applied"
+        );
+    }
+    tracing::info!(
+        last = recovered.last,
+        reapplied = recovered.reapplied,
+        converted = ?recovered.converted,
+        "journal recovered"
+    );
     // Queue depth and metrics read live counts: opening brought the last checkpoint's up to
     // the journal; only when it could not are they counted from every op.
     let counted =

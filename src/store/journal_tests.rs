@@ -1,6 +1,7 @@
 //! Tests of the journal: one record per append, recovery, quarantine, compaction, check.
 
 use super::*;
+use crate::store::tally::tests::{DEAD, QUEUED};
 use crate::store::{Class, Counts, Shift, SledStore, StorageExt, TxExt};
 
 const A: Tree = Tree("test_a");
@@ -17,6 +18,18 @@ fn put_two(store: &dyn Storage, n: u64) -> Option<u64> {
 
 fn open(dir: &std::path::Path) -> SledStore {
     SledStore::reopen(dir).unwrap()
+}
+
+/// Records 1 and 2, a checkpoint between them; record 2 is durable in the journal, its index
+/// changes only in memory: the process dies before the next checkpoint. Answers how many
+/// index keys were waiting for it.
+fn crash_past_a_checkpoint(dir: &std::path::Path) -> usize {
+    let store = open(dir);
+    put_two(&store, 1);
+    store.checkpoint().unwrap();
+    put_two(&store, 2);
+    store.flush_blocking().unwrap();
+    store.unchecked()
 }
 
 /// sled itself on a directory a store of this process just let go of (see
@@ -109,16 +122,7 @@ fn raises_keep_the_highest_value_whatever_their_order() {
 #[test]
 fn a_crash_between_the_append_and_its_indexes_is_repaired_on_open() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path());
-        put_two(&store, 1);
-        store.checkpoint().unwrap();
-        put_two(&store, 2);
-        // Record 2 is durable in the journal, its index changes only in memory: the process
-        // dies before the next checkpoint.
-        store.flush_blocking().unwrap();
-        assert_eq!(store.unchecked(), 2);
-    }
+    assert_eq!(crash_past_a_checkpoint(dir.path()), 2);
     let store = open(dir.path());
     assert_eq!(store.recovery().reapplied, 1);
     assert_eq!(store.get::<u64>(A, &2u64.to_be_bytes()).unwrap(), Some(2));
@@ -408,15 +412,6 @@ fn a_large_record_is_stored_in_parts_and_a_torn_one_is_never_half_applied() {
     assert!(check(&store, &[A]).unwrap().is_clean());
 }
 
-const QUEUED: Class = Class {
-    index: 0,
-    listed: false,
-};
-const DEAD: Class = Class {
-    index: 3,
-    listed: true,
-};
-
 /// One record writing op `id` and moving it between the counts' classes.
 fn move_op(store: &dyn Storage, id: u64, from: Option<Class>, to: Option<Class>) {
     store
@@ -480,13 +475,7 @@ fn counts_come_back_from_the_checkpoint_and_the_records_past_it_after_a_crash() 
 #[test]
 fn a_layout_2_directory_keeps_its_watermark_and_has_its_counts_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path());
-        put_two(&store, 1);
-        store.checkpoint().unwrap();
-        put_two(&store, 2);
-        store.flush_blocking().unwrap();
-    }
+    crash_past_a_checkpoint(dir.path());
     {
         // Back to how layout 2 kept it: the watermark alone (record 1), no counts.
         let db = raw_open(dir.path());

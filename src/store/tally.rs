@@ -208,4 +208,4 @@ impl Tally {
 
 #[cfg(test)]
 #[path = "tally_tests.rs"]
-mod tests;
+pub(crate) mod tests;

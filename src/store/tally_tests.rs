@@ -2,7 +2,7 @@
 
 use super::*;
 
-const QUEUED: Class = Class {
+pub(crate) const QUEUED: Class = Class {
     index: 0,
     listed: false,
 };
@@ -10,7 +10,7 @@ const APPLIED: Class = Class {
     index: 2,
     listed: false,
 };
-const DEAD: Class = Class {
+pub(crate) const DEAD: Class = Class {
     index: 3,
     listed: true,
 };
