@@ -59,6 +59,9 @@ pub struct SledStore {
     /// The indexes' changes since the last checkpoint (see [`overlay`]).
     overlay: Overlay,
     recovered: journal::Recovered,
+    /// Test-only fault: checkpoints fail after writing this many chunks.
+    #[cfg(test)]
+    fail_checkpoint_after: std::sync::atomic::AtomicUsize,
     data_file: Option<File>,
     /// The highest blob file (by sled's log sequence number) already synced.
     blobs_synced: std::sync::Mutex<i64>,
@@ -127,6 +130,8 @@ impl SledStore {
             recovered: journal::Recovered::default(),
             data_file,
             blobs_synced: std::sync::Mutex::new(-1),
+            #[cfg(test)]
+            fail_checkpoint_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
             path,
         };
         let recovered = journal::recover(&store)?;
@@ -352,6 +357,18 @@ impl Storage for SledStore {
         for (tree, shard, keys) in self.overlay.listing() {
             let t = self.tree(tree)?;
             for chunk in keys.chunks(CHECKPOINT_CHUNK) {
+                #[cfg(test)]
+                if self
+                    .fail_checkpoint_after
+                    .fetch_update(
+                        std::sync::atomic::Ordering::AcqRel,
+                        std::sync::atomic::Ordering::Acquire,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_err()
+                {
+                    return Err(StoreError::Flush("injected checkpoint failure".into()));
+                }
                 let _writer = overlay::writer(&shard);
                 let slots: Vec<(&Vec<u8>, Option<Vec<u8>>)> = {
                     let g = overlay::read(&shard);

@@ -273,3 +273,64 @@ fn a_checkpoint_that_dies_part_way_is_made_whole_by_the_next_start_counts_includ
     let report = crate::store::journal::check(&store, &[tree]).unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+#[test]
+fn a_failed_checkpoint_loses_nothing_and_the_next_one_finishes_it() {
+    use crate::store::journal::Publish;
+    use crate::store::{Class, Shift, TxExt};
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let tree = Tree("failing-test");
+    let queued = Class {
+        index: 0,
+        listed: false,
+    };
+    let store = SledStore::reopen(dir.path()).unwrap();
+    // Three chunks' worth of keys, over three records, each record counting one op.
+    for r in 0..3u64 {
+        store
+            .append("test", Publish::default(), &|tx| {
+                for i in 0..CHECKPOINT_CHUNK as u64 {
+                    let n = r * 1000 + i;
+                    tx.put(tree, &n.to_be_bytes(), &n)?;
+                }
+                tx.count(Shift {
+                    group: "r1".into(),
+                    id: r,
+                    from: None,
+                    to: Some(queued),
+                });
+                Ok(())
+            })
+            .unwrap();
+    }
+    store.flush_blocking().unwrap();
+    let keys = 3 * CHECKPOINT_CHUNK;
+    let before = store.scan_raw(tree, b"", None, usize::MAX).unwrap();
+    assert_eq!(before.len(), keys);
+
+    store.fail_checkpoint_after.store(1, Ordering::Release);
+    assert!(store.checkpoint().is_err());
+    // One chunk is in the tree, the rest waits in memory; readers see all of it, and the
+    // watermark did not move.
+    assert_eq!(store.unchecked(), keys - CHECKPOINT_CHUNK);
+    assert_eq!(store.scan_raw(tree, b"", None, usize::MAX).unwrap(), before);
+    assert_eq!(store.journal().checkpointed_watermark(), 0);
+    assert_eq!(store.tally().totals(1, &|_| true), vec![3]);
+
+    store
+        .fail_checkpoint_after
+        .store(usize::MAX, Ordering::Release);
+    assert_eq!(store.checkpoint().unwrap(), keys - CHECKPOINT_CHUNK);
+    assert_eq!(store.unchecked(), 0);
+    assert_eq!(store.journal().checkpointed_watermark(), 3);
+    drop(store);
+    let store = SledStore::reopen(dir.path()).unwrap();
+    assert_eq!(
+        store.recovery().reapplied,
+        0,
+        "the second checkpoint covered all"
+    );
+    assert_eq!(store.scan_raw(tree, b"", None, usize::MAX).unwrap(), before);
+    assert_eq!(store.tally().totals(1, &|_| true), vec![3]);
+}
