@@ -201,6 +201,11 @@ fn check_finds_an_index_that_disagrees_with_the_journal() {
     assert!(found.contains(&"value differs from the journal's"));
     assert!(found.contains(&"missing from the index"));
     assert!(found.contains(&"in the index, but the journal removed it"));
+    // Past the tree's last stored key too.
+    store.remove(B, b"long").unwrap();
+    let report = check(&store, &[A, B]).unwrap();
+    assert_eq!(report.differences.len(), 4, "{report:?}");
+    assert_eq!(report.keys_checked, 5);
 }
 
 #[test]
