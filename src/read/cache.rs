@@ -98,7 +98,46 @@ impl Cache {
     }
 
     pub fn activity(&self, id: i64) -> Result<Option<CachedActivity>, StoreError> {
-        self.store.get(ACTIVITIES, &activity_key(id))
+        self.kept(ACTIVITIES, &activity_key(id))
+    }
+
+    /// A cached record, or `None` when there is none or it fails verification. A failing one
+    /// is quarantined: it is a copy of OFSC's, so the next read fetches it again, where an
+    /// error would fail every read of its route (and stop eviction) until an operator came.
+    fn kept<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.store.get::<T>(tree, key) {
+            Err(e) if e.is_corrupt() => {
+                self.drop_corrupt(tree, key, &e)?;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    fn drop_corrupt(&self, tree: Tree, key: &[u8], e: &StoreError) -> Result<(), StoreError> {
+        tracing::error!(error = %e, "a cached record fails verification: quarantined, fetched again when read");
+        self.store.quarantine(tree, key, &e.to_string())
+    }
+
+    /// A scanned cached record decoded, or `None` (quarantined) when it fails verification.
+    fn scanned<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match crate::store::record::open::<T>(tree, key, value) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_corrupt() => {
+                self.drop_corrupt(tree, key, &e)?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub fn has_route(&self, resource: &str, date: &str) -> Result<bool, StoreError> {
@@ -113,17 +152,32 @@ impl Cache {
         resource: &str,
         date: &str,
     ) -> Result<Option<(CachedRoute, Vec<Activity>)>, StoreError> {
-        let Some(route) = self
-            .store
-            .get::<CachedRoute>(ROUTES, &route_key(resource, date))?
-        else {
+        let Some(route) = self.kept::<CachedRoute>(ROUTES, &route_key(resource, date))? else {
             return Ok(None);
         };
         let mut activities = Vec::with_capacity(route.activity_ids.len());
+        let mut lost = false;
         for id in &route.activity_ids {
-            if let Some(a) = self.activity(*id)? {
-                activities.push(a.activity);
+            let key = activity_key(*id);
+            match self.store.get::<CachedActivity>(ACTIVITIES, &key) {
+                Ok(Some(a)) => activities.push(a.activity),
+                Ok(None) => {}
+                Err(e) if e.is_corrupt() => {
+                    self.drop_corrupt(ACTIVITIES, &key, &e)?;
+                    lost = true;
+                }
+                Err(e) => return Err(e),
             }
+        }
+        if lost {
+            // Shown without the lost activity until then: the next read refreshes the route.
+            self.store
+                .update::<CachedRoute>(ROUTES, &route_key(resource, date), &mut |r| {
+                    Ok(r.map(|r| CachedRoute {
+                        fetched_at: DateTime::<Utc>::UNIX_EPOCH,
+                        ..r
+                    }))
+                })?;
         }
         Ok(Some((route, activities)))
     }
@@ -299,10 +353,7 @@ impl Cache {
         ofsc_ok: bool,
         user: Option<&str>,
     ) -> Result<RouteRead, CacheError> {
-        match self
-            .store
-            .get::<CachedRoute>(ROUTES, &route_key(resource, date))?
-        {
+        match self.kept::<CachedRoute>(ROUTES, &route_key(resource, date))? {
             Some(route) => {
                 let age = Utc::now() - route.fetched_at;
                 let old = age.to_std().map(|a| a > self.max_age).unwrap_or(false);
@@ -349,8 +400,8 @@ impl Cache {
 impl Cache {
     /// Evicts cached routes dated more than `route.retention_days` before `today`, with
     /// their activities, unless writes are still queued on them; and activities read on
-    /// their own (not through a cached route) that are as old. Returns how many records
-    /// went.
+    /// their own (not through a cached route) that are as old. A record that fails
+    /// verification goes to quarantine on the way. Returns how many records went.
     pub fn evict(&self, today: NaiveDate) -> Result<usize, StoreError> {
         let cutoff = today - chrono::Duration::days(i64::from(self.retention_days));
         let old = |date: &str| present_date(date).is_some_and(|d| d < cutoff);
@@ -361,7 +412,10 @@ impl Cache {
             let Some((last, _)) = batch.last() else { break };
             start = Some([last.as_slice(), &[0]].concat());
             for (key, value) in &batch {
-                let route: CachedRoute = crate::store::record::open(ROUTES, key, value)?;
+                let Some(route) = self.scanned::<CachedRoute>(ROUTES, key, value)? else {
+                    evicted += 1;
+                    continue;
+                };
                 if !old(&route.date)
                     || !crate::write::outbox::lane_is_empty(
                         self.store.as_ref(),
@@ -394,7 +448,10 @@ impl Cache {
             let Some((last, _)) = batch.last() else { break };
             start = Some([last.as_slice(), &[0]].concat());
             for (key, value) in &batch {
-                let cached: CachedActivity = crate::store::record::open(ACTIVITIES, key, value)?;
+                let Some(cached) = self.scanned::<CachedActivity>(ACTIVITIES, key, value)? else {
+                    evicted += 1;
+                    continue;
+                };
                 let a = &cached.activity;
                 let (Some(r), Some(d)) = (a.resource_id.as_deref(), a.date.as_deref()) else {
                     continue;

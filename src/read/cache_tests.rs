@@ -114,3 +114,43 @@ fn routes_past_their_retention_go_unless_writes_wait_on_them() {
         "nothing left to do"
     );
 }
+
+/// Flips a byte of a stored record's payload, so it fails its checksum.
+fn corrupt(store: &SledStore, tree: Tree, key: &[u8]) {
+    let mut raw = store.get_raw(tree, key).unwrap().unwrap();
+    let last = raw.len() - 2;
+    raw[last] ^= 0x01;
+    store.insert_raw(tree, key, raw).unwrap();
+}
+
+#[test]
+fn a_corrupt_cached_record_is_quarantined_and_read_as_not_cached_and_eviction_goes_on() {
+    let (store, cache) = offline();
+    keep(&store, "t1", "2026-01-02", &[(1, "2026-01-02")]);
+    keep(&store, "t2", "2026-01-03", &[(2, "2026-01-03")]);
+    keep(&store, "t3", "2026-02-20", &[(3, "2026-02-20")]);
+    corrupt(&store, ROUTES, &route_key("t1", "2026-01-02"));
+    corrupt(&store, ACTIVITIES, &activity_key(3));
+
+    // Reads: not cached (so fetched again), where they used to fail; a route that lost an
+    // activity so is shown without it and due for a refresh.
+    let (route, activities) = cache.cached_route("t3", "2026-02-20").unwrap().unwrap();
+    assert!(activities.is_empty());
+    assert!(route.fetched_at > DateTime::<Utc>::UNIX_EPOCH);
+    let aged = cache.cached_route("t3", "2026-02-20").unwrap().unwrap().0;
+    assert_eq!(aged.fetched_at, DateTime::<Utc>::UNIX_EPOCH);
+    assert!(cache.activity(3).unwrap().is_none());
+    assert_eq!(store.quarantined(10).unwrap().len(), 1);
+
+    // Eviction quarantines the corrupt route and evicts t2's old route past it; t1's
+    // activity, no longer on a cached route, is as old, so it goes too.
+    let evicted = cache.evict(day("2026-03-01")).unwrap();
+    assert_eq!(
+        evicted, 4,
+        "t1's route (quarantined), t2's route and activity, activity 1"
+    );
+    assert!(!cache.has_route("t1", "2026-01-02").unwrap());
+    assert!(!cache.has_route("t2", "2026-01-03").unwrap());
+    assert!(cache.has_route("t3", "2026-02-20").unwrap());
+    assert_eq!(store.quarantined(10).unwrap().len(), 2);
+}
