@@ -7,8 +7,8 @@ use crate::auth::Principal;
 use crate::domain::times;
 use crate::read::{present, query};
 use crate::state::AppState;
-use crate::store::keys::KeyBuf;
-use crate::store::Storage;
+use crate::store::keys::{KeyBuf, KeyReader};
+use crate::store::{Storage, StorageExt};
 use crate::write::create::NewActivity;
 use crate::write::fixes::FixBody;
 use crate::write::grant::GrantBody;
@@ -411,7 +411,18 @@ pub async fn pull(
             break;
         }
         for (k, v) in batch {
-            let change: Change = crate::store::record::open(CHANGES, &k, &v)?;
+            // A corrupt entry is quarantined, not an error every pull from here would hit:
+            // the device would never sync again.
+            let Some(change) = store.open_or_quarantine::<Change>(CHANGES, &k, &v)? else {
+                let mut key = KeyReader::new(&k);
+                match key.str().and_then(|_| key.u64()) {
+                    Ok(seq) if seq <= watermark => {
+                        last = seq;
+                        continue;
+                    }
+                    _ => break 'scan,
+                }
+            };
             if change.seq > watermark {
                 break 'scan;
             }

@@ -130,7 +130,11 @@ pub fn list(
     let (mut out, mut more) = (Vec::new(), false);
     let (mut first_open, mut last_seen) = (None, None);
     crate::store::scan_pages(store, APPROVALS, &key(first), 256, &mut |k, v| {
-        let a: Approval = crate::store::record::open(APPROVALS, k, v)?;
+        // Quarantined (and reported by `fieldsync check`), not an error every listing of
+        // the inbox would hit.
+        let Some(a) = store.open_or_quarantine::<Approval>(APPROVALS, k, v)? else {
+            return Ok(true);
+        };
         last_seen = Some(a.seq);
         if a.status == ApprovalStatus::Pending || a.requested_at > young {
             first_open.get_or_insert(a.seq);

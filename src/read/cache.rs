@@ -123,23 +123,6 @@ impl Cache {
         self.store.quarantine(tree, key, &e.to_string())
     }
 
-    /// A scanned cached record decoded, or `None` (quarantined) when it fails verification.
-    fn scanned<T: serde::de::DeserializeOwned>(
-        &self,
-        tree: Tree,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<Option<T>, StoreError> {
-        match crate::store::record::open::<T>(tree, key, value) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_corrupt() => {
-                self.drop_corrupt(tree, key, &e)?;
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     pub fn has_route(&self, resource: &str, date: &str) -> Result<bool, StoreError> {
         Ok(self
             .store
@@ -412,7 +395,10 @@ impl Cache {
             let Some((last, _)) = batch.last() else { break };
             start = Some([last.as_slice(), &[0]].concat());
             for (key, value) in &batch {
-                let Some(route) = self.scanned::<CachedRoute>(ROUTES, key, value)? else {
+                let Some(route) = self
+                    .store
+                    .open_or_quarantine::<CachedRoute>(ROUTES, key, value)?
+                else {
                     evicted += 1;
                     continue;
                 };
@@ -448,7 +434,10 @@ impl Cache {
             let Some((last, _)) = batch.last() else { break };
             start = Some([last.as_slice(), &[0]].concat());
             for (key, value) in &batch {
-                let Some(cached) = self.scanned::<CachedActivity>(ACTIVITIES, key, value)? else {
+                let Some(cached) = self
+                    .store
+                    .open_or_quarantine::<CachedActivity>(ACTIVITIES, key, value)?
+                else {
                     evicted += 1;
                     continue;
                 };

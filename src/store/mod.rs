@@ -282,6 +282,24 @@ pub trait StorageExt: Storage {
             }
         }
     }
+    /// A scanned record decoded, or `None` when it fails verification: then it is logged
+    /// and quarantined, for readers that must go on past it (a listing, a device's pull).
+    fn open_or_quarantine<T: DeserializeOwned>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match record::open::<T>(tree, key, value) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_corrupt() => {
+                tracing::error!(error = %e, "a record fails verification: quarantined and passed over");
+                self.quarantine(tree, key, &e.to_string())?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
     /// Moves a record that failed verification into the quarantine tree, with its reason.
     /// The copy goes in before the original goes out, so a crash in between leaves it in
     /// both (quarantined again on the next read), never in neither. It is never silently

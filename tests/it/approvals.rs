@@ -410,3 +410,29 @@ async fn who_may_decide() {
         assert_eq!(code, 400, "{bad}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_corrupt_approval_is_quarantined_and_the_inbox_still_lists_the_rest() {
+    use fieldsync::features::approvals::{approval_seq, APPROVALS};
+    use fieldsync::store::StorageExt;
+    let stack = Stack::start().await;
+    let tech1 = stack.app.login("tech1").await;
+    let tech2 = stack.app.login("tech2").await;
+    let (_, broken) = complete_first_stop(&stack, &tech1, "tech1").await;
+    let (_, kept) = complete_first_stop(&stack, &tech2, "tech2").await;
+    let store = stack.app.state.store.as_ref();
+    let key = approval_seq(&broken).unwrap().to_be_bytes();
+    crate::helpers::corrupt(store, APPROVALS, &key);
+
+    let sup = stack.app.login("super1").await;
+    let (code, list) = call(&stack, &sup, "get", "/approvals?status=pending", None, "-").await;
+    assert_eq!(code, 200, "{list}");
+    let listed: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["approvalId"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [kept.as_str()]);
+    assert_eq!(store.quarantined(10).unwrap().len(), 1);
+}

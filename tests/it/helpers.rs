@@ -457,3 +457,11 @@ pub fn otpauth_secret(uri: &str) -> String {
         .expect("an otpauth URI with a secret")
         .to_string()
 }
+
+/// Flips a byte of a stored record's payload, so it fails its checksum when read.
+pub fn corrupt(store: &dyn fieldsync::store::Storage, tree: fieldsync::store::Tree, key: &[u8]) {
+    let mut raw = store.get_raw(tree, key).unwrap().unwrap();
+    let last = raw.len() - 2;
+    raw[last] ^= 0x01;
+    store.insert_raw(tree, key, raw).unwrap();
+}

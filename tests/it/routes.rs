@@ -557,17 +557,14 @@ async fn a_resource_changed_in_ofsc_reaches_the_directory_through_events() {
 #[tokio::test]
 async fn a_corrupt_cached_stop_is_quarantined_and_fetched_again() {
     use fieldsync::read::cache::{activity_key, ACTIVITIES};
-    use fieldsync::store::{Storage, StorageExt};
+    use fieldsync::store::StorageExt;
     let stack = Stack::start().await;
     let s = stack.app.login("tech1").await;
     let date = today(&stack, "tech1").await;
     let ids = stop_ids(&stack.route(&s, &date).await);
     let store = stack.app.state.store.as_ref();
     let key = activity_key(ids[0]);
-    let mut raw = store.get_raw(ACTIVITIES, &key).unwrap().unwrap();
-    let last = raw.len() - 2;
-    raw[last] ^= 0x01;
-    store.insert_raw(ACTIVITIES, &key, raw).unwrap();
+    crate::helpers::corrupt(store, ACTIVITIES, &key);
     // Something else moved the route, so the next read builds it from the cache again.
     stack.app.state.cache.renders.touch("tech1", &date);
 
