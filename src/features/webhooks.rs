@@ -390,7 +390,9 @@ pub fn list(
     loop {
         let page = store.scan_raw_rev(DELIVERIES, below.as_deref(), PAGE)?;
         for (k, v) in &page {
-            let d: Delivery = crate::store::record::open(DELIVERIES, k, v)?;
+            let Some(d) = store.open_or_quarantine::<Delivery>(DELIVERIES, k, v)? else {
+                continue;
+            };
             if state.is_some_and(|s| d.state != s) {
                 continue;
             }
@@ -514,6 +516,11 @@ mod tests {
         let (left, _) = list(&store, None, None, 10).unwrap();
         let ids: Vec<u64> = left.iter().map(|d| d.seq).collect();
         assert_eq!(ids, [3, 2]);
+        // A corrupt one is quarantined and the listing goes on past it.
+        crate::store::corrupt(&store, DELIVERIES, &seq_key(3));
+        let (left, _) = list(&store, None, None, 10).unwrap();
+        assert_eq!(left.iter().map(|d| d.seq).collect::<Vec<_>>(), [2]);
+        assert_eq!(store.quarantined(10).unwrap().len(), 1);
     }
 
     #[test]

@@ -115,22 +115,14 @@ fn routes_past_their_retention_go_unless_writes_wait_on_them() {
     );
 }
 
-/// Flips a byte of a stored record's payload, so it fails its checksum.
-fn corrupt(store: &SledStore, tree: Tree, key: &[u8]) {
-    let mut raw = store.get_raw(tree, key).unwrap().unwrap();
-    let last = raw.len() - 2;
-    raw[last] ^= 0x01;
-    store.insert_raw(tree, key, raw).unwrap();
-}
-
 #[test]
 fn a_corrupt_cached_record_is_quarantined_and_read_as_not_cached_and_eviction_goes_on() {
     let (store, cache) = offline();
     keep(&store, "t1", "2026-01-02", &[(1, "2026-01-02")]);
     keep(&store, "t2", "2026-01-03", &[(2, "2026-01-03")]);
     keep(&store, "t3", "2026-02-20", &[(3, "2026-02-20")]);
-    corrupt(&store, ROUTES, &route_key("t1", "2026-01-02"));
-    corrupt(&store, ACTIVITIES, &activity_key(3));
+    crate::store::corrupt(&*store, ROUTES, &route_key("t1", "2026-01-02"));
+    crate::store::corrupt(&*store, ACTIVITIES, &activity_key(3));
 
     // Reads: not cached (so fetched again), where they used to fail; a route that lost an
     // activity so is shown without it and due for a refresh.

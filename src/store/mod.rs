@@ -62,6 +62,15 @@ impl StoreError {
     }
 }
 
+/// Flips a byte of a stored record's payload, so it fails its checksum when read (tests).
+#[cfg(test)]
+pub(crate) fn corrupt(store: &dyn Storage, tree: Tree, key: &[u8]) {
+    let mut raw = store.get_raw(tree, key).unwrap().unwrap();
+    let last = raw.len() - 2;
+    raw[last] ^= 0x01;
+    store.insert_raw(tree, key, raw).unwrap();
+}
+
 /// Raw key/value pairs as a scan returns them.
 pub type RawPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
