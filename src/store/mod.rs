@@ -71,6 +71,10 @@ pub(crate) fn corrupt(store: &dyn Storage, tree: Tree, key: &[u8]) {
     store.insert_raw(tree, key, raw).unwrap();
 }
 
+fn quarantine_key(tree: Tree, key: &[u8]) -> Vec<u8> {
+    keys::KeyBuf::new().str(tree.0).bytes(key).finish()
+}
+
 /// Raw key/value pairs as a scan returns them.
 pub type RawPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -314,7 +318,7 @@ pub trait StorageExt: Storage {
     /// both (quarantined again on the next read), never in neither. It is never silently
     /// dropped: operators list it from there.
     fn quarantine(&self, tree: Tree, key: &[u8], reason: &str) -> Result<(), StoreError> {
-        let qkey = keys::KeyBuf::new().str(tree.0).bytes(key).finish();
+        let qkey = quarantine_key(tree, key);
         if let Some(raw) = self.get_raw(tree, key)? {
             let entry = record::Quarantined {
                 tree: tree.0.to_string(),
@@ -327,6 +331,12 @@ pub trait StorageExt: Storage {
             self.remove(tree, key)?;
         }
         Ok(())
+    }
+    /// Whether a record of `tree` under `key` was quarantined.
+    fn is_quarantined(&self, tree: Tree, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self
+            .get_raw(Tree::QUARANTINE, &quarantine_key(tree, key))?
+            .is_some())
     }
     /// Everything in quarantine, oldest key first.
     fn quarantined(&self, limit: usize) -> Result<Vec<record::Quarantined>, StoreError> {

@@ -76,6 +76,14 @@ pub fn lane_head(
             // The next op (if any) is now the head.
             lane_head(store, resource, date)
         }
+        // Quarantined where its lane was not known (`GET /ops/{id}`): left in place, the
+        // entry would read as an empty lane and stall the ops behind it for good.
+        Ok(None) if store.is_quarantined(OPS, &op_key(seq))? => {
+            store.append("op.quarantine", Publish::default(), &|tx| {
+                tx.remove(LANES, &k)
+            })?;
+            lane_head(store, resource, date)
+        }
         other => other,
     }
 }

@@ -227,3 +227,35 @@ fn a_quarantined_op_means_a_recount_now_and_after_a_crash() {
     assert_eq!(counts_by_state(&store, &|_| true), counts);
     assert!(check(&store).unwrap().is_clean());
 }
+
+#[test]
+fn an_op_quarantined_out_of_its_lane_does_not_stall_the_ops_behind_it() {
+    let store = SledStore::temporary().unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let Enqueued::Accepted { ops, .. } = enqueue(
+            &store,
+            &who(&format!("k{i}"), &format!("h{i}")),
+            vec![status_op("tech1", i)],
+            |_| Value::Null,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        seqs.push(ops[0].seq);
+    }
+    // The middle op is found corrupt where its lane is not known (`GET /ops/{id}`).
+    let err = StoreError::Aborted("test".into());
+    quarantine_op(&store, None, seqs[1], &err).unwrap();
+    let mut head = lane_head(&store, "tech1", "2026-05-04").unwrap().unwrap();
+    assert_eq!(head.seq, seqs[0]);
+    head.state = OpState::Applied;
+    save_op(&store, &head, false).unwrap();
+    let next = lane_head(&store, "tech1", "2026-05-04").unwrap();
+    assert_eq!(
+        next.map(|o| o.seq),
+        Some(seqs[2]),
+        "past the quarantined one"
+    );
+    assert!(check(&store).unwrap().is_clean());
+}
