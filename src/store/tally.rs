@@ -184,11 +184,6 @@ impl Tally {
         self.resets.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The counts are exact now (an empty data directory: there is nothing to count).
-    pub fn mark_known(&self) {
-        self.lock().known = true;
-    }
-
     /// Whether the counts are exact (else a rebuild is due).
     pub fn known(&self) -> bool {
         self.lock().known
