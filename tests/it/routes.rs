@@ -556,7 +556,7 @@ async fn a_resource_changed_in_ofsc_reaches_the_directory_through_events() {
 
 #[tokio::test]
 async fn a_corrupt_cached_stop_is_quarantined_and_fetched_again() {
-    use fieldsync::read::cache::{activity_key, ACTIVITIES};
+    use fieldsync::read::cache::{activity_key, route_key, ACTIVITIES, ROUTES};
     use fieldsync::store::StorageExt;
     let stack = Stack::start().await;
     let s = stack.app.login("tech1").await;
@@ -580,4 +580,12 @@ async fn a_corrupt_cached_stop_is_quarantined_and_fetched_again() {
     assert_eq!(seen, ids);
     assert_eq!(store.quarantined(10).unwrap().len(), 1);
     assert!(store.get::<Value>(ACTIVITIES, &key).unwrap().is_some());
+
+    // The route record itself: read as not cached, so fetched again at once.
+    let route = route_key("tech1", &date);
+    crate::helpers::corrupt(store, ROUTES, &route);
+    stack.app.state.cache.renders.touch("tech1", &date);
+    assert_eq!(stop_ids(&stack.route(&s, &date).await), ids);
+    assert_eq!(store.quarantined(10).unwrap().len(), 2);
+    assert!(store.get::<Value>(ROUTES, &route).unwrap().is_some());
 }
