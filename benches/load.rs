@@ -105,9 +105,16 @@ impl Client {
     }
 
     async fn first_stop(&self, date: &str, r: &str) -> i64 {
-        self.get(&format!("/routes/{date}?resourceId={r}")).await["stops"][0]["activityId"]
-            .as_i64()
+        self.stops(date, r).await[0]
+    }
+
+    async fn stops(&self, date: &str, r: &str) -> Vec<i64> {
+        self.get(&format!("/routes/{date}?resourceId={r}")).await["stops"]
+            .as_array()
             .unwrap()
+            .iter()
+            .map(|s| s["activityId"].as_i64().unwrap())
+            .collect()
     }
 
     /// One status write; returns (HTTP status, latency).
@@ -599,13 +606,24 @@ async fn upload(m: &HashMap<String, String>) {
         let (bytes_done, errors) = (bytes_done.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let (body, sha) = pool[i].clone();
-            let activity = if target == "fieldsync" { c.first_stop(&date, &resource(i)).await } else { 0 };
+            // An activity takes one photo per photo property of the tenant (OFSC's rule), so a
+            // device moves on to its next stop when one is full, then to its next route.
+            let mut stops = Vec::new();
+            let mut next_route = i;
+            if target == "fieldsync" {
+                stops = c.stops(&date, &resource(next_route)).await;
+            }
             let mut lat = Vec::new();
             let end = line.wait().await + Duration::from_secs(secs);
             let mut k = 0;
             while Instant::now() < end {
                 k += 1;
                 let url = if target == "fieldsync" {
+                    if stops.is_empty() {
+                        next_route += devices;
+                        stops = c.stops(&date, &resource(next_route)).await;
+                    }
+                    let activity = stops[0];
                     let g: Value = c
                         .http
                         .post(format!("{}/activities/{activity}/attachments", c.url))
@@ -619,7 +637,19 @@ async fn upload(m: &HashMap<String, String>) {
                         .json()
                         .await
                         .unwrap();
-                    g["upload"]["url"].as_str().unwrap_or_default().to_string()
+                    match g["upload"]["url"].as_str() {
+                        Some(url) => url.to_string(),
+                        None if g["code"] == "no-photo-property" => {
+                            stops.remove(0);
+                            continue;
+                        }
+                        None => {
+                            if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!("# first refused grant: {g}");
+                            }
+                            continue;
+                        }
+                    }
                 } else {
                     format!("{}/files", c.url)
                 };
