@@ -169,22 +169,45 @@ fn apply_serve_flags(
     }
 }
 
-/// mimalloc keeps freed pages for a while (10 ms per thread by default). Uploads run file I/O
-/// and image decodes on many blocking threads, and that retention showed as +60 MiB of peak
-/// RSS in the upload benchmark; purging at once keeps the peak within its budget.
-/// `MIMALLOC_PURGE_DELAY` in the environment still wins.
-fn purge_freed_memory_at_once() {
+/// mimalloc's defaults cost memory this service does not use.
+/// - It keeps freed pages for a while (10 ms per thread). Uploads run file I/O and image
+///   decodes on many blocking threads, and that retention showed as +60 MiB of peak RSS in
+///   the upload benchmark; purging at once keeps the peak within its budget.
+///   `MIMALLOC_PURGE_DELAY` in the environment still wins.
+/// - It asks for transparent huge pages on its arenas, so every 4 KiB touched can make a
+///   2 MiB page resident. sled's page table is millions of small allocations spread over the
+///   heap: with a million ops in the journal, the service held 207 MiB at `/readyz` with
+///   huge pages and 160 MiB without (bench/README.md, "Memory: huge pages"). mimalloc's own
+///   switch (`MIMALLOC_ALLOW_THP=0`) is read before `main`, after its first arena is made,
+///   so the process turns them off itself, for the mappings it already has too.
+fn tune_allocator() {
     // `mi_option_purge_delay` in mimalloc v2's `mimalloc.h` (the -sys crate names no const).
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set stores one integer option; mimalloc allows it at any time.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
+    // SAFETY: PR_SET_THP_DISABLE sets one flag of this process; it takes no pointers.
+    // Failure (an old kernel) leaves huge pages on, which costs memory, not correctness.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    purge_freed_memory_at_once();
+fn main() -> ExitCode {
+    // Before the runtime, so its threads' first heap pages are not huge pages already.
+    tune_allocator();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     fieldsync::telemetry::init();
     let cli = Cli::parse();
     let mut settings = match Settings::load(cli.config.as_deref()) {
