@@ -59,6 +59,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub uploads: UploadSettings,
     pub properties: PropertySettings,
+    pub history: HistorySettings,
     /// Single sign-on; absent: local users only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcSettings>,
@@ -252,6 +253,26 @@ impl Default for CacheSettings {
             read_days_ahead: 31,
             route_retention_days: 45,
         }
+    }
+}
+
+/// How long the history of finished work is kept: applied and discarded ops with their
+/// timeline entries, and the change log devices pull. The journal's compaction keeps the
+/// journal small; this keeps the index trees (disk, and sled's in-memory page table, ~150
+/// bytes per record) from growing with every op ever made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistorySettings {
+    /// Days after an op finished (applied or discarded) before it leaves the history, and
+    /// the age at which change-log entries go; 0 keeps everything. More than
+    /// `cache.read_days_back + cache.read_days_ahead`, so no route that can still be read
+    /// loses ops.
+    pub retention_days: u32,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings { retention_days: 90 }
     }
 }
 
@@ -544,6 +565,13 @@ impl Settings {
             problems.push(format!(
                 "cache.route_retention_days ({}) must be more than cache.read_days_back ({}): a route that can still be read must not be evicted",
                 self.cache.route_retention_days, self.cache.read_days_back
+            ));
+        }
+        let readable = self.cache.read_days_back + self.cache.read_days_ahead;
+        if self.history.retention_days != 0 && self.history.retention_days <= readable {
+            problems.push(format!(
+                "history.retention_days ({}) must be 0 (keep everything) or more than cache.read_days_back + cache.read_days_ahead ({readable}): a route that can still be read must keep its ops",
+                self.history.retention_days
             ));
         }
         match problems.is_empty() {

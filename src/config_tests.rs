@@ -157,3 +157,19 @@ fn a_retention_that_would_evict_readable_routes_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn a_history_retention_shorter_than_the_readable_days_is_refused() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("FSHIST__HISTORY__RETENTION_DAYS", "62");
+        let e = Settings::load_with_env(None, "FSHIST__")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("history.retention_days (62)"), "{e}");
+        jail.set_env("FSHIST__HISTORY__RETENTION_DAYS", "63");
+        assert!(Settings::load_with_env(None, "FSHIST__").is_ok());
+        jail.set_env("FSHIST__HISTORY__RETENTION_DAYS", "0");
+        assert!(Settings::load_with_env(None, "FSHIST__").is_ok());
+        Ok(())
+    });
+}

@@ -361,13 +361,16 @@ pub async fn pull(
     let store = state.store.as_ref();
     let watermark = store.watermark();
     let limit = super::page_limit(q.limit, 100, 500)?;
+    // Entries up to `pruned` may have left the change log (history retention).
+    let pruned = crate::write::outbox::history::changes_pruned_through(store)?;
     let after = q
         .cursor
         .as_deref()
         .and_then(decode_cursor)
-        .filter(|c| *c <= watermark);
+        .filter(|c| *c <= watermark && *c >= pruned);
     let Some(after) = after else {
-        // No cursor, or one this server never issued: start over from a snapshot.
+        // No cursor, one this server never issued, or one older than the change log
+        // retains: start over from a snapshot.
         let zone = state
             .directory
             .get(&resource)

@@ -108,7 +108,12 @@ impl Application {
         )
         .map_err(|e| StartupError::Webhooks(e.to_string()))?;
         let mut tasks = vec![probe, webhooks.start()];
-        tasks.extend(upkeep(store.clone() as Arc<dyn Storage>, &files, &cache));
+        tasks.extend(upkeep(
+            store.clone() as Arc<dyn Storage>,
+            &files,
+            &cache,
+            settings.history.retention_days,
+        ));
         if settings.replay.enabled {
             tasks.push(replayer.start());
         } else {

@@ -1,6 +1,7 @@
 //! The service's background tasks beside the replayer: the OFSC probe that keeps readiness
 //! and the directory current, and the upkeep of the store and caches (abandoned uploads
-//! purged, the journal compacted, old routes evicted, metrics refreshed).
+//! purged, the journal compacted, history past its retention pruned, old routes evicted,
+//! metrics refreshed).
 
 use crate::ofsc::OfscClient;
 use crate::read::cache::Cache;
@@ -10,16 +11,18 @@ use crate::store::Storage;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The store's and caches' upkeep: expired uploads purged, the journal compacted, old routes
-/// evicted, metrics refreshed.
+/// The store's and caches' upkeep: expired uploads purged, the journal compacted, history
+/// pruned, old routes evicted, metrics refreshed.
 pub(super) fn upkeep(
     store: Arc<dyn Storage>,
     files: &Arc<crate::features::uploads::Files>,
     cache: &Arc<Cache>,
+    history_days: u32,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(purge_uploads(store.clone(), files.clone())),
-        tokio::spawn(compact_journal(store)),
+        tokio::spawn(compact_journal(store.clone())),
+        tokio::spawn(prune_history(store, history_days)),
         tokio::spawn(cache.clone().evict_forever()),
         crate::telemetry::start_metrics_upkeep(),
     ]
@@ -68,6 +71,64 @@ async fn compact_journal(store: Arc<dyn Storage>) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "journal compaction failed"),
             Err(e) => tracing::error!(error = %e, "journal compaction stopped"),
+        }
+    }
+}
+
+/// Records one history pass removes at most (one journal record).
+const PRUNE_PASS: usize = 5_000;
+
+/// Every ten minutes, removes the history older than `days` (0: never), in passes of
+/// [`PRUNE_PASS`] records until one finds less (see [`crate::write::outbox::history`]).
+async fn prune_history(store: Arc<dyn Storage>, days: u32) {
+    use crate::features::approvals::{self, ApprovalStatus, PendingFloor};
+    if days == 0 {
+        return;
+    }
+    // Moves past decided approvals, so each pass reads only the pending ones onwards.
+    let floor = Arc::new(PendingFloor::default());
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        loop {
+            let (s, f) = (store.clone(), floor.clone());
+            let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+            let pass = tokio::task::spawn_blocking(move || {
+                let pending: std::collections::HashSet<i64> = approvals::list(
+                    s.as_ref(),
+                    0,
+                    usize::MAX,
+                    &|a| a.status == ApprovalStatus::Pending,
+                    Some(&f),
+                )?
+                .0
+                .into_iter()
+                .map(|a| a.activity_id)
+                .collect();
+                crate::write::outbox::history::prune(
+                    s.as_ref(),
+                    before,
+                    &|a| pending.contains(&a),
+                    PRUNE_PASS,
+                )
+            })
+            .await;
+            match pass {
+                Ok(Ok(p)) if p.total() > 0 => {
+                    tracing::info!(ops = p.ops, changes = p.changes, "history pruned");
+                    if p.total() < PRUNE_PASS {
+                        break;
+                    }
+                }
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "pruning history failed");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "pruning history stopped");
+                    break;
+                }
+            }
         }
     }
 }

@@ -701,3 +701,52 @@ async fn a_corrupt_change_is_quarantined_and_the_pull_goes_on_past_it() {
     assert!(after.starts_with(&seqs[1..]), "{after:?} after {seqs:?}");
     assert_eq!(store.quarantined(10).unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_cursor_older_than_the_retained_change_log_starts_over_from_a_snapshot() {
+    use fieldsync::write::outbox::history;
+    let stack = Stack::start().await;
+    let s = stack.app.login("tech1").await;
+    let ids = stops(&stack, &s, "tech1").await;
+    let old = pull(&stack, &s, None).await["nextCursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ops = vec![status_op(1, ids[0], "enroute", now())];
+    assert_eq!(push(&stack, &s, now(), ops).await.0, 200);
+    let page = pull_until_some(&stack, &s, &old).await;
+    assert_eq!(page["reset"], false, "{page}");
+    assert!(!page["items"].as_array().unwrap().is_empty(), "{page}");
+
+    // Retention takes every change made so far.
+    let store = stack.app.state.store.as_ref();
+    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let pruned = history::prune(store, later, &|_| false, 10_000).unwrap();
+    assert!(pruned.changes > 0, "{pruned:?}");
+
+    // The old cursor would miss what was pruned: a snapshot instead.
+    let again = pull(&stack, &s, Some(&old)).await;
+    assert_eq!(again["reset"], true, "{again}");
+    assert!(again["snapshot"]["stops"].is_array(), "{again}");
+    // The snapshot's cursor is past what was pruned, and later changes come through it.
+    let fresh = again["nextCursor"].as_str().unwrap().to_string();
+    let ops = vec![status_op(2, ids[0], "started", now())];
+    assert_eq!(push(&stack, &s, now(), ops).await.0, 200);
+    let next = pull_until_some(&stack, &s, &fresh).await;
+    assert_eq!(next["reset"], false, "{next}");
+    assert!(!next["items"].as_array().unwrap().is_empty(), "{next}");
+}
+
+/// Pulls from `cursor` until the page has items (or five seconds pass): outcomes reach the
+/// change log once their record is published.
+async fn pull_until_some(stack: &Stack, s: &Session, cursor: &str) -> Value {
+    let mut page = Value::Null;
+    for _ in 0..100 {
+        page = pull(stack, s, Some(cursor)).await;
+        if !page["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    page
+}

@@ -32,6 +32,16 @@ pub(super) fn shift(op: &Op, from: Option<OpState>) -> Shift {
     }
 }
 
+/// An op in `state` leaving the history (pruned by retention).
+pub(super) fn gone(resource: &str, seq: u64, state: OpState) -> Shift {
+    Shift {
+        group: resource.to_string(),
+        id: seq,
+        from: Some(class(state)),
+        to: None,
+    }
+}
+
 /// The ids after `after`, in order, of the ops now in one of `states` (all in
 /// [`ATTENTION`]), without reading the op history.
 pub fn marked_ops(store: &dyn Storage, states: &[OpState], after: u64) -> Vec<u64> {

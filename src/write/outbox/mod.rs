@@ -4,6 +4,7 @@
 
 mod counts;
 mod enqueue;
+pub mod history;
 mod lanes;
 mod record;
 mod stage;

@@ -1,0 +1,146 @@
+//! Unit tests for history retention.
+
+use super::*;
+use crate::store::SledStore;
+use crate::write::outbox::tests::{status_op, who};
+use crate::write::outbox::{
+    activity_ops, check, count_if_unknown, counts, counts_by_state, enqueue, get_op, save_op,
+    Counted, Enqueued, Op,
+};
+use chrono::Duration;
+use serde_json::Value;
+
+/// One op for activity `id` of `resource`, left in `state`.
+fn op_in(store: &SledStore, id: i64, resource: &str, state: OpState) -> Op {
+    let Enqueued::Accepted { ops, .. } = enqueue(
+        store,
+        &who(&format!("k{id}"), &format!("h{id}")),
+        vec![status_op(resource, id)],
+        |_| Value::Null,
+    )
+    .unwrap() else {
+        panic!("accepted")
+    };
+    let mut op = ops[0].clone();
+    if state != OpState::Queued {
+        op.state = state;
+        save_op(store, &op, true).unwrap();
+    }
+    op
+}
+
+fn changes_of(store: &SledStore, resource: &str) -> usize {
+    let prefix = KeyBuf::new().str(resource).finish();
+    store.scan_raw(CHANGES, &prefix, None, 1000).unwrap().len()
+}
+
+fn never(_: i64) -> bool {
+    false
+}
+
+/// Counts that hold exactly what a recount of the remaining ops finds.
+fn counts_are_whole(store: &SledStore) {
+    assert_eq!(
+        store.tally().snapshot().normalized(),
+        counts::count_all(store, 3).unwrap().normalized()
+    );
+}
+
+#[test]
+fn finished_ops_and_old_changes_leave_while_open_and_attention_ops_stay() {
+    let store = SledStore::temporary().unwrap();
+    let applied = op_in(&store, 1, "tech1", OpState::Applied);
+    let discarded = op_in(&store, 2, "tech1", OpState::Discarded);
+    let dead = op_in(&store, 3, "tech2", OpState::Dead);
+    let rejected = op_in(&store, 4, "tech2", OpState::Rejected);
+    let queued = op_in(&store, 5, "tech2", OpState::Queued);
+    store.flush_blocking().unwrap();
+    assert!(changes_of(&store, "tech1") > 0);
+    assert_eq!(changes_pruned_through(&store).unwrap(), 0);
+
+    // Nothing is that old yet.
+    let early = Utc::now() - Duration::days(1);
+    assert_eq!(
+        prune(&store, early, &never, 100).unwrap(),
+        Pruned::default()
+    );
+
+    let pruned = prune(&store, Utc::now() + Duration::minutes(1), &never, 100).unwrap();
+    assert_eq!(pruned.ops, 2, "{pruned:?}");
+    assert!(pruned.changes >= 5, "every op's change went: {pruned:?}");
+    for gone in [&applied, &discarded] {
+        assert_eq!(get_op(&store, gone.seq).unwrap(), None);
+        assert!(activity_ops(&store, gone.activity_id.unwrap())
+            .unwrap()
+            .is_empty());
+    }
+    for kept in [&dead, &rejected, &queued] {
+        assert!(get_op(&store, kept.seq).unwrap().is_some(), "{}", kept.id);
+        assert_eq!(
+            activity_ops(&store, kept.activity_id.unwrap())
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    assert_eq!(changes_of(&store, "tech1") + changes_of(&store, "tech2"), 0);
+    assert!(changes_pruned_through(&store).unwrap() > 0);
+    counts_are_whole(&store);
+    let states = counts_by_state(&store, &|_| true);
+    assert!(
+        !states
+            .iter()
+            .any(|(s, n)| matches!(s, OpState::Applied | OpState::Discarded) && *n > 0),
+        "{states:?}"
+    );
+    let report = check(&store).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    // A second pass finds nothing more.
+    let again = prune(&store, Utc::now() + Duration::minutes(1), &never, 100).unwrap();
+    assert_eq!(again, Pruned::default());
+}
+
+#[test]
+fn a_pass_stops_at_its_limit_and_kept_activities_keep_their_ops() {
+    let store = SledStore::temporary().unwrap();
+    let ops: Vec<Op> = (1..=4)
+        .map(|i| op_in(&store, i, "tech1", OpState::Applied))
+        .collect();
+    let later = Utc::now() + Duration::minutes(1);
+    let pending_approval = |activity: i64| activity == 2;
+    let first = prune(&store, later, &pending_approval, 1).unwrap();
+    assert_eq!(first.total(), 1, "{first:?}");
+    assert_eq!(get_op(&store, ops[0].seq).unwrap(), None);
+    let rest = prune(&store, later, &pending_approval, 100).unwrap();
+    assert_eq!(rest.ops, 2, "{rest:?}");
+    assert!(get_op(&store, ops[1].seq).unwrap().is_some(), "kept");
+    assert_eq!(get_op(&store, ops[3].seq).unwrap(), None);
+    counts_are_whole(&store);
+}
+
+#[test]
+fn a_prune_past_the_checkpoint_holds_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (counts, pruned_through) = {
+        let store = SledStore::reopen(dir.path()).unwrap();
+        op_in(&store, 1, "tech1", OpState::Applied);
+        op_in(&store, 2, "tech1", OpState::Dead);
+        store.checkpoint().unwrap();
+        let pruned = prune(&store, Utc::now() + Duration::minutes(1), &never, 100).unwrap();
+        assert_eq!(pruned.ops, 1);
+        store.flush_blocking().unwrap();
+        (
+            counts_by_state(&store, &|_| true),
+            changes_pruned_through(&store).unwrap(),
+        )
+        // Dropped without a checkpoint: the prune record is past it.
+    };
+    let store = SledStore::reopen(dir.path()).unwrap();
+    assert_eq!(count_if_unknown(&store).unwrap(), Counted::Restored);
+    assert_eq!(counts_by_state(&store, &|_| true), counts);
+    assert_eq!(changes_pruned_through(&store).unwrap(), pruned_through);
+    assert_eq!(changes_of(&store, "tech1"), 0);
+    counts_are_whole(&store);
+    let report = check(&store).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
