@@ -91,6 +91,18 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Remove the history past its retention now (stop the service first), as the service
+    /// does every ten minutes: applied and discarded ops and change-log entries older than
+    /// the retention.
+    Prune {
+        /// Directory of the sled database (defaults to server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Age in days past which history goes (defaults to history.retention_days; 0
+        /// prunes everything finished).
+        #[arg(long)]
+        older_than_days: Option<u32>,
+    },
     /// Write a backlog of queued ops straight into a stopped service's store, as a long OFSC
     /// outage would leave it (for measuring start-up, memory and `check`; bench/README.md).
     Load {
@@ -107,6 +119,9 @@ enum Command {
         /// The routes' date (default: today).
         #[arg(long)]
         date: Option<String>,
+        /// Leave every op applied, as after a replay (history instead of a backlog).
+        #[arg(long)]
+        applied: bool,
     },
     /// Manage users in the store (stop the service first: sled locks its directory).
     Users {
@@ -289,12 +304,28 @@ async fn run() -> ExitCode {
             let dir = data_dir.unwrap_or(settings.server.data_dir);
             check_store(&dir)
         }
+        Command::Prune {
+            data_dir,
+            older_than_days,
+        } => {
+            let dir = data_dir.unwrap_or(settings.server.data_dir);
+            let days = match older_than_days {
+                Some(d) => d,
+                None if settings.history.retention_days == 0 => {
+                    println!("history.retention_days is 0: history is kept");
+                    return ExitCode::SUCCESS;
+                }
+                None => settings.history.retention_days,
+            };
+            prune_history(&dir, days)
+        }
         Command::Load {
             data_dir,
             ops,
             batch,
             routes,
             date,
+            applied,
         } => {
             let dir = data_dir.unwrap_or(settings.server.data_dir);
             let backlog = fieldsync::bulk_load::Backlog {
@@ -302,6 +333,7 @@ async fn run() -> ExitCode {
                 batch,
                 routes,
                 date: date.unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%d").to_string()),
+                applied,
             };
             load_backlog(&dir, &backlog)
         }
@@ -314,6 +346,34 @@ async fn run() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn prune_history(dir: &std::path::Path, days: u32) -> ExitCode {
+    use fieldsync::write::outbox::history;
+    let started = std::time::Instant::now();
+    let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let floor = fieldsync::features::approvals::PendingFloor::default();
+    let result = SledStore::open(dir).and_then(|store| {
+        fieldsync::write::outbox::count_if_unknown(&store)?;
+        let done = history::prune_all(&store, before, &floor, history::PASS, &mut |_| {})?;
+        store.checkpoint()?;
+        Ok(done)
+    });
+    match result {
+        Ok(p) => {
+            println!(
+                "pruned {} ops and {} change-log entries older than {days} days in {:.1?}",
+                p.ops,
+                p.changes,
+                started.elapsed()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("prune failed: {e}");
+            ExitCode::FAILURE
         }
     }
 }

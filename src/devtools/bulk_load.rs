@@ -1,12 +1,13 @@
 //! `fieldsync load`: writes a backlog of queued ops straight into a stopped service's store,
 //! through the same enqueue path as a sync push (one journal record per batch). It stands for
 //! a long OFSC outage, so start-up, memory and `fieldsync check` can be measured against a
-//! journal of a million ops (bench/README.md).
+//! journal of a million ops (bench/README.md). With `--applied` it writes history instead
+//! (every op applied, as after a replay), for measuring history retention.
 
 use crate::auth::Role;
 use crate::domain::lifecycle::DeviceStatus;
 use crate::store::{Storage, StoreError};
-use crate::write::outbox::{self, Enqueued, NewOp, OpKind, Submitter};
+use crate::write::outbox::{self, Enqueued, NewOp, OpKind, OpState, Submitter};
 use chrono::Utc;
 
 /// What to write.
@@ -18,6 +19,9 @@ pub struct Backlog {
     /// Routes the ops spread over, round robin (`load-0000`...), on `date`.
     pub routes: u64,
     pub date: String,
+    /// Each op is left applied (one more record per op, as the replayer writes): history
+    /// rather than a backlog, for measuring retention.
+    pub applied: bool,
 }
 
 /// What was written.
@@ -87,6 +91,13 @@ pub fn load(store: &dyn Storage, b: &Backlog) -> Result<Loaded, StoreError> {
             ops,
             |ops| serde_json::json!({"accepted": ops.len()}),
         )? {
+            Enqueued::Accepted { ops, .. } if b.applied => {
+                for mut op in ops {
+                    op.state = OpState::Applied;
+                    op.applied_at = Some(Utc::now());
+                    outbox::save_op(store, &op, true)?;
+                }
+            }
             Enqueued::Accepted { .. } => {}
             // Loaded before under the same keys: the ops are there already.
             Enqueued::Replayed { .. } | Enqueued::KeyReused => {}
@@ -106,7 +117,6 @@ pub fn load(store: &dyn Storage, b: &Backlog) -> Result<Loaded, StoreError> {
 mod tests {
     use super::*;
     use crate::store::SledStore;
-    use crate::write::outbox::OpState;
 
     #[test]
     fn a_backlog_is_queued_ops_in_one_record_per_batch_and_checks_clean() {
@@ -116,6 +126,7 @@ mod tests {
             batch: 100,
             routes: 7,
             date: "2026-12-02".into(),
+            applied: false,
         };
         let done = load(&store, &backlog).unwrap();
         assert_eq!(

@@ -75,60 +75,29 @@ async fn compact_journal(store: Arc<dyn Storage>) {
     }
 }
 
-/// Records one history pass removes at most (one journal record).
-const PRUNE_PASS: usize = 5_000;
-
 /// Every ten minutes, removes the history older than `days` (0: never), in passes of
-/// [`PRUNE_PASS`] records until one finds less (see [`crate::write::outbox::history`]).
+/// [`crate::write::outbox::history::PASS`] records.
 async fn prune_history(store: Arc<dyn Storage>, days: u32) {
-    use crate::features::approvals::{self, ApprovalStatus, PendingFloor};
+    use crate::write::outbox::history;
     if days == 0 {
         return;
     }
     // Moves past decided approvals, so each pass reads only the pending ones onwards.
-    let floor = Arc::new(PendingFloor::default());
+    let floor = Arc::new(crate::features::approvals::PendingFloor::default());
     loop {
         tokio::time::sleep(Duration::from_secs(600)).await;
-        loop {
-            let (s, f) = (store.clone(), floor.clone());
-            let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
-            let pass = tokio::task::spawn_blocking(move || {
-                let pending: std::collections::HashSet<i64> = approvals::list(
-                    s.as_ref(),
-                    0,
-                    usize::MAX,
-                    &|a| a.status == ApprovalStatus::Pending,
-                    Some(&f),
-                )?
-                .0
-                .into_iter()
-                .map(|a| a.activity_id)
-                .collect();
-                crate::write::outbox::history::prune(
-                    s.as_ref(),
-                    before,
-                    &|a| pending.contains(&a),
-                    PRUNE_PASS,
-                )
+        let (s, f) = (store.clone(), floor.clone());
+        let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        let run = tokio::task::spawn_blocking(move || {
+            history::prune_all(s.as_ref(), before, &f, history::PASS, &mut |p| {
+                tracing::info!(ops = p.ops, changes = p.changes, "history pruned");
             })
-            .await;
-            match pass {
-                Ok(Ok(p)) if p.total() > 0 => {
-                    tracing::info!(ops = p.ops, changes = p.changes, "history pruned");
-                    if p.total() < PRUNE_PASS {
-                        break;
-                    }
-                }
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "pruning history failed");
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "pruning history stopped");
-                    break;
-                }
-            }
+        })
+        .await;
+        match run {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "pruning history failed"),
+            Err(e) => tracing::error!(error = %e, "pruning history stopped"),
         }
     }
 }

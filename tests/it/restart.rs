@@ -155,3 +155,35 @@ fn huge_pages_are_off(pid: u32) {
         assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
     }
 }
+
+#[test]
+fn prune_removes_applied_history_and_the_store_still_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let loaded = fieldsync(&[
+        "load",
+        "--data-dir",
+        d,
+        "--ops",
+        "300",
+        "--batch",
+        "50",
+        "--routes",
+        "3",
+        "--applied",
+    ]);
+    assert!(loaded.contains("loaded 300 ops"), "{loaded}");
+    check_ok(d);
+    // Nothing is 90 days old.
+    let kept = fieldsync(&["prune", "--data-dir", d]);
+    assert!(kept.contains("pruned 0 ops"), "{kept}");
+    let pruned = fieldsync(&["prune", "--data-dir", d, "--older-than-days", "0"]);
+    assert!(pruned.contains("pruned 300 ops"), "{pruned}");
+    check_ok(d);
+    let again = fieldsync(&["prune", "--data-dir", d, "--older-than-days", "0"]);
+    assert!(
+        again.contains("pruned 0 ops and 0 change-log entries"),
+        "{again}"
+    );
+}

@@ -9,10 +9,15 @@
 
 use super::counts::gone;
 use super::{activity_ops_key, op_key, Change, OpState, ACTIVITY_OPS, CHANGES, OPS};
+use crate::features::approvals::{self, ApprovalStatus, PendingFloor};
 use crate::store::journal::Publish;
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::{record, scan_pages, Storage, StorageExt, StoreError, Tree};
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
+/// Records one pass removes at most: one journal record, ~100 bytes of it per record.
+pub const PASS: usize = 5_000;
 
 /// `META` key: every change-log entry up to this id may have been pruned, so a pull from a
 /// cursor below it starts over from a snapshot instead of missing them.
@@ -48,6 +53,46 @@ pub fn changes_pruned_through(store: &dyn Storage) -> Result<u64, StoreError> {
     Ok(store
         .get::<u64>(Tree::META, CHANGES_PRUNED_KEY)?
         .unwrap_or(0))
+}
+
+/// The activities whose approval is still pending: their ops are the supervisor's evidence.
+/// `floor` moves past decided approvals, so a caller that keeps it reads fewer each time.
+pub fn pending_activities(
+    store: &dyn Storage,
+    floor: &PendingFloor,
+) -> Result<HashSet<i64>, StoreError> {
+    let (pending, _) = approvals::list(
+        store,
+        0,
+        usize::MAX,
+        &|a| a.status == ApprovalStatus::Pending,
+        Some(floor),
+    )?;
+    Ok(pending.into_iter().map(|a| a.activity_id).collect())
+}
+
+/// Prunes in passes of at most `pass` records until one finds less, keeping pending
+/// approvals' ops; `each` sees every pass that removed something.
+pub fn prune_all(
+    store: &dyn Storage,
+    before: DateTime<Utc>,
+    floor: &PendingFloor,
+    pass: usize,
+    each: &mut dyn FnMut(Pruned),
+) -> Result<Pruned, StoreError> {
+    let mut total = Pruned::default();
+    loop {
+        let pending = pending_activities(store, floor)?;
+        let p = prune(store, before, &|a| pending.contains(&a), pass)?;
+        if p.total() > 0 {
+            each(p);
+        }
+        total.ops += p.ops;
+        total.changes += p.changes;
+        if p.total() < pass {
+            return Ok(total);
+        }
+    }
 }
 
 /// One pass: removes at most `max` records of history older than `before`, skipping the ops
