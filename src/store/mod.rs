@@ -234,6 +234,13 @@ impl Tickets {
         })
     }
 
+    /// After opening: every id up to `last` was issued before, and is now committed (the
+    /// journal was recovered) or abandoned, so readers may pass it.
+    pub fn resume(&self, last: u64) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.1 = g.1.max(last);
+    }
+
     pub fn watermark(&self) -> u64 {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match g.0.iter().next() {

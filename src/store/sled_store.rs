@@ -137,6 +137,10 @@ impl SledStore {
         let recovered = journal::recover(&store)?;
         store.journal = Journal::resume(recovered.last);
         store.recovered = recovered;
+        // Without this, the watermark stayed 0 until the first write after a start, and
+        // every pull from a cursor issued before the start answered a reset (a snapshot,
+        // which skips the op outcomes the device had not pulled yet).
+        store.tickets.resume(store.next_id()?.saturating_sub(1));
         store.checkpoint()?;
         Ok(store)
     }

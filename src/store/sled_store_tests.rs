@@ -334,3 +334,26 @@ fn a_failed_checkpoint_loses_nothing_and_the_next_one_finishes_it() {
     assert_eq!(store.scan_raw(tree, b"", None, usize::MAX).unwrap(), before);
     assert_eq!(store.tally().totals(1, &|_| true), vec![3]);
 }
+
+#[test]
+fn ids_issued_before_a_restart_are_under_the_watermark_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let issued = {
+        let store = SledStore::reopen(dir.path()).unwrap();
+        let ticket = store.ticket().unwrap();
+        let id = ticket.id;
+        drop(ticket);
+        store.flush_blocking().unwrap();
+        id
+    };
+    let store = SledStore::reopen(dir.path()).unwrap();
+    // Every id issued before is committed or abandoned: a pull from a cursor at it is a
+    // page, not a reset (a reset skips the op outcomes the device has not pulled yet).
+    assert!(
+        store.watermark() >= issued,
+        "{} < {issued}",
+        store.watermark()
+    );
+    let next = store.ticket().unwrap();
+    assert!(next.id > store.watermark().min(issued));
+}

@@ -187,3 +187,64 @@ fn prune_removes_applied_history_and_the_store_still_checks_clean() {
         "{again}"
     );
 }
+
+/// A device's pull from `cursor` (none: a first pull).
+async fn pull(http: &reqwest::Client, base: &str, token: &str, cursor: Option<&str>) -> Value {
+    let url = match cursor {
+        Some(c) => format!("{base}/sync/pull?cursor={c}"),
+        None => format!("{base}/sync/pull"),
+    };
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_pull_after_a_restart_goes_on_from_the_devices_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let start = Start {
+        data: &data,
+        log: &log,
+        port: free_port(),
+        http: reqwest::Client::new(),
+    };
+    let (http, base) = (start.http.clone(), start.base());
+    let (mut first, _, _) = start.run().await;
+    let token = crate::crash::login(&http, &base, "tech1").await.unwrap();
+    let snapshot = pull(&http, &base, &token, None).await;
+    let cursor = snapshot["nextCursor"].as_str().unwrap().to_string();
+    let activity = snapshot["snapshot"]["stops"][0]["activityId"]
+        .as_i64()
+        .unwrap();
+    let write = http
+        .patch(format!("{base}/activities/{activity}/status"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "restart-pull-1")
+        .json(&serde_json::json!({"status": "enroute"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 202);
+    let before = pull(&http, &base, &token, Some(&cursor)).await;
+    assert_eq!(before["reset"], false, "{before}");
+    assert!(!before["items"].as_array().unwrap().is_empty(), "{before}");
+
+    let pid = first.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(first.wait().unwrap().success());
+    let (mut second, _, _) = start.run().await;
+    let token = crate::crash::login(&http, &base, "tech1").await.unwrap();
+    // The same page as before the restart, not a reset that would skip the op's outcome.
+    let after = pull(&http, &base, &token, Some(&cursor)).await;
+    assert_eq!(after["reset"], false, "{after}");
+    assert_eq!(after["items"], before["items"], "{after}");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
