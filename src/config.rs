@@ -258,22 +258,16 @@ impl Default for CacheSettings {
 
 /// How long the history of finished work is kept: applied and discarded ops with their
 /// timeline entries, and the change log devices pull. The journal's compaction keeps the
-/// journal small; this keeps the index trees (disk, and sled's in-memory page table, ~150
-/// bytes per record) from growing with every op ever made.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// journal small; this keeps the index trees' records from growing with every op ever made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HistorySettings {
     /// Days after an op finished (applied or discarded) before it leaves the history, and
-    /// the age at which change-log entries go; 0 keeps everything. More than
+    /// the age at which change-log entries go; 0 (the default) keeps everything. More than
     /// `cache.read_days_back + cache.read_days_ahead`, so no route that can still be read
-    /// loses ops.
+    /// loses ops. Off by default: sled 0.34 did not give the space of pruned records back,
+    /// and its next start held more memory, not less (bench/README.md, "History retention").
     pub retention_days: u32,
-}
-
-impl Default for HistorySettings {
-    fn default() -> Self {
-        HistorySettings { retention_days: 90 }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -357,14 +357,29 @@ fn prune_history(dir: &std::path::Path, days: u32) -> ExitCode {
     let floor = fieldsync::features::approvals::PendingFloor::default();
     let result = SledStore::open(dir).and_then(|store| {
         fieldsync::write::outbox::count_if_unknown(&store)?;
-        let done = history::prune_all(&store, before, &floor, history::PASS, &mut |_| {})?;
+        // As the service's checkpoint thread would.
+        let done = history::prune_all(&store, before, &floor, history::PASS, &mut |_| {
+            if store.unchecked() >= fieldsync::store::checkpointer::DUE_KEYS {
+                store.checkpoint()?;
+            }
+            Ok(())
+        })?;
+        store.flush_blocking()?;
         store.checkpoint()?;
-        Ok(done)
+        // As the service would within seconds: records whose ops are all finished (or
+        // pruned) leave the journal.
+        let compacted = fieldsync::store::journal::compact(
+            &store,
+            store.journal(),
+            &|e| fieldsync::write::outbox::settled(&store, e),
+            usize::MAX,
+        )?;
+        Ok((done, compacted))
     });
     match result {
-        Ok(p) => {
+        Ok((p, compacted)) => {
             println!(
-                "pruned {} ops and {} change-log entries older than {days} days in {:.1?}",
+                "pruned {} ops and {} change-log entries older than {days} days, compacted {compacted} journal records, in {:.1?}",
                 p.ops,
                 p.changes,
                 started.elapsed()

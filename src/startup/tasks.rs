@@ -91,6 +91,7 @@ async fn prune_history(store: Arc<dyn Storage>, days: u32) {
         let run = tokio::task::spawn_blocking(move || {
             history::prune_all(s.as_ref(), before, &f, history::PASS, &mut |p| {
                 tracing::info!(ops = p.ops, changes = p.changes, "history pruned");
+                Ok(())
             })
         })
         .await;

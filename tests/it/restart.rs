@@ -175,11 +175,16 @@ fn prune_removes_applied_history_and_the_store_still_checks_clean() {
     ]);
     assert!(loaded.contains("loaded 300 ops"), "{loaded}");
     check_ok(d);
-    // Nothing is 90 days old.
-    let kept = fieldsync(&["prune", "--data-dir", d]);
+    // Retention is off unless configured; and nothing is 90 days old.
+    let off = fieldsync(&["prune", "--data-dir", d]);
+    assert!(off.contains("history is kept"), "{off}");
+    let kept = fieldsync(&["prune", "--data-dir", d, "--older-than-days", "90"]);
     assert!(kept.contains("pruned 0 ops"), "{kept}");
     let pruned = fieldsync(&["prune", "--data-dir", d, "--older-than-days", "0"]);
     assert!(pruned.contains("pruned 300 ops"), "{pruned}");
+    // Every record is of finished or pruned ops: the journal is compacted whole.
+    assert!(pruned.contains("compacted "), "{pruned}");
+    assert!(!pruned.contains("compacted 0 "), "{pruned}");
     check_ok(d);
     let again = fieldsync(&["prune", "--data-dir", d, "--older-than-days", "0"]);
     assert!(
