@@ -265,8 +265,9 @@ pub struct HistorySettings {
     /// Days after an op finished (applied or discarded) before it leaves the history, and
     /// the age at which change-log entries go; 0 (the default) keeps everything. More than
     /// `cache.read_days_back + cache.read_days_ahead`, so no route that can still be read
-    /// loses ops. Off by default: sled 0.34 did not give the space of pruned records back,
-    /// and its next start held more memory, not less (bench/README.md, "History retention").
+    /// loses ops. Off by default: sled 0.34 does not give the space of pruned records back,
+    /// and its next start holds more memory, not less, until an offline `fieldsync
+    /// rewrite` (bench/README.md, "History retention").
     pub retention_days: u32,
 }
 

@@ -65,8 +65,14 @@ pub struct SledStore {
     data_file: Option<File>,
     /// The highest blob file (by sled's log sequence number) already synced.
     blobs_synced: std::sync::Mutex<i64>,
+    /// Added to sled's id generator: a rewritten directory's generator starts again at 0,
+    /// and ids must never repeat ([`SledStore::rewrite_into`]).
+    id_offset: u64,
     path: PathBuf,
 }
+
+/// `META` key of [`SledStore`]'s id offset.
+const ID_OFFSET_KEY: &[u8] = b"ids.offset";
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,8 +138,11 @@ impl SledStore {
             blobs_synced: std::sync::Mutex::new(-1),
             #[cfg(test)]
             fail_checkpoint_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            id_offset: 0,
             path,
         };
+        store.id_offset =
+            super::StorageExt::get::<u64>(&store, Tree::META, ID_OFFSET_KEY)?.unwrap_or(0);
         let recovered = journal::recover(&store)?;
         store.journal = Journal::resume(recovered.last);
         store.recovered = recovered;
@@ -143,6 +152,45 @@ impl SledStore {
         store.tickets.resume(store.next_id()?.saturating_sub(1));
         store.checkpoint()?;
         Ok(store)
+    }
+
+    /// Writes every tree into a new sled database at `to` (a directory that must not exist),
+    /// with the service stopped: sled 0.34 does not give back the space of removed records
+    /// (history retention, compaction), and a copy holds only what is live. Ids go on from
+    /// where this store's left off. Answers the bytes on disk before and after.
+    pub fn rewrite_into(&self, to: &Path) -> Result<(u64, u64), StoreError> {
+        if to.exists() {
+            return Err(StoreError::Aborted(format!(
+                "{} exists: rewrite into a new directory",
+                to.display()
+            )));
+        }
+        self.checkpoint()?;
+        self.flush_blocking()?;
+        // Every id issued so far is at or below this one.
+        let last_id = self.next_id()?;
+        let before = self.db.size_on_disk()?;
+        create_private_dir(to)?;
+        // Tree by tree, key by key (sled's own `import` panics on an I/O error), through a
+        // small page cache: a copy of gigabytes need not sit in memory.
+        let copy = sled::Config::new()
+            .path(to)
+            .cache_capacity(16 << 20)
+            .open()?;
+        for name in self.db.tree_names() {
+            let (from, into) = (self.db.open_tree(&name)?, copy.open_tree(&name)?);
+            for pair in from.iter() {
+                let (k, v) = pair?;
+                into.insert(k, v)?;
+            }
+        }
+        copy.flush()?;
+        drop(copy);
+        let copy = SledStore::open_with_cache(to, 16 << 20)?;
+        super::StorageExt::put(&copy, Tree::META, ID_OFFSET_KEY, &last_id)?;
+        copy.flush_blocking()?;
+        let after = copy.db.size_on_disk()?;
+        Ok((before, after))
     }
 
     /// sled 0.34 writes a value too large for its log segment (over about 128 KiB with its
@@ -463,7 +511,7 @@ impl Storage for SledStore {
 
     fn next_id(&self) -> Result<u64, StoreError> {
         // sled persists a reserved block of ids, so ids stay monotonic after a crash.
-        Ok(self.db.generate_id()? + 1)
+        Ok(self.db.generate_id()? + 1 + self.id_offset)
     }
 }
 

@@ -191,6 +191,16 @@ fn prune_removes_applied_history_and_the_store_still_checks_clean() {
         again.contains("pruned 0 ops and 0 change-log entries"),
         "{again}"
     );
+    // sled keeps the pruned records' space; a rewrite leaves it behind.
+    let copy = dir.path().join("copy");
+    let c = copy.to_str().unwrap();
+    let rewrote = fieldsync(&["rewrite", "--data-dir", d, "--to", c]);
+    let mib: Vec<f64> = rewrote
+        .split(['(', ')'])
+        .filter_map(|part| part.strip_suffix(" MiB")?.parse().ok())
+        .collect();
+    assert!(mib.len() == 2 && mib[1] < mib[0], "{rewrote}");
+    check_ok(c);
 }
 
 /// A device's pull from `cursor` (none: a first pull).

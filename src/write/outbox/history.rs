@@ -1,8 +1,9 @@
 //! History retention: finished ops (applied or discarded) and change-log entries older than
 //! the retention leave the index trees, one journal record per pass. Compaction keeps the
 //! journal small; this keeps the history's records from growing with every op ever made.
-//! It does not shrink sled 0.34's file, nor, at the next start, its memory: measured in
-//! bench/README.md ("History retention"), which is why it is off unless configured.
+//! It does not shrink sled 0.34's file, nor, at the next start, its memory, until an
+//! offline `fieldsync rewrite`: measured in bench/README.md ("History retention"), which is
+//! why it is off unless configured.
 //!
 //! Only states no one can leave are pruned: a dead, rejected or blocked op waits for an
 //! operator however old it is, and an open op for the replayer. Ops of an activity whose
