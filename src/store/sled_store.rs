@@ -184,11 +184,13 @@ impl SledStore {
                 into.insert(k, v)?;
             }
         }
+        // In the same flush as the records: a copy never exists without its offset.
+        copy.open_tree(Tree::META.0)?
+            .insert(ID_OFFSET_KEY, super::record::seal(&last_id)?)?;
         copy.flush()?;
         drop(copy);
+        // Opened as a start would, so a copy that does not open is an error now.
         let copy = SledStore::open_with_cache(to, 16 << 20)?;
-        super::StorageExt::put(&copy, Tree::META, ID_OFFSET_KEY, &last_id)?;
-        copy.flush_blocking()?;
         let after = copy.db.size_on_disk()?;
         Ok((before, after))
     }
