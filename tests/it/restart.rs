@@ -21,6 +21,23 @@ fn fieldsync(args: &[&str]) -> String {
     text
 }
 
+/// `fieldsync load` of 300 ops in batches of 50 over 3 routes, with `extra` arguments.
+fn load_300(dir: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "load",
+        "--data-dir",
+        dir,
+        "--ops",
+        "300",
+        "--batch",
+        "50",
+        "--routes",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    fieldsync(&args)
+}
+
 /// A start of the service on the embedded simulator with replay off (the backlog stays
 /// queued), its log appended to `log`.
 struct Start<'a> {
@@ -98,17 +115,7 @@ async fn starts_after_a_load_a_clean_stop_or_a_crash_need_not_count_the_ops() {
         http: reqwest::Client::new(),
     };
 
-    let loaded = fieldsync(&[
-        "load",
-        "--data-dir",
-        d,
-        "--ops",
-        "300",
-        "--batch",
-        "50",
-        "--routes",
-        "3",
-    ]);
+    let loaded = load_300(d, &[]);
     assert!(loaded.contains("loaded 300 ops"), "{loaded}");
     check_ok(d);
 
@@ -161,18 +168,7 @@ fn prune_removes_applied_history_and_the_store_still_checks_clean() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
-    let loaded = fieldsync(&[
-        "load",
-        "--data-dir",
-        d,
-        "--ops",
-        "300",
-        "--batch",
-        "50",
-        "--routes",
-        "3",
-        "--applied",
-    ]);
+    let loaded = load_300(d, &["--applied"]);
     assert!(loaded.contains("loaded 300 ops"), "{loaded}");
     check_ok(d);
     // Retention is off unless configured; and nothing is 90 days old.

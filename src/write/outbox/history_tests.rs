@@ -144,3 +144,23 @@ fn a_prune_past_the_checkpoint_holds_after_a_crash() {
     let report = check(&store).unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+#[test]
+fn a_corrupt_op_or_change_is_passed_over_not_dropped_unseen() {
+    let store = SledStore::temporary().unwrap();
+    let bad = op_in(&store, 1, "tech1", OpState::Applied);
+    let good = op_in(&store, 2, "tech1", OpState::Applied);
+    store.flush_blocking().unwrap();
+    crate::store::corrupt(&store, OPS, &op_key(bad.seq));
+    let prefix = KeyBuf::new().str("tech1").finish();
+    let (first_change, _) = store.scan_raw(CHANGES, &prefix, None, 1).unwrap()[0].clone();
+    crate::store::corrupt(&store, CHANGES, &first_change);
+
+    let pruned = prune(&store, Utc::now() + Duration::minutes(1), &never, 100).unwrap();
+    assert_eq!(pruned.ops, 1, "{pruned:?}");
+    assert_eq!(get_op(&store, good.seq).unwrap(), None);
+    // Left for the reader that meets it to quarantine and report.
+    assert!(store.get_raw(OPS, &op_key(bad.seq)).unwrap().is_some());
+    assert!(store.get_raw(CHANGES, &first_change).unwrap().is_some());
+    assert_eq!(changes_of(&store, "tech1"), 1, "the others went");
+}
