@@ -38,9 +38,11 @@ pub const CHECKPOINT_KEY: &[u8] = b"journal.checkpoint";
 pub const COMPACTED_KEY: &[u8] = b"journal.compacted";
 /// `META` key of the layout marker: present once a data directory is journal-first.
 pub const LAYOUT_KEY: &[u8] = b"layout";
-/// The layout this code writes. 3: records carry the live counts' shifts, and a checkpoint
-/// persists the counts with its watermark (2 persisted the watermark alone).
-pub const LAYOUT: u64 = 3;
+/// The layout this code writes. 4: records carry the live counts' shifts, a checkpoint
+/// persists the counts with its watermark, and the marks (dead, rejected and blocked op ids)
+/// in [`Tree::MARKS`]. 3 kept the marks in the checkpoint's value, rewritten whole at every
+/// checkpoint; 2 persisted the watermark alone.
+pub const LAYOUT: u64 = 4;
 
 /// What a checkpoint persists, as ONE value so the two cannot disagree: its watermark (every
 /// record at or below it has its effects in the index trees) and the live counts as of that
@@ -698,8 +700,18 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
         converted,
         ..Recovered::default()
     };
-    if let Some(counts) = checkpointed.counts {
-        store.tally().reset(counts);
+    if let Some(mut counts) = checkpointed.counts {
+        // Layout 3 kept the marks in this value (the next checkpoint moves them to their
+        // tree); this layout keeps them in their tree.
+        if counts.marks.is_empty() {
+            // An unreadable mark leaves the counts unknown: the caller rebuilds them.
+            if let Some(marks) = saved_marks(store)? {
+                counts.marks = marks;
+                store.tally().reset(counts);
+            }
+        } else {
+            store.tally().reset(counts);
+        }
     }
     let from = checkpointed.watermark.saturating_add(1);
     let mut next = from;
@@ -737,10 +749,44 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
     Ok(out)
 }
 
+/// The marks the last checkpoint saved ([`Tree::MARKS`]); `None` when one was unreadable
+/// (quarantined: the counts are rebuilt).
+fn saved_marks(store: &dyn Storage) -> Result<Option<BTreeMap<u64, usize>>, StoreError> {
+    use super::StorageExt;
+    let mut marks = BTreeMap::new();
+    let mut whole = true;
+    for (key, value) in store.scan_raw(Tree::MARKS, b"", None, usize::MAX)? {
+        let class = <[u8; 8]>::try_from(key.as_slice())
+            .map_err(|_| StoreError::Corrupt {
+                tree: Tree::MARKS.0,
+                key: hex::encode(&key),
+                reason: "a mark's key is not an op id".into(),
+            })
+            .and_then(|k| {
+                let class = super::record::open::<usize>(Tree::MARKS, &key, &value)?;
+                Ok((u64::from_be_bytes(k), class))
+            });
+        match class {
+            Ok((id, class)) => {
+                marks.insert(id, class);
+            }
+            Err(e) if e.is_corrupt() => {
+                tracing::error!(error = %e, "a saved mark is unreadable; the op counts are rebuilt");
+                store.quarantine(Tree::MARKS, &key, &e.to_string())?;
+                whole = false;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(whole.then_some(marks))
+}
+
 /// The last checkpoint of a data directory in this layout, converting an older one first.
 /// - None (new, or written before the journal): a pre-journal directory's trees are exactly
 ///   the journal's derived indexes at a checkpoint, with the same record formats, so
 ///   converting it is marking it: the journal starts empty above that checkpoint.
+/// - 3: read as this layout (its checkpoint's value holds the marks, which the next
+///   checkpoint moves to their tree).
 /// - 2: its watermark is taken over; it has no counts, so they are rebuilt once.
 /// - a newer layout is refused.
 ///
@@ -749,24 +795,32 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
 fn convert_layout(store: &dyn Storage) -> Result<(Checkpointed, Option<Converted>), StoreError> {
     use super::StorageExt;
     match store.get::<u64>(Tree::META, LAYOUT_KEY)? {
-        Some(LAYOUT) => match store.get::<Checkpointed>(Tree::META, CHECKPOINT_KEY) {
-            Ok(checkpointed) => Ok((checkpointed.unwrap_or_default(), None)),
-            // Every record since compaction is applied again (idempotent in order) and the
-            // counts are rebuilt: slower than the checkpoint, but nothing is refused or lost.
-            Err(e) if e.is_corrupt() => {
-                tracing::error!(error = %e, "the last checkpoint is unreadable; applying the whole journal again");
-                store.quarantine(Tree::META, CHECKPOINT_KEY, &e.to_string())?;
-                let watermark = meta_u64(store, COMPACTED_KEY)?;
-                Ok((
-                    Checkpointed {
-                        watermark,
-                        counts: None,
-                    },
-                    None,
-                ))
+        Some(layout @ (3 | LAYOUT)) => {
+            match store.get::<Checkpointed>(Tree::META, CHECKPOINT_KEY) {
+                Ok(checkpointed) => {
+                    if layout != LAYOUT {
+                        tracing::info!("converting a layout-3 data directory: the op marks move to their own tree");
+                        store.put(Tree::META, LAYOUT_KEY, &LAYOUT)?;
+                    }
+                    Ok((checkpointed.unwrap_or_default(), None))
+                }
+                // Every record since compaction is applied again (idempotent in order) and the
+                // counts are rebuilt: slower than the checkpoint, but nothing is refused or lost.
+                Err(e) if e.is_corrupt() => {
+                    tracing::error!(error = %e, "the last checkpoint is unreadable; applying the whole journal again");
+                    store.quarantine(Tree::META, CHECKPOINT_KEY, &e.to_string())?;
+                    let watermark = meta_u64(store, COMPACTED_KEY)?;
+                    Ok((
+                        Checkpointed {
+                            watermark,
+                            counts: None,
+                        },
+                        None,
+                    ))
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
+        }
         Some(2) => {
             tracing::warn!("converting a layout-2 data directory: the op counts are rebuilt once");
             let checkpointed = Checkpointed {

@@ -495,7 +495,10 @@ fn a_layout_2_directory_keeps_its_watermark_and_has_its_counts_rebuilt() {
     assert_eq!(store.recovery().converted, Some(Converted::Layout2));
     assert_eq!(store.recovery().reapplied, 1, "from its watermark on");
     assert!(!store.tally().known());
-    assert_eq!(store.get::<u64>(Tree::META, LAYOUT_KEY).unwrap(), Some(3));
+    assert_eq!(
+        store.get::<u64>(Tree::META, LAYOUT_KEY).unwrap(),
+        Some(LAYOUT)
+    );
     assert!(store.get_raw(Tree::META, APPLIED_KEY).unwrap().is_none());
     assert!(check(&store, &[A, B]).unwrap().is_clean());
 }
@@ -518,4 +521,138 @@ fn an_unreadable_checkpoint_means_the_journal_applied_again_and_the_counts_rebui
     assert!(!store.tally().known());
     assert_eq!(store.quarantined(10).unwrap().len(), 1);
     assert!(check(&store, &[A, B]).unwrap().is_clean());
+}
+
+#[test]
+fn the_checkpoint_value_does_not_grow_with_the_marked_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // An outage's worth of dead ops, in one record.
+    store
+        .append("test.dead", Publish::default(), &|tx| {
+            for id in 1..=3000u64 {
+                tx.count(Shift {
+                    group: "r1".into(),
+                    id,
+                    from: None,
+                    to: Some(DEAD),
+                });
+            }
+            Ok(())
+        })
+        .unwrap();
+    store.checkpoint().unwrap();
+    move_op(&store, 5000, None, Some(QUEUED));
+    store.checkpoint().unwrap();
+    let value = store.get_raw(Tree::META, CHECKPOINT_KEY).unwrap().unwrap();
+    assert!(
+        value.len() < 512,
+        "{} bytes: the marks are not rewritten at every checkpoint",
+        value.len()
+    );
+    assert_eq!(
+        store
+            .scan_raw(Tree::MARKS, b"", None, usize::MAX)
+            .unwrap()
+            .len(),
+        3000
+    );
+    drop(store);
+    let store = open(dir.path());
+    assert!(store.tally().known());
+    assert_eq!(store.tally().marked(&[3], 0).len(), 3000);
+    assert_eq!(store.tally().totals(4, &|_| true), vec![1, 0, 0, 3000]);
+}
+
+#[test]
+fn marks_saved_past_the_watermark_before_a_crash_come_back_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = {
+        let store = open(dir.path());
+        move_op(&store, 1, None, Some(DEAD));
+        move_op(&store, 2, None, Some(DEAD));
+        store.checkpoint().unwrap();
+        move_op(&store, 1, Some(DEAD), Some(QUEUED));
+        move_op(&store, 3, None, Some(DEAD));
+        store.flush_blocking().unwrap();
+        // A checkpoint saved the marks as of record 4, then died before its value: the
+        // watermark stays at 2.
+        let at = store.tally().at(4).unwrap();
+        store.save_marks(&at).unwrap();
+        store.flush_blocking().unwrap();
+        store.tally().snapshot()
+    };
+    let store = open(dir.path());
+    assert_eq!(store.recovery().reapplied, 2);
+    assert_eq!(store.tally().snapshot(), live);
+    assert_eq!(store.tally().marked(&[3], 0), vec![2, 3]);
+}
+
+#[test]
+fn a_layout_3_directory_moves_its_marks_to_their_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = {
+        let store = open(dir.path());
+        move_op(&store, 1, None, Some(DEAD));
+        move_op(&store, 2, None, Some(QUEUED));
+        store.checkpoint().unwrap();
+        store.tally().snapshot()
+    };
+    {
+        // Back to how layout 3 kept them: in the checkpoint's value, no tree.
+        let db = raw_open(dir.path());
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert(LAYOUT_KEY, crate::store::record::seal(&3u64).unwrap())
+            .unwrap();
+        let value = Checkpointed {
+            watermark: 2,
+            counts: Some(live.clone()),
+        };
+        meta.insert(CHECKPOINT_KEY, crate::store::record::seal(&value).unwrap())
+            .unwrap();
+        db.drop_tree("marks").unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        store.get::<u64>(Tree::META, LAYOUT_KEY).unwrap(),
+        Some(LAYOUT)
+    );
+    assert_eq!(store.tally().snapshot(), live);
+    let saved: Checkpointed = store.get(Tree::META, CHECKPOINT_KEY).unwrap().unwrap();
+    assert!(
+        saved.counts.unwrap().marks.is_empty(),
+        "moved out of the value"
+    );
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.tally().snapshot(), live, "from the tree now");
+}
+
+#[test]
+fn an_unreadable_mark_is_quarantined_and_the_counts_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        move_op(&store, 1, None, Some(DEAD));
+        store.checkpoint().unwrap();
+    }
+    {
+        let db = raw_open(dir.path());
+        let marks = db.open_tree("marks").unwrap();
+        marks
+            .insert(1u64.to_be_bytes(), b"\x01garbage".to_vec())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert!(
+        !store.tally().known(),
+        "left for a rebuild, never half-read"
+    );
+    assert!(store
+        .quarantined(10)
+        .unwrap()
+        .iter()
+        .any(|q| q.tree == "marks"));
 }

@@ -29,6 +29,9 @@ impl Tree {
     pub const META: Tree = Tree("meta");
     /// Records that failed checksum verification, kept for operators with their reason.
     pub const QUARANTINE: Tree = Tree("quarantine");
+    /// The tally's marks (the ids of dead, rejected and blocked ops, with their class) as
+    /// of the last checkpoint ([`Tally`]); written by checkpoints only.
+    pub const MARKS: Tree = Tree("marks");
 }
 
 /// Errors of the storage layer.

@@ -65,6 +65,9 @@ pub struct SledStore {
     data_file: Option<File>,
     /// The highest blob file (by sled's log sequence number) already synced.
     blobs_synced: std::sync::Mutex<i64>,
+    /// One checkpoint at a time: the marks a checkpoint saves must land in the order of
+    /// their watermarks.
+    checkpointing: std::sync::Mutex<()>,
     /// Added to sled's id generator: a rewritten directory's generator starts again at 0,
     /// and ids must never repeat ([`SledStore::rewrite_into`]).
     id_offset: u64,
@@ -136,6 +139,7 @@ impl SledStore {
             recovered: journal::Recovered::default(),
             data_file,
             blobs_synced: std::sync::Mutex::new(-1),
+            checkpointing: std::sync::Mutex::new(()),
             #[cfg(test)]
             fail_checkpoint_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
             id_offset: 0,
@@ -283,6 +287,29 @@ impl SledStore {
     fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
         Ok(self.db.open_tree(tree.0)?)
     }
+
+    /// Writes a checkpoint's marks into their tree, as of its watermark (see
+    /// [`super::tally`]). Only this writes the tree, under the checkpoint's lock.
+    pub(super) fn save_marks(&self, at: &super::tally::AtWatermark) -> Result<(), StoreError> {
+        let t = self.tree(Tree::MARKS)?;
+        if at.all {
+            for key in t.iter().keys() {
+                let key = key?;
+                let kept = <[u8; 8]>::try_from(key.as_ref())
+                    .is_ok_and(|k| at.marks.contains_key(&u64::from_be_bytes(k)));
+                if !kept {
+                    t.remove(key)?;
+                }
+            }
+        }
+        for (id, class) in &at.marks {
+            match class {
+                Some(c) => t.insert(id.to_be_bytes(), super::record::seal(c)?)?,
+                None => t.remove(id.to_be_bytes())?,
+            };
+        }
+        Ok(())
+    }
 }
 
 /// Keys a checkpoint writes per hold of a tree's lock.
@@ -405,6 +432,7 @@ impl Storage for SledStore {
     }
 
     fn checkpoint(&self) -> Result<usize, StoreError> {
+        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
         // The watermark before the listing: every record at or below it is in the listing.
         let watermark = self.journal.applied_watermark();
         let mut moved = 0;
@@ -451,15 +479,23 @@ impl Storage for SledStore {
                 moved += n;
             }
         }
-        // The counts as of the watermark, in the same value: a start begins from both.
+        // The counts as of the watermark, in the same value: a start begins from both. The
+        // marks that moved go to their tree first, as of the same watermark.
+        let at = self.tally.at(watermark);
+        if let Some(at) = &at {
+            self.save_marks(at)?;
+        }
         let checkpointed = journal::Checkpointed {
             watermark,
-            counts: self.tally.at(watermark),
+            counts: at.as_ref().map(|a| a.counts.clone()),
         };
         self.tree(Tree::META)?
             .insert(journal::CHECKPOINT_KEY, super::record::seal(&checkpointed)?)?;
         self.flush_blocking()?;
         self.journal.checkpointed(watermark);
+        if let Some(at) = &at {
+            self.tally.saved(at);
+        }
         Ok(moved)
     }
 

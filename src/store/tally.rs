@@ -13,9 +13,16 @@
 //! both in the live counts and, until a checkpoint covers them, in `pending` by sequence. So
 //! the counts at `W` are the live ones with the pending shifts past `W` undone, newest first.
 //! That holds after a rebuild (a recount) too, which is why a rebuild needs no rebase.
+//!
+//! The marks (listed records by id) are not in that value: a checkpoint writes only the
+//! marks that moved since the last one it saved, as of `W`, into their own tree
+//! ([`Tree::MARKS`](super::Tree::MARKS)), so its cost follows the change, not the number
+//! of dead ops an outage left. A mark written past `W` before a crash is harmless: a mark
+//! is a record's absolute class, so applying the records past `W` again, in order, ends
+//! at the same marks.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -36,7 +43,22 @@ pub struct Shift {
     pub to: Option<Class>,
 }
 
+/// What a shift does to its record's mark.
+enum Mark {
+    Set(usize),
+    Clear,
+    Keep,
+}
+
 impl Shift {
+    fn mark(&self) -> Mark {
+        match (self.from, self.to) {
+            (_, Some(to)) if to.listed => Mark::Set(usize::from(to.index)),
+            (Some(from), _) if from.listed => Mark::Clear,
+            _ => Mark::Keep,
+        }
+    }
+
     fn undone(&self) -> Shift {
         Shift {
             group: self.group.clone(),
@@ -72,15 +94,22 @@ impl Counts {
             }
             row[to] += 1;
         }
-        match (s.from, s.to) {
-            (_, Some(to)) if to.listed => {
-                self.marks.insert(s.id, usize::from(to.index));
+        match s.mark() {
+            Mark::Set(class) => {
+                self.marks.insert(s.id, class);
             }
-            (Some(from), _) if from.listed => {
+            Mark::Clear => {
                 self.marks.remove(&s.id);
             }
-            _ => {}
+            Mark::Keep => {}
         }
+    }
+
+    /// The rows alone, shifted (for counts at a watermark, whose marks are worked out apart).
+    fn apply_row(&mut self, s: &Shift) {
+        let marks = std::mem::take(&mut self.marks);
+        self.apply(s);
+        self.marks = marks;
     }
 
     /// Rows of zeros dropped and trailing zeros trimmed, so two countings of the same
@@ -104,6 +133,25 @@ struct Inner {
     known: bool,
     /// The shifts of applied records a checkpoint does not cover yet, by record sequence.
     pending: BTreeMap<u64, Vec<Shift>>,
+    /// Records whose mark moved at or below a checkpoint's watermark, until a checkpoint
+    /// saved their mark ([`Tally::saved`]).
+    unsaved: BTreeSet<u64>,
+    /// Every mark is to be saved (after a reset), and any other mark saved before dropped.
+    unsaved_all: bool,
+}
+
+/// What a checkpoint at a watermark persists of the tally.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AtWatermark {
+    /// The rows as of the watermark (no marks: they go to their own tree).
+    pub counts: Counts,
+    /// The marks that moved since the last saved checkpoint, as of the watermark (`None`:
+    /// no longer marked).
+    pub marks: BTreeMap<u64, Option<usize>>,
+    /// `marks` is every mark: any other saved mark is to be dropped.
+    pub all: bool,
+    /// The reset count `all` was read at.
+    resets: u64,
 }
 
 #[derive(Debug, Default)]
@@ -136,19 +184,67 @@ impl Tally {
     }
 
     /// The counts as of journal record `watermark`, for a checkpoint at it to persist (`None`
-    /// while they are unknown). The shifts at or below it are let go: they are covered.
-    pub fn at(&self, watermark: u64) -> Option<Counts> {
+    /// while they are unknown), with the marks to save. The shifts at or below it are let go:
+    /// they are covered (their records' marks stay due until [`Tally::saved`]).
+    pub fn at(&self, watermark: u64) -> Option<AtWatermark> {
         let mut g = self.lock();
         let past = g.pending.split_off(&watermark.saturating_add(1));
-        g.pending = past;
+        let covered = std::mem::replace(&mut g.pending, past);
+        let moved: Vec<u64> = covered
+            .values()
+            .flatten()
+            .filter(|s| !matches!(s.mark(), Mark::Keep))
+            .map(|s| s.id)
+            .collect();
+        g.unsaved.extend(moved);
         if !g.known {
             return None;
         }
-        let mut counts = g.now.clone();
+        let mut rows = Counts {
+            counts: g.now.counts.clone(),
+            marks: BTreeMap::new(),
+        };
+        let all = g.unsaved_all;
+        let mut marks: BTreeMap<u64, Option<usize>> = if all {
+            g.now.marks.iter().map(|(id, c)| (*id, Some(*c))).collect()
+        } else {
+            g.unsaved
+                .iter()
+                .map(|id| (*id, g.now.marks.get(id).copied()))
+                .collect()
+        };
         for s in g.pending.values().rev().flat_map(|v| v.iter().rev()) {
-            counts.apply(&s.undone());
+            let s = s.undone();
+            rows.apply_row(&s);
+            match (s.mark(), marks.get_mut(&s.id)) {
+                (Mark::Set(class), Some(m)) => *m = Some(class),
+                (Mark::Set(class), None) if all => {
+                    marks.insert(s.id, Some(class));
+                }
+                (Mark::Clear, Some(m)) => *m = None,
+                _ => {}
+            }
         }
-        Some(counts.normalized())
+        if all {
+            marks.retain(|_, m| m.is_some());
+        }
+        Some(AtWatermark {
+            counts: rows.normalized(),
+            marks,
+            all,
+            resets: self.resets.load(Ordering::Acquire),
+        })
+    }
+
+    /// A checkpoint saved `at`'s marks: they are no longer due (unless they moved again).
+    pub fn saved(&self, at: &AtWatermark) {
+        let mut g = self.lock();
+        if at.all && self.resets.load(Ordering::Acquire) == at.resets {
+            g.unsaved_all = false;
+        }
+        for id in at.marks.keys() {
+            g.unsaved.remove(id);
+        }
     }
 
     /// Per-class totals over the groups `keep` accepts, `classes` wide.
@@ -180,8 +276,9 @@ impl Tally {
         let mut g = self.lock();
         g.now = counts;
         g.known = true;
-        drop(g);
+        g.unsaved_all = true;
         self.resets.fetch_add(1, Ordering::AcqRel);
+        drop(g);
     }
 
     /// Whether the counts are exact (else a rebuild is due).

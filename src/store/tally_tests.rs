@@ -24,6 +24,21 @@ fn shift(group: &str, id: u64, from: Option<Class>, to: Option<Class>) -> Shift 
     }
 }
 
+/// A checkpoint's view as one `Counts` (only whole while every mark is due, as after a reset).
+fn whole(at: Option<AtWatermark>) -> Option<Counts> {
+    at.map(|a| {
+        assert!(a.all, "every mark is listed");
+        Counts {
+            counts: a.counts.counts,
+            marks: a
+                .marks
+                .into_iter()
+                .filter_map(|(id, m)| Some((id, m?)))
+                .collect(),
+        }
+    })
+}
+
 fn known() -> Tally {
     let t = Tally::default();
     t.reset(Counts::default());
@@ -76,10 +91,10 @@ fn counts_at_a_watermark_leave_out_the_records_past_it() {
     t.apply(4, &[shift("a", 1, Some(QUEUED), Some(DEAD))], false);
     t.apply(5, &[shift("a", 1, Some(DEAD), Some(APPLIED))], false);
     let live = t.snapshot().normalized();
-    assert_eq!(t.at(2), Some(at_two.clone()));
+    assert_eq!(whole(t.at(2)), Some(at_two.clone()));
     // What a checkpoint covered is let go, the rest still counts as past it.
-    assert_eq!(t.at(2), Some(at_two));
-    assert_eq!(t.at(5), Some(live.clone()));
+    assert_eq!(whole(t.at(2)), Some(at_two));
+    assert_eq!(whole(t.at(5)), Some(live.clone()));
     assert_eq!(t.snapshot().normalized(), live);
 }
 
@@ -97,7 +112,7 @@ fn counts_are_unknown_from_an_unshifted_change_until_a_rebuild() {
     });
     t.apply(3, &[shift("a", 1, Some(DEAD), Some(QUEUED))], false);
     assert_eq!(
-        t.at(2),
+        whole(t.at(2)),
         Some(Counts {
             counts: HashMap::from([("a".to_string(), vec![0, 0, 0, 1])]),
             marks: BTreeMap::from([(1, 3)]),
@@ -120,4 +135,52 @@ fn a_fresh_tally_is_unknown_and_normalizing_drops_zero_rows() {
         counts.normalized().counts,
         HashMap::from([("a".to_string(), vec![0, 2])])
     );
+}
+
+#[test]
+fn a_checkpoint_saves_only_the_marks_that_moved_as_of_its_watermark() {
+    let t = known();
+    for id in 1..=3 {
+        t.apply(id, &[shift("a", id, Some(QUEUED), Some(DEAD))], false);
+    }
+    let first = t.at(3).unwrap();
+    assert!(first.all, "after a reset every mark is saved");
+    assert_eq!(
+        first.marks,
+        BTreeMap::from([(1, Some(3)), (2, Some(3)), (3, Some(3))])
+    );
+    t.saved(&first);
+    let nothing = t.at(3).unwrap();
+    assert!(!nothing.all);
+    assert!(nothing.marks.is_empty(), "nothing moved since");
+
+    t.apply(4, &[shift("a", 2, Some(DEAD), Some(QUEUED))], false);
+    t.apply(5, &[shift("a", 7, None, Some(DEAD))], false);
+    // Past the watermark: op 1 leaves, op 7 moves on.
+    t.apply(
+        6,
+        &[
+            shift("a", 1, Some(DEAD), None),
+            shift("a", 7, Some(DEAD), Some(QUEUED)),
+        ],
+        false,
+    );
+    let at5 = t.at(5).unwrap();
+    assert!(!at5.all);
+    assert_eq!(at5.marks, BTreeMap::from([(2, None), (7, Some(3))]));
+    assert_eq!(at5.counts.counts["a"], vec![1, 0, 0, 3], "rows as of 5 too");
+    // That checkpoint failed (never saved): the next one still carries its marks.
+    let at6 = t.at(6).unwrap();
+    assert_eq!(at6.marks, BTreeMap::from([(1, None), (2, None), (7, None)]));
+    t.saved(&at6);
+    assert!(t.at(6).unwrap().marks.is_empty());
+    assert_eq!(t.marked(&[3], 0), vec![3]);
+
+    // A reset while a checkpoint is under way leaves every mark due for the next one.
+    t.reset(t.snapshot());
+    let during = t.at(6).unwrap();
+    assert!(during.all);
+    t.reset(t.snapshot());
+    t.saved(&during);
+    assert!(t.at(6).unwrap().all);
 }
