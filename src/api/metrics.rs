@@ -47,6 +47,11 @@ pub async fn metrics(
     if let Ok(n) = crate::store::StorageExt::quarantined_count(state.store.as_ref()) {
         metrics::gauge!("fieldsync_quarantined_records").set(n as f64);
     }
+    // sled 0.34 keeps the space of removed records until `fieldsync rewrite`: this is what
+    // tells an operator one is due.
+    if let Ok(n) = crate::store::Storage::disk_bytes(store) {
+        metrics::gauge!("fieldsync_store_disk_bytes").set(n as f64);
+    }
     // Index keys held in memory until the next checkpoint: it grows only while checkpoints
     // fail (their errors are logged).
     metrics::gauge!("fieldsync_index_keys_unchecked")

@@ -204,6 +204,8 @@ pub trait Storage: Send + Sync + 'static {
     fn flush_blocking(&self) -> Result<(), StoreError>;
     /// Cheap liveness check used by readiness.
     fn check(&self) -> Result<(), StoreError>;
+    /// Bytes the store takes on disk (what an operator watches to plan a rewrite).
+    fn disk_bytes(&self) -> Result<u64, StoreError>;
     /// A new id, strictly greater than every id returned before, also across restarts.
     fn next_id(&self) -> Result<u64, StoreError>;
     /// A new id that stays "in flight" until the ticket is dropped (after the write that uses

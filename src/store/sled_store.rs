@@ -535,6 +535,10 @@ impl Storage for SledStore {
         Ok(())
     }
 
+    fn disk_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
     fn ticket(&self) -> Result<super::Ticket, StoreError> {
         self.tickets.issue(|| self.next_id())
     }

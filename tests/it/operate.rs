@@ -74,6 +74,12 @@ async fn a_corrupted_queued_op_is_quarantined_and_never_sent() {
         metrics.contains("fieldsync_index_keys_unchecked "),
         "{metrics}"
     );
+    let disk: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fieldsync_store_disk_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no store size: {metrics}"));
+    assert!(disk > 0.0, "{metrics}");
 }
 
 #[tokio::test]
