@@ -392,7 +392,8 @@ fn prune_history(dir: &std::path::Path, days: u32) -> ExitCode {
     let result = SledStore::open(dir).and_then(|store| {
         fieldsync::write::outbox::count_if_unknown(&store)?;
         // As the service's checkpoint thread would.
-        let done = history::prune_all(&store, before, &floor, history::PASS, &mut |_| {
+        let whole = history::Sweep::new(usize::MAX);
+        let done = history::prune_all(&store, before, &floor, &whole, history::PASS, &mut |_| {
             if store.unchecked() >= fieldsync::store::checkpointer::DUE_KEYS {
                 store.checkpoint()?;
             }
@@ -413,9 +414,10 @@ fn prune_history(dir: &std::path::Path, days: u32) -> ExitCode {
     match result {
         Ok((p, compacted)) => {
             println!(
-                "pruned {} ops and {} change-log entries older than {days} days, compacted {compacted} journal records, in {:.1?}",
+                "pruned {} ops, {} change-log entries and {} idempotency records older than {days} days, compacted {compacted} journal records, in {:.1?}",
                 p.ops,
                 p.changes,
+                p.idempotency,
                 started.elapsed()
             );
             ExitCode::SUCCESS

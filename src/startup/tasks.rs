@@ -84,13 +84,19 @@ async fn prune_history(store: Arc<dyn Storage>, days: u32) {
     }
     // Moves past decided approvals, so each pass reads only the pending ones onwards.
     let floor = Arc::new(crate::features::approvals::PendingFloor::default());
+    let sweep = Arc::new(history::Sweep::new(history::SWEEP_PER_RUN));
     loop {
         tokio::time::sleep(Duration::from_secs(600)).await;
-        let (s, f) = (store.clone(), floor.clone());
+        let (s, f, w) = (store.clone(), floor.clone(), sweep.clone());
         let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
         let run = tokio::task::spawn_blocking(move || {
-            history::prune_all(s.as_ref(), before, &f, history::PASS, &mut |p| {
-                tracing::info!(ops = p.ops, changes = p.changes, "history pruned");
+            history::prune_all(s.as_ref(), before, &f, &w, history::PASS, &mut |p| {
+                tracing::info!(
+                    ops = p.ops,
+                    changes = p.changes,
+                    idempotency = p.idempotency,
+                    "history pruned"
+                );
                 Ok(())
             })
         })

@@ -178,13 +178,15 @@ fn prune_removes_applied_history_and_the_store_still_checks_clean() {
     assert!(kept.contains("pruned 0 ops"), "{kept}");
     let pruned = fieldsync(&["prune", "--data-dir", d, "--older-than-days", "0"]);
     assert!(pruned.contains("pruned 300 ops"), "{pruned}");
+    // One idempotency record per batch of 50.
+    assert!(pruned.contains("and 6 idempotency records"), "{pruned}");
     // Every record is of finished or pruned ops: the journal is compacted whole.
     assert!(pruned.contains("compacted "), "{pruned}");
     assert!(!pruned.contains("compacted 0 "), "{pruned}");
     check_ok(d);
     let again = fieldsync(&["prune", "--data-dir", d, "--older-than-days", "0"]);
     assert!(
-        again.contains("pruned 0 ops and 0 change-log entries"),
+        again.contains("pruned 0 ops, 0 change-log entries and 0 idempotency records"),
         "{again}"
     );
     // sled keeps the pruned records' space; a rewrite leaves it behind.

@@ -1,22 +1,24 @@
-//! History retention: finished ops (applied or discarded) and change-log entries older than
-//! the retention leave the index trees, one journal record per pass. Compaction keeps the
-//! journal small; this keeps the history's records from growing with every op ever made.
-//! It does not shrink sled 0.34's file, nor, at the next start, its memory, until an
-//! offline `fieldsync rewrite`: measured in bench/README.md ("History retention"), which is
-//! why it is off unless configured.
+//! History retention: finished ops (applied or discarded), change-log entries and
+//! idempotency records older than the retention leave the index trees, one journal record per
+//! pass. Compaction keeps the journal small; this keeps the history's records from growing
+//! with every op ever made.
+//! It does not shrink sled 0.34's file; sled reuses the space for later writes once its
+//! cleaner, in the running service, has moved the live pages (bench/README.md, "History
+//! retention"); an offline `fieldsync rewrite` shrinks the file.
 //!
 //! Only states no one can leave are pruned: a dead, rejected or blocked op waits for an
 //! operator however old it is, and an open op for the replayer. Ops of an activity whose
 //! approval is still pending stay too: they are the supervisor's evidence.
 
 use super::counts::gone;
-use super::{activity_ops_key, op_key, Change, OpState, ACTIVITY_OPS, CHANGES, OPS};
+use super::{activity_ops_key, op_key, Change, OpState, ACTIVITY_OPS, CHANGES, IDEMPOTENCY, OPS};
 use crate::features::approvals::{self, ApprovalStatus, PendingFloor};
 use crate::store::journal::Publish;
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::{record, scan_pages, Storage, StorageExt, StoreError, Tree};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
+use std::sync::Mutex;
 
 /// Records one pass removes at most: one journal record, ~100 bytes of it per record.
 pub const PASS: usize = 5_000;
@@ -25,17 +27,55 @@ pub const PASS: usize = 5_000;
 /// cursor below it starts over from a snapshot instead of missing them.
 pub const CHANGES_PRUNED_KEY: &[u8] = b"changes.pruned_through";
 
+/// Idempotency records one run of the service's retention reads at most. That index is
+/// keyed by user and key, not by time, so its old records are found by a sweep that goes on
+/// where the last run stopped: a whole turn takes (records / this) runs, ten minutes apart.
+pub const SWEEP_PER_RUN: usize = 100_000;
+
 /// What one pass removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
     pub ops: usize,
     pub changes: usize,
+    pub idempotency: usize,
 }
 
 impl Pruned {
     pub fn total(self) -> usize {
-        self.ops + self.changes
+        self.ops + self.changes + self.idempotency
     }
+}
+
+/// Where the sweep of the idempotency index goes on from between runs, and how many
+/// records one run reads.
+#[derive(Debug)]
+pub struct Sweep {
+    from: Mutex<Vec<u8>>,
+    per_run: usize,
+}
+
+impl Sweep {
+    pub fn new(per_run: usize) -> Self {
+        Sweep {
+            from: Mutex::new(Vec::new()),
+            per_run,
+        }
+    }
+}
+
+/// One run's share of a [`Sweep`].
+struct SweepRun {
+    from: Vec<u8>,
+    left: usize,
+    /// The run reached the index's end (the next one starts from its beginning).
+    ended: bool,
+}
+
+/// The field of an idempotency record pruning reads (not its stored answer).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdemBrief {
+    created_at: DateTime<Utc>,
 }
 
 /// The fields of an op record pruning reads.
@@ -81,36 +121,74 @@ pub fn prune_all(
     store: &dyn Storage,
     before: DateTime<Utc>,
     floor: &PendingFloor,
+    sweep: &Sweep,
     pass: usize,
     each: &mut dyn FnMut(Pruned) -> Result<(), StoreError>,
 ) -> Result<Pruned, StoreError> {
+    let mut run = SweepRun {
+        from: sweep.from.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        left: sweep.per_run,
+        ended: false,
+    };
     let mut total = Pruned::default();
-    loop {
-        let pending = pending_activities(store, floor)?;
-        let p = prune(store, before, &|a| pending.contains(&a), pass)?;
+    let result = loop {
+        let pending = match pending_activities(store, floor) {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        let p = match one_pass(store, before, &|a| pending.contains(&a), pass, &mut run) {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
         if p.total() > 0 {
-            each(p)?;
+            if let Err(e) = each(p) {
+                break Err(e);
+            }
         }
         total.ops += p.ops;
         total.changes += p.changes;
+        total.idempotency += p.idempotency;
         if p.total() < pass {
-            return Ok(total);
+            break Ok(total);
         }
-    }
+    };
+    *sweep.from.lock().unwrap_or_else(|p| p.into_inner()) = run.from;
+    result
 }
 
 /// One pass: removes at most `max` records of history older than `before`, skipping the ops
-/// of activities `keep` names. Answers what it removed; a pass that removed `max` may have
-/// left more.
+/// of activities `keep` names, and reading the whole idempotency index. Answers what it
+/// removed; a pass that removed `max` may have left more.
 pub fn prune(
     store: &dyn Storage,
     before: DateTime<Utc>,
     keep: &dyn Fn(i64) -> bool,
     max: usize,
 ) -> Result<Pruned, StoreError> {
+    let mut run = SweepRun {
+        from: Vec::new(),
+        left: usize::MAX,
+        ended: false,
+    };
+    one_pass(store, before, keep, max, &mut run)
+}
+
+fn one_pass(
+    store: &dyn Storage,
+    before: DateTime<Utc>,
+    keep: &dyn Fn(i64) -> bool,
+    max: usize,
+    run: &mut SweepRun,
+) -> Result<Pruned, StoreError> {
     let ops = old_ops(store, before, keep, max)?;
     let (changes, through) = old_changes(store, before, max.saturating_sub(ops.len()))?;
-    if ops.is_empty() && changes.is_empty() {
+    let idempotency = old_idempotency(
+        store,
+        before,
+        run,
+        max.saturating_sub(ops.len() + changes.len()),
+    )?;
+    if ops.is_empty() && changes.is_empty() && idempotency.is_empty() {
         return Ok(Pruned::default());
     }
     // Durable before any entry is gone: a crash between the two costs a device an
@@ -130,12 +208,58 @@ pub fn prune(
         for key in &changes {
             tx.remove(CHANGES, key)?;
         }
+        for key in &idempotency {
+            tx.remove(IDEMPOTENCY, key)?;
+        }
         Ok(())
     })?;
     Ok(Pruned {
         ops: ops.len(),
         changes: changes.len(),
+        idempotency: idempotency.len(),
     })
+}
+
+/// Keys of idempotency records made before `before`, at most `max`, from where `run` stands;
+/// `run` moves on past what it read. A request retried after this long is taken as new.
+fn old_idempotency(
+    store: &dyn Storage,
+    before: DateTime<Utc>,
+    run: &mut SweepRun,
+    max: usize,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut keys = Vec::new();
+    if max == 0 || run.left == 0 || run.ended {
+        return Ok(keys);
+    }
+    let (mut last, mut stopped) = (None, false);
+    scan_pages(store, IDEMPOTENCY, &run.from, 1024, &mut |k, v| {
+        if keys.len() >= max || run.left == 0 {
+            stopped = true;
+            return Ok(false);
+        }
+        run.left -= 1;
+        // A corrupt record is for its reader to quarantine, as with ops.
+        if let Ok(r) = record::open::<IdemBrief>(IDEMPOTENCY, k, v) {
+            if r.created_at < before {
+                keys.push(k.to_vec());
+            }
+        }
+        last = Some(k.to_vec());
+        Ok(true)
+    })?;
+    match last {
+        Some(mut k) if stopped => {
+            // The smallest key after the last one read.
+            k.push(0);
+            run.from = k;
+        }
+        _ => {
+            run.from.clear();
+            run.ended = true;
+        }
+    }
+    Ok(keys)
 }
 
 /// Applied and discarded ops that finished before `before`, oldest first. Ops are keyed by

@@ -164,3 +164,69 @@ fn a_corrupt_op_or_change_is_passed_over_not_dropped_unseen() {
     assert!(store.get_raw(CHANGES, &first_change).unwrap().is_some());
     assert_eq!(changes_of(&store, "tech1"), 1, "the others went");
 }
+
+/// The idempotency key `enqueue` stored for `op_in(store, id, ..)`'s request.
+fn idem_of(id: i64) -> Vec<u8> {
+    let w = who(&format!("k{id}"), &format!("h{id}"));
+    crate::write::outbox::idem_key(&w.user_id, &w.idempotency_key)
+}
+
+#[test]
+fn old_idempotency_records_go_and_a_sweep_goes_on_where_it_stopped() {
+    let store = SledStore::temporary().unwrap();
+    // Keys k4 and k5 are old, k1..k3 newer; in key order the old ones come last. Open
+    // ops: their ops stay, their idempotency records age like any.
+    for id in [4, 5] {
+        op_in(&store, id, "tech1", OpState::Queued);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let cutoff = Utc::now();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    for id in [1, 2, 3] {
+        op_in(&store, id, "tech1", OpState::Queued);
+    }
+    store.flush_blocking().unwrap();
+    let floor = PendingFloor::default();
+    let none = prune_all(
+        &store,
+        cutoff - Duration::days(1),
+        &floor,
+        &Sweep::new(usize::MAX),
+        100,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(none, Pruned::default(), "nothing that old");
+
+    // Two records read per run: the second run goes on from k3, the third reaches the end,
+    // the fourth starts over.
+    let sweep = Sweep::new(2);
+    let mut removed = Vec::new();
+    for _ in 0..4 {
+        let p = prune_all(&store, cutoff, &floor, &sweep, 100, &mut |_| Ok(())).unwrap();
+        removed.push(p.idempotency);
+    }
+    assert_eq!(removed, vec![0, 1, 1, 0]);
+    for id in 1..=5 {
+        let kept = store.get_raw(IDEMPOTENCY, &idem_of(id)).unwrap().is_some();
+        assert_eq!(kept, id <= 3, "k{id}");
+        assert_eq!(activity_ops(&store, id).unwrap().len(), 1, "open ops stay");
+    }
+    let report = check(&store).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+
+    // A request retried after its record went is taken as new; one within it is not.
+    let retry = |id: i64| {
+        enqueue(
+            &store,
+            &who(&format!("k{id}"), &format!("h{id}")),
+            vec![status_op("tech1", id)],
+            |_| Value::Null,
+        )
+        .unwrap()
+    };
+    assert!(matches!(retry(4), Enqueued::Accepted { .. }));
+    assert_eq!(activity_ops(&store, 4).unwrap().len(), 2);
+    retry(1);
+    assert_eq!(activity_ops(&store, 1).unwrap().len(), 1, "answered again");
+}
