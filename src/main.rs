@@ -392,7 +392,7 @@ fn prune_history(dir: &std::path::Path, days: u32) -> ExitCode {
     let result = SledStore::open(dir).and_then(|store| {
         fieldsync::write::outbox::count_if_unknown(&store)?;
         // As the service's checkpoint thread would.
-        let whole = history::Sweep::new(usize::MAX);
+        let whole = history::Pace::whole();
         let done = history::prune_all(&store, before, &floor, &whole, history::PASS, &mut |_| {
             if store.unchecked() >= fieldsync::store::checkpointer::DUE_KEYS {
                 store.checkpoint()?;

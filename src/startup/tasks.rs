@@ -84,10 +84,10 @@ async fn prune_history(store: Arc<dyn Storage>, days: u32) {
     }
     // Moves past decided approvals, so each pass reads only the pending ones onwards.
     let floor = Arc::new(crate::features::approvals::PendingFloor::default());
-    let sweep = Arc::new(history::Sweep::new(history::SWEEP_PER_RUN));
+    let pace = Arc::new(history::Pace::service());
     loop {
         tokio::time::sleep(Duration::from_secs(600)).await;
-        let (s, f, w) = (store.clone(), floor.clone(), sweep.clone());
+        let (s, f, w) = (store.clone(), floor.clone(), pace.clone());
         let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
         let run = tokio::task::spawn_blocking(move || {
             history::prune_all(s.as_ref(), before, &f, &w, history::PASS, &mut |p| {

@@ -31,6 +31,9 @@ pub const CHANGES_PRUNED_KEY: &[u8] = b"changes.pruned_through";
 /// keyed by user and key, not by time, so its old records are found by a sweep that goes on
 /// where the last run stopped: a whole turn takes (records / this) runs, ten minutes apart.
 pub const SWEEP_PER_RUN: usize = 100_000;
+/// Passes one run of the service's retention makes at most (100,000 records): a backlog (a
+/// first run over a long history) is spread over runs instead of taking a core for minutes.
+pub const PASSES_PER_RUN: usize = 20;
 
 /// What one pass removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +49,37 @@ impl Pruned {
     }
 }
 
-/// Where the sweep of the idempotency index goes on from between runs, and how many
-/// records one run reads.
+/// How much one run of [`prune_all`] does, and where the sweep of the idempotency index
+/// goes on from between runs.
 #[derive(Debug)]
-pub struct Sweep {
+pub struct Pace {
     from: Mutex<Vec<u8>>,
-    per_run: usize,
+    sweep_per_run: usize,
+    passes_per_run: usize,
 }
 
-impl Sweep {
-    pub fn new(per_run: usize) -> Self {
-        Sweep {
+impl Pace {
+    /// At most `passes` passes and `sweep` idempotency records read per run.
+    pub fn new(passes: usize, sweep: usize) -> Self {
+        Pace {
             from: Mutex::new(Vec::new()),
-            per_run,
+            sweep_per_run: sweep,
+            passes_per_run: passes,
         }
+    }
+
+    /// The running service's: [`PASSES_PER_RUN`], [`SWEEP_PER_RUN`].
+    pub fn service() -> Self {
+        Self::new(PASSES_PER_RUN, SWEEP_PER_RUN)
+    }
+
+    /// Everything there is to prune, in one run (offline).
+    pub fn whole() -> Self {
+        Self::new(usize::MAX, usize::MAX)
     }
 }
 
-/// One run's share of a [`Sweep`].
+/// One run's share of a [`Pace`]'s sweep.
 struct SweepRun {
     from: Vec<u8>,
     left: usize,
@@ -113,24 +129,26 @@ pub fn pending_activities(
     Ok(pending.into_iter().map(|a| a.activity_id).collect())
 }
 
-/// Prunes in passes of at most `pass` records until one finds less, keeping pending
-/// approvals' ops; `each` sees every pass that removed something. Without a checkpoint
+/// Prunes in passes of at most `pass` records until one finds less or `pace` says the run
+/// is over, keeping pending approvals' ops; `each` sees every pass that removed something.
+/// Without a checkpoint
 /// between passes (the service's checkpoint thread, or `each` offline) every pass would
 /// scan past the removals of the ones before it, still in the overlay.
 pub fn prune_all(
     store: &dyn Storage,
     before: DateTime<Utc>,
     floor: &PendingFloor,
-    sweep: &Sweep,
+    pace: &Pace,
     pass: usize,
     each: &mut dyn FnMut(Pruned) -> Result<(), StoreError>,
 ) -> Result<Pruned, StoreError> {
     let mut run = SweepRun {
-        from: sweep.from.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        left: sweep.per_run,
+        from: pace.from.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        left: pace.sweep_per_run,
         ended: false,
     };
     let mut total = Pruned::default();
+    let mut passes = 0;
     let result = loop {
         let pending = match pending_activities(store, floor) {
             Ok(p) => p,
@@ -148,11 +166,12 @@ pub fn prune_all(
         total.ops += p.ops;
         total.changes += p.changes;
         total.idempotency += p.idempotency;
-        if p.total() < pass {
+        passes += 1;
+        if p.total() < pass || passes >= pace.passes_per_run {
             break Ok(total);
         }
     };
-    *sweep.from.lock().unwrap_or_else(|p| p.into_inner()) = run.from;
+    *pace.from.lock().unwrap_or_else(|p| p.into_inner()) = run.from;
     result
 }
 

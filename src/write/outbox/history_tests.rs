@@ -191,7 +191,7 @@ fn old_idempotency_records_go_and_a_sweep_goes_on_where_it_stopped() {
         &store,
         cutoff - Duration::days(1),
         &floor,
-        &Sweep::new(usize::MAX),
+        &Pace::whole(),
         100,
         &mut |_| Ok(()),
     )
@@ -200,10 +200,10 @@ fn old_idempotency_records_go_and_a_sweep_goes_on_where_it_stopped() {
 
     // Two records read per run: the second run goes on from k3, the third reaches the end,
     // the fourth starts over.
-    let sweep = Sweep::new(2);
+    let pace = Pace::new(usize::MAX, 2);
     let mut removed = Vec::new();
     for _ in 0..4 {
-        let p = prune_all(&store, cutoff, &floor, &sweep, 100, &mut |_| Ok(())).unwrap();
+        let p = prune_all(&store, cutoff, &floor, &pace, 100, &mut |_| Ok(())).unwrap();
         removed.push(p.idempotency);
     }
     assert_eq!(removed, vec![0, 1, 1, 0]);
@@ -229,4 +229,26 @@ fn old_idempotency_records_go_and_a_sweep_goes_on_where_it_stopped() {
     assert_eq!(activity_ops(&store, 4).unwrap().len(), 2);
     retry(1);
     assert_eq!(activity_ops(&store, 1).unwrap().len(), 1, "answered again");
+}
+
+#[test]
+fn a_run_stops_after_its_passes_and_the_next_goes_on() {
+    let store = SledStore::temporary().unwrap();
+    for id in 1..=5 {
+        op_in(&store, id, "tech1", OpState::Applied);
+    }
+    store.flush_blocking().unwrap();
+    let later = Utc::now() + Duration::minutes(1);
+    let floor = PendingFloor::default();
+    let pace = Pace::new(2, usize::MAX);
+    let mut passes = 0;
+    // One record per pass: a run of two passes removes two.
+    let first = prune_all(&store, later, &floor, &pace, 1, &mut |_| {
+        passes += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((first.total(), passes), (2, 2));
+    let second = prune_all(&store, later, &floor, &pace, 1, &mut |_| Ok(())).unwrap();
+    assert_eq!(second.total(), 2);
 }
