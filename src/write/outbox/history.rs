@@ -131,9 +131,9 @@ pub fn pending_activities(
 
 /// Prunes in passes of at most `pass` records until one finds less or `pace` says the run
 /// is over, keeping pending approvals' ops; `each` sees every pass that removed something.
-/// Without a checkpoint
-/// between passes (the service's checkpoint thread, or `each` offline) every pass would
-/// scan past the removals of the ones before it, still in the overlay.
+/// Without a checkpoint between passes (the service's checkpoint thread, or `each`
+/// offline) every pass would scan past the removals of the ones before it, still in the
+/// overlay.
 pub fn prune_all(
     store: &dyn Storage,
     before: DateTime<Utc>,
@@ -147,32 +147,36 @@ pub fn prune_all(
         left: pace.sweep_per_run,
         ended: false,
     };
+    let result = passes(store, before, floor, pace, pass, each, &mut run);
+    *pace.from.lock().unwrap_or_else(|p| p.into_inner()) = run.from;
+    result
+}
+
+/// The passes of one [`prune_all`] run; `run` is where its sweep stands when it ends.
+fn passes(
+    store: &dyn Storage,
+    before: DateTime<Utc>,
+    floor: &PendingFloor,
+    pace: &Pace,
+    pass: usize,
+    each: &mut dyn FnMut(Pruned) -> Result<(), StoreError>,
+    run: &mut SweepRun,
+) -> Result<Pruned, StoreError> {
     let mut total = Pruned::default();
-    let mut passes = 0;
-    let result = loop {
-        let pending = match pending_activities(store, floor) {
-            Ok(p) => p,
-            Err(e) => break Err(e),
-        };
-        let p = match one_pass(store, before, &|a| pending.contains(&a), pass, &mut run) {
-            Ok(p) => p,
-            Err(e) => break Err(e),
-        };
+    for _ in 0..pace.passes_per_run {
+        let pending = pending_activities(store, floor)?;
+        let p = one_pass(store, before, &|a| pending.contains(&a), pass, run)?;
         if p.total() > 0 {
-            if let Err(e) = each(p) {
-                break Err(e);
-            }
+            each(p)?;
         }
         total.ops += p.ops;
         total.changes += p.changes;
         total.idempotency += p.idempotency;
-        passes += 1;
-        if p.total() < pass || passes >= pace.passes_per_run {
-            break Ok(total);
+        if p.total() < pass {
+            break;
         }
-    };
-    *pace.from.lock().unwrap_or_else(|p| p.into_inner()) = run.from;
-    result
+    }
+    Ok(total)
 }
 
 /// One pass: removes at most `max` records of history older than `before`, skipping the ops
