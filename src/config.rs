@@ -257,18 +257,26 @@ impl Default for CacheSettings {
 }
 
 /// How long the history of finished work is kept: applied and discarded ops with their
-/// timeline entries, and the change log devices pull. The journal's compaction keeps the
-/// journal small; this keeps the index trees' records from growing with every op ever made.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// timeline entries, the change log devices pull, and idempotency records. The journal's
+/// compaction keeps the journal small; this keeps the index trees' records from growing with
+/// every op ever made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HistorySettings {
     /// Days after an op finished (applied or discarded) before it leaves the history, and
-    /// the age at which change-log entries go; 0 (the default) keeps everything. More than
-    /// `cache.read_days_back + cache.read_days_ahead`, so no route that can still be read
-    /// loses ops. Off by default: sled 0.34 does not give the space of pruned records back,
-    /// and its next start holds more memory, not less, until an offline `fieldsync
-    /// rewrite` (bench/README.md, "History retention").
+    /// the age at which change-log entries and idempotency records go; 0 keeps everything.
+    /// More than `cache.read_days_back + cache.read_days_ahead`, so no route that can still
+    /// be read loses ops. sled 0.34 never shrinks its file, but reuses the space of pruned
+    /// records once its cleaner has run: with retention, five rounds of 300,000 ops grew
+    /// the store by 2.2, 1.1, then 0.15–0.25 GB a round, against 2.2 GB a round without
+    /// (bench/README.md, "History retention while the service runs").
     pub retention_days: u32,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings { retention_days: 90 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -173,3 +173,13 @@ fn a_history_retention_shorter_than_the_readable_days_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn history_is_kept_90_days_by_default_which_the_default_read_window_allows() {
+    figment::Jail::expect_with(|_| {
+        let s = Settings::load_with_env(None, "FSHISTDEF__").expect("defaults are valid");
+        assert_eq!(s.history.retention_days, 90);
+        assert!(90 > s.cache.read_days_back + s.cache.read_days_ahead);
+        Ok(())
+    });
+}

@@ -171,10 +171,9 @@ fn prune_removes_applied_history_and_the_store_still_checks_clean() {
     let loaded = load_300(d, &["--applied"]);
     assert!(loaded.contains("loaded 300 ops"), "{loaded}");
     check_ok(d);
-    // Retention is off unless configured; and nothing is 90 days old.
-    let off = fieldsync(&["prune", "--data-dir", d]);
-    assert!(off.contains("history is kept"), "{off}");
-    let kept = fieldsync(&["prune", "--data-dir", d, "--older-than-days", "90"]);
+    // The default retention is 90 days, and nothing is that old.
+    let kept = fieldsync(&["prune", "--data-dir", d]);
+    assert!(kept.contains("older than 90 days"), "{kept}");
     assert!(kept.contains("pruned 0 ops"), "{kept}");
     let pruned = fieldsync(&["prune", "--data-dir", d, "--older-than-days", "0"]);
     assert!(pruned.contains("pruned 300 ops"), "{pruned}");
