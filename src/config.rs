@@ -271,11 +271,16 @@ pub struct HistorySettings {
     /// the store by 2.2, 1.1, then 0.15–0.25 GB a round, against 2.2 GB a round without
     /// (bench/README.md, "History retention while the service runs").
     pub retention_days: u32,
+    /// Seconds between the service's retention runs.
+    pub prune_every_secs: u64,
 }
 
 impl Default for HistorySettings {
     fn default() -> Self {
-        HistorySettings { retention_days: 90 }
+        HistorySettings {
+            retention_days: 90,
+            prune_every_secs: 600,
+        }
     }
 }
 

@@ -133,6 +133,9 @@ enum Command {
         /// Leave every op applied, as after a replay (history instead of a backlog).
         #[arg(long)]
         applied: bool,
+        /// With --applied: the ops were made and applied this many days ago.
+        #[arg(long, default_value_t = 0)]
+        age_days: u32,
     },
     /// Manage users in the store (stop the service first: sled locks its directory).
     Users {
@@ -360,6 +363,7 @@ async fn run() -> ExitCode {
             routes,
             date,
             applied,
+            age_days,
         } => {
             let dir = data_dir.unwrap_or(settings.server.data_dir);
             let backlog = fieldsync::bulk_load::Backlog {
@@ -368,6 +372,7 @@ async fn run() -> ExitCode {
                 routes,
                 date: date.unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%d").to_string()),
                 applied,
+                age_days,
             };
             load_backlog(&dir, &backlog)
         }

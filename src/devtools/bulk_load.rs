@@ -22,6 +22,9 @@ pub struct Backlog {
     /// Each op is left applied (one more record per op, as the replayer writes): history
     /// rather than a backlog, for measuring retention.
     pub applied: bool,
+    /// With `applied`: the ops were made and applied this many days ago (history already
+    /// past a retention).
+    pub age_days: u32,
 }
 
 /// What was written.
@@ -92,9 +95,13 @@ pub fn load(store: &dyn Storage, b: &Backlog) -> Result<Loaded, StoreError> {
             |ops| serde_json::json!({"accepted": ops.len()}),
         )? {
             Enqueued::Accepted { ops, .. } if b.applied => {
+                let then = Utc::now() - chrono::Duration::days(i64::from(b.age_days));
                 for mut op in ops {
                     op.state = OpState::Applied;
-                    op.applied_at = Some(Utc::now());
+                    op.applied_at = Some(then);
+                    if b.age_days > 0 {
+                        (op.created_at, op.updated_at) = (then, then);
+                    }
                     outbox::save_op(store, &op, true)?;
                 }
             }
@@ -127,6 +134,7 @@ mod tests {
             routes: 7,
             date: "2026-12-02".into(),
             applied: false,
+            age_days: 0,
         };
         let done = load(&store, &backlog).unwrap();
         assert_eq!(

@@ -112,7 +112,7 @@ impl Application {
             store.clone() as Arc<dyn Storage>,
             &files,
             &cache,
-            settings.history.retention_days,
+            &settings.history,
         ));
         if settings.replay.enabled {
             tasks.push(replayer.start());

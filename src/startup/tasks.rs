@@ -17,12 +17,16 @@ pub(super) fn upkeep(
     store: Arc<dyn Storage>,
     files: &Arc<crate::features::uploads::Files>,
     cache: &Arc<Cache>,
-    history_days: u32,
+    history: &crate::config::HistorySettings,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(purge_uploads(store.clone(), files.clone())),
         tokio::spawn(compact_journal(store.clone())),
-        tokio::spawn(prune_history(store, history_days)),
+        tokio::spawn(prune_history(
+            store,
+            history.retention_days,
+            Duration::from_secs(history.prune_every_secs.max(1)),
+        )),
         tokio::spawn(cache.clone().evict_forever()),
         crate::telemetry::start_metrics_upkeep(),
     ]
@@ -75,9 +79,10 @@ async fn compact_journal(store: Arc<dyn Storage>) {
     }
 }
 
-/// Every ten minutes, removes the history older than `days` (0: never), in passes of
-/// [`crate::write::outbox::history::PASS`] records.
-async fn prune_history(store: Arc<dyn Storage>, days: u32) {
+/// Every `every` (ten minutes by default), removes the history older than `days` (0:
+/// never), in passes of [`crate::write::outbox::history::PASS`] records, at the pace of
+/// [`crate::write::outbox::history::Pace::service`].
+async fn prune_history(store: Arc<dyn Storage>, days: u32, every: Duration) {
     use crate::write::outbox::history;
     if days == 0 {
         return;
@@ -86,7 +91,7 @@ async fn prune_history(store: Arc<dyn Storage>, days: u32) {
     let floor = Arc::new(crate::features::approvals::PendingFloor::default());
     let pace = Arc::new(history::Pace::service());
     loop {
-        tokio::time::sleep(Duration::from_secs(600)).await;
+        tokio::time::sleep(every).await;
         let (s, f, w) = (store.clone(), floor.clone(), pace.clone());
         let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
         let run = tokio::task::spawn_blocking(move || {

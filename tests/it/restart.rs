@@ -45,6 +45,8 @@ struct Start<'a> {
     log: &'a Path,
     port: u16,
     http: reqwest::Client,
+    /// More settings, as environment variables.
+    env: &'a [(&'a str, &'a str)],
 }
 
 impl Start<'_> {
@@ -70,12 +72,13 @@ impl Start<'_> {
             ])
             .env("FIELDSYNC__REPLAY__ENABLED", "false")
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         wait_up(&self.http, &format!("{}/readyz", self.base())).await;
-        let n = queued(&self.http, &self.base()).await;
+        let n = ops_in(&self.http, &self.base(), "queued").await;
         let text = std::fs::read_to_string(self.log).unwrap_or_default();
         let starts = (
             text.matches("counted=Restored").count(),
@@ -85,8 +88,8 @@ impl Start<'_> {
     }
 }
 
-/// How many ops the queue summary shows queued, to an admin.
-async fn queued(http: &reqwest::Client, base: &str) -> u64 {
+/// How many ops the queue summary shows in `state`, to an admin.
+async fn ops_in(http: &reqwest::Client, base: &str, state: &str) -> u64 {
     let token = crate::crash::login(http, base, "admin")
         .await
         .expect("the demo admin signs in");
@@ -99,7 +102,7 @@ async fn queued(http: &reqwest::Client, base: &str) -> u64 {
         .json()
         .await
         .unwrap();
-    summary["byState"]["queued"].as_u64().unwrap_or(0)
+    summary["byState"][state].as_u64().unwrap_or(0)
 }
 
 #[tokio::test]
@@ -113,6 +116,7 @@ async fn starts_after_a_load_a_clean_stop_or_a_crash_need_not_count_the_ops() {
         log: &log,
         port: free_port(),
         http: reqwest::Client::new(),
+        env: &[],
     };
 
     let loaded = load_300(d, &[]);
@@ -226,6 +230,7 @@ async fn a_pull_after_a_restart_goes_on_from_the_devices_cursor() {
         log: &log,
         port: free_port(),
         http: reqwest::Client::new(),
+        env: &[],
     };
     let (http, base) = (start.http.clone(), start.base());
     let (mut first, _, _) = start.run().await;
@@ -259,4 +264,39 @@ async fn a_pull_after_a_restart_goes_on_from_the_devices_cursor() {
     assert_eq!(after["items"], before["items"], "{after}");
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+#[tokio::test]
+async fn the_running_service_prunes_history_past_its_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let log = dir.path().join("serve.log");
+    // History applied 100 days ago: past the default retention of 90.
+    let loaded = load_300(d, &["--applied", "--age-days", "100"]);
+    assert!(loaded.contains("loaded 300 ops"), "{loaded}");
+    let start = Start {
+        data: &data,
+        log: &log,
+        port: free_port(),
+        http: reqwest::Client::new(),
+        env: &[("FIELDSYNC__HISTORY__PRUNE_EVERY_SECS", "1")],
+    };
+    let (mut child, _, _) = start.run().await;
+    assert_eq!(ops_in(&start.http, &start.base(), "applied").await, 300);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ops_in(&start.http, &start.base(), "applied").await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the history was not pruned: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let pid = child.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("history pruned"), "{text}");
+    check_ok(d);
 }
