@@ -3,6 +3,7 @@
 
 mod attachments;
 mod decisions;
+mod fixes;
 mod parts;
 
 use crate::ofsc::{time as ofsc_time, Disposition, OfscClient, OfscError};
@@ -410,33 +411,6 @@ impl Replayer {
             OpKind::Attachment { .. } => self.send_attachment(op).await.map(|_| None),
             OpKind::Location { fixes } => self.send_fixes(op, fixes).await.map(|_| None),
         }
-    }
-
-    async fn send_fixes(&self, op: &Op, fixes: &[outbox::Fix]) -> Result<(), OfscError> {
-        let items: Vec<crate::ofsc::wire::Position> = fixes
-            .iter()
-            .map(|f| crate::ofsc::wire::Position {
-                resource_id: op.resource_id.clone(),
-                time: f.time.to_rfc3339(),
-                lat: f.lat,
-                lng: f.lng,
-                acc: f.accuracy.map(|a| a.round() as i64),
-            })
-            .collect();
-        let r = self.ofsc.set_positions(&items).await?;
-        // OFSC keeps the fixes it accepted: refusing the op for one bad fix would send the
-        // stored ones again. Only a batch OFSC refused whole is a rejection.
-        if r.items_failed > 0 && r.items_processed == 0 {
-            return Err(OfscError::Rejected {
-                status: 400,
-                title: "Bad Request".into(),
-                detail: format!("{} positions refused: {:?}", r.items_failed, r.errors),
-            });
-        }
-        if r.items_failed > 0 {
-            tracing::warn!(op = %op.id, failed = r.items_failed, errors = ?r.errors, "OFSC refused some positions; the others are stored");
-        }
-        Ok(())
     }
 
     /// Records what an applied op produced: a created activity's id, or the moved item.
