@@ -134,7 +134,7 @@ enum Command {
         #[arg(long)]
         applied: bool,
         /// With --applied: the ops were made and applied this many days ago.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, requires = "applied")]
         age_days: u32,
     },
     /// Manage users in the store (stop the service first: sled locks its directory).
