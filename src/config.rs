@@ -271,6 +271,9 @@ pub struct HistorySettings {
     /// the store by 2.2, 1.1, then 0.15–0.25 GB a round, against 2.2 GB a round without
     /// (bench/README.md, "History retention while the service runs").
     pub retention_days: u32,
+    /// Days after which audit entries go too; 0 (the default) keeps the audit trail whole,
+    /// which supervisors query.
+    pub audit_retention_days: u32,
     /// Seconds between the service's retention runs.
     pub prune_every_secs: u64,
 }
@@ -279,6 +282,7 @@ impl Default for HistorySettings {
     fn default() -> Self {
         HistorySettings {
             retention_days: 90,
+            audit_retention_days: 0,
             prune_every_secs: 600,
         }
     }

@@ -323,15 +323,15 @@ async fn run() -> ExitCode {
             older_than_days,
         } => {
             let dir = data_dir.unwrap_or(settings.server.data_dir);
-            let days = match older_than_days {
-                Some(d) => d,
-                None if settings.history.retention_days == 0 => {
-                    println!("history.retention_days is 0: history is kept");
-                    return ExitCode::SUCCESS;
-                }
-                None => settings.history.retention_days,
-            };
-            prune_history(&dir, days)
+            // An explicit --older-than-days 0 means everything finished until now; a
+            // configured 0 keeps the history.
+            let days = older_than_days.or(Some(settings.history.retention_days).filter(|d| *d > 0));
+            let audit_days = settings.history.audit_retention_days;
+            if days.is_none() && audit_days == 0 {
+                println!("history.retention_days and audit_retention_days are 0: history is kept");
+                return ExitCode::SUCCESS;
+            }
+            prune_history(&dir, days, audit_days)
         }
         Command::Rewrite { data_dir, to } => {
             let dir = data_dir.unwrap_or(settings.server.data_dir);
@@ -389,10 +389,20 @@ async fn run() -> ExitCode {
     }
 }
 
-fn prune_history(dir: &std::path::Path, days: u32) -> ExitCode {
+/// Prunes the history older than `days` (`None`: kept) and the audit entries older than
+/// `audit_days` (0: kept).
+fn prune_history(dir: &std::path::Path, days: Option<u32>, audit_days: u32) -> ExitCode {
     use fieldsync::write::outbox::history;
     let started = std::time::Instant::now();
-    let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let now = chrono::Utc::now();
+    let ago = |d: u32| now - chrono::Duration::days(i64::from(d));
+    let before = history::Cutoff {
+        history: days.map_or(chrono::DateTime::<chrono::Utc>::MIN_UTC, ago),
+        audit: (audit_days > 0).then(|| ago(audit_days)),
+    };
+    let age = days.map_or("(the history is kept)".to_string(), |d| {
+        format!("older than {d} days")
+    });
     let floor = fieldsync::features::approvals::PendingFloor::default();
     let result = SledStore::open(dir).and_then(|store| {
         fieldsync::write::outbox::count_if_unknown(&store)?;
@@ -419,10 +429,11 @@ fn prune_history(dir: &std::path::Path, days: u32) -> ExitCode {
     match result {
         Ok((p, compacted)) => {
             println!(
-                "pruned {} ops, {} change-log entries and {} idempotency records older than {days} days, compacted {compacted} journal records, in {:.1?}",
+                "pruned {} ops, {} change-log entries and {} idempotency records {age}, and {} audit entries (audit retention: {audit_days} days, 0 keeps them), compacted {compacted} journal records, in {:.1?}",
                 p.ops,
                 p.changes,
                 p.idempotency,
+                p.audit,
                 started.elapsed()
             );
             ExitCode::SUCCESS

@@ -22,11 +22,7 @@ pub(super) fn upkeep(
     vec![
         tokio::spawn(purge_uploads(store.clone(), files.clone())),
         tokio::spawn(compact_journal(store.clone())),
-        tokio::spawn(prune_history(
-            store,
-            history.retention_days,
-            Duration::from_secs(history.prune_every_secs.max(1)),
-        )),
+        tokio::spawn(prune_history(store, history.clone())),
         tokio::spawn(cache.clone().evict_forever()),
         crate::telemetry::start_metrics_upkeep(),
     ]
@@ -79,27 +75,37 @@ async fn compact_journal(store: Arc<dyn Storage>) {
     }
 }
 
-/// Every `every` (ten minutes by default), removes the history older than `days` (0:
-/// never), in passes of [`crate::write::outbox::history::PASS`] records, at the pace of
+/// Every `prune_every_secs` (ten minutes by default), removes the history older than
+/// `retention_days` and the audit entries older than `audit_retention_days` (0: never), in
+/// passes of [`crate::write::outbox::history::PASS`] records, at the pace of
 /// [`crate::write::outbox::history::Pace::service`].
-async fn prune_history(store: Arc<dyn Storage>, days: u32, every: Duration) {
+async fn prune_history(store: Arc<dyn Storage>, settings: crate::config::HistorySettings) {
     use crate::write::outbox::history;
-    if days == 0 {
+    let cutoff = || {
+        history::Cutoff::days_before(
+            chrono::Utc::now(),
+            settings.retention_days,
+            settings.audit_retention_days,
+        )
+    };
+    if cutoff().is_none() {
         return;
     }
+    let every = Duration::from_secs(settings.prune_every_secs.max(1));
     // Moves past decided approvals, so each pass reads only the pending ones onwards.
     let floor = Arc::new(crate::features::approvals::PendingFloor::default());
     let pace = Arc::new(history::Pace::service());
     loop {
         tokio::time::sleep(every).await;
+        let Some(before) = cutoff() else { return };
         let (s, f, w) = (store.clone(), floor.clone(), pace.clone());
-        let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
         let run = tokio::task::spawn_blocking(move || {
             history::prune_all(s.as_ref(), before, &f, &w, history::PASS, &mut |p| {
                 tracing::info!(
                     ops = p.ops,
                     changes = p.changes,
                     idempotency = p.idempotency,
+                    audit = p.audit,
                     "history pruned"
                 );
                 Ok(())

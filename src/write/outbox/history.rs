@@ -1,6 +1,6 @@
 //! History retention: finished ops (applied or discarded), change-log entries and
 //! idempotency records older than the retention leave the index trees, one journal record per
-//! pass. Compaction keeps the journal small; this keeps the history's records from growing
+//! pass; and, when an audit retention is set, audit entries older than it. Compaction keeps the journal small; this keeps the history's records from growing
 //! with every op ever made.
 //! It does not shrink sled 0.34's file; sled reuses the space for later writes once its
 //! cleaner, in the running service, has moved the live pages (bench/README.md, "History
@@ -13,6 +13,7 @@
 use super::counts::gone;
 use super::{activity_ops_key, op_key, Change, OpState, ACTIVITY_OPS, CHANGES, IDEMPOTENCY, OPS};
 use crate::features::approvals::{self, ApprovalStatus, PendingFloor};
+use crate::features::audit::AUDIT;
 use crate::store::journal::Publish;
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::{record, scan_pages, Storage, StorageExt, StoreError, Tree};
@@ -41,11 +42,51 @@ pub struct Pruned {
     pub ops: usize,
     pub changes: usize,
     pub idempotency: usize,
+    pub audit: usize,
 }
 
 impl Pruned {
     pub fn total(self) -> usize {
-        self.ops + self.changes + self.idempotency
+        self.ops + self.changes + self.idempotency + self.audit
+    }
+
+    fn add(&mut self, p: Pruned) {
+        self.ops += p.ops;
+        self.changes += p.changes;
+        self.idempotency += p.idempotency;
+        self.audit += p.audit;
+    }
+}
+
+/// What is old enough to go: history made before `history`, and audit entries made before
+/// `audit` (`None`: the audit trail is kept whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoff {
+    pub history: DateTime<Utc>,
+    pub audit: Option<DateTime<Utc>>,
+}
+
+impl Cutoff {
+    /// The cutoffs `history_days` and `audit_days` before `now` (0: that part is kept
+    /// whole); `None` when both are 0.
+    pub fn days_before(now: DateTime<Utc>, history_days: u32, audit_days: u32) -> Option<Self> {
+        let ago = |days: u32| (days > 0).then(|| now - chrono::Duration::days(i64::from(days)));
+        if history_days == 0 && audit_days == 0 {
+            return None;
+        }
+        Some(Cutoff {
+            history: ago(history_days).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            audit: ago(audit_days),
+        })
+    }
+}
+
+impl From<DateTime<Utc>> for Cutoff {
+    fn from(history: DateTime<Utc>) -> Self {
+        Cutoff {
+            history,
+            audit: None,
+        }
     }
 }
 
@@ -136,7 +177,7 @@ pub fn pending_activities(
 /// overlay.
 pub fn prune_all(
     store: &dyn Storage,
-    before: DateTime<Utc>,
+    before: impl Into<Cutoff>,
     floor: &PendingFloor,
     pace: &Pace,
     pass: usize,
@@ -147,7 +188,7 @@ pub fn prune_all(
         left: pace.sweep_per_run,
         ended: false,
     };
-    let result = passes(store, before, floor, pace, pass, each, &mut run);
+    let result = passes(store, before.into(), floor, pace, pass, each, &mut run);
     *pace.from.lock().unwrap_or_else(|p| p.into_inner()) = run.from;
     result
 }
@@ -155,7 +196,7 @@ pub fn prune_all(
 /// The passes of one [`prune_all`] run; `run` is where its sweep stands when it ends.
 fn passes(
     store: &dyn Storage,
-    before: DateTime<Utc>,
+    before: Cutoff,
     floor: &PendingFloor,
     pace: &Pace,
     pass: usize,
@@ -169,9 +210,7 @@ fn passes(
         if p.total() > 0 {
             each(p)?;
         }
-        total.ops += p.ops;
-        total.changes += p.changes;
-        total.idempotency += p.idempotency;
+        total.add(p);
         if p.total() < pass {
             break;
         }
@@ -184,7 +223,7 @@ fn passes(
 /// removed; a pass that removed `max` may have left more.
 pub fn prune(
     store: &dyn Storage,
-    before: DateTime<Utc>,
+    before: impl Into<Cutoff>,
     keep: &dyn Fn(i64) -> bool,
     max: usize,
 ) -> Result<Pruned, StoreError> {
@@ -193,16 +232,17 @@ pub fn prune(
         left: usize::MAX,
         ended: false,
     };
-    one_pass(store, before, keep, max, &mut run)
+    one_pass(store, before.into(), keep, max, &mut run)
 }
 
 fn one_pass(
     store: &dyn Storage,
-    before: DateTime<Utc>,
+    cutoff: Cutoff,
     keep: &dyn Fn(i64) -> bool,
     max: usize,
     run: &mut SweepRun,
 ) -> Result<Pruned, StoreError> {
+    let before = cutoff.history;
     let ops = old_ops(store, before, keep, max)?;
     let (changes, through) = old_changes(store, before, max.saturating_sub(ops.len()))?;
     let idempotency = old_idempotency(
@@ -211,7 +251,15 @@ fn one_pass(
         run,
         max.saturating_sub(ops.len() + changes.len()),
     )?;
-    if ops.is_empty() && changes.is_empty() && idempotency.is_empty() {
+    let audit = match cutoff.audit {
+        Some(at) => old_audit(
+            store,
+            at,
+            max.saturating_sub(ops.len() + changes.len() + idempotency.len()),
+        )?,
+        None => Vec::new(),
+    };
+    if ops.is_empty() && changes.is_empty() && idempotency.is_empty() && audit.is_empty() {
         return Ok(Pruned::default());
     }
     // Durable before any entry is gone: a crash between the two costs a device an
@@ -234,13 +282,46 @@ fn one_pass(
         for key in &idempotency {
             tx.remove(IDEMPOTENCY, key)?;
         }
+        for key in &audit {
+            tx.remove(AUDIT, key)?;
+        }
         Ok(())
     })?;
     Ok(Pruned {
         ops: ops.len(),
         changes: changes.len(),
         idempotency: idempotency.len(),
+        audit: audit.len(),
     })
+}
+
+/// Keys of the oldest audit entries, made before `before`, at most `max`. Entries are keyed
+/// by id in the order they were made, so the scan ends at the first one made later.
+fn old_audit(
+    store: &dyn Storage,
+    before: DateTime<Utc>,
+    max: usize,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct At {
+        at: DateTime<Utc>,
+    }
+    let mut keys = Vec::new();
+    if max == 0 {
+        return Ok(keys);
+    }
+    scan_pages(store, AUDIT, b"", 1024, &mut |k, v| {
+        // A corrupt entry is for its reader to quarantine, as with ops.
+        let Ok(entry) = record::open::<At>(AUDIT, k, v) else {
+            return Ok(true);
+        };
+        if entry.at >= before {
+            return Ok(false);
+        }
+        keys.push(k.to_vec());
+        Ok(keys.len() < max)
+    })?;
+    Ok(keys)
 }
 
 /// Keys of idempotency records made before `before`, at most `max`, from where `run` stands;

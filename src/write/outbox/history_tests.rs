@@ -252,3 +252,62 @@ fn a_run_stops_after_its_passes_and_the_next_goes_on() {
     let second = prune_all(&store, later, &floor, &pace, 1, &mut |_| Ok(())).unwrap();
     assert_eq!(second.total(), 2);
 }
+
+#[test]
+fn audit_entries_go_only_with_an_audit_retention_oldest_first() {
+    use crate::features::audit::{list, AUDIT};
+    let store = SledStore::temporary().unwrap();
+    // Every accepted write leaves an audit entry in its own journal record.
+    for id in [1, 2] {
+        op_in(&store, id, "tech1", OpState::Queued);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let cutoff = Utc::now();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    op_in(&store, 3, "tech1", OpState::Queued);
+    store.flush_blocking().unwrap();
+    assert_eq!(list(&store, 0, 100).unwrap().len(), 3);
+
+    // History alone (the default): the audit trail is kept whole.
+    let kept = prune(&store, cutoff, &never, 100).unwrap();
+    assert_eq!(kept.audit, 0);
+    assert_eq!(list(&store, 0, 100).unwrap().len(), 3);
+
+    let with_audit = Cutoff {
+        history: DateTime::<Utc>::MIN_UTC,
+        audit: Some(cutoff),
+    };
+    let first = prune(&store, with_audit, &never, 1).unwrap();
+    assert_eq!(first.audit, 1, "the pass limit holds: {first:?}");
+    let rest = prune(&store, with_audit, &never, 100).unwrap();
+    assert_eq!(rest.audit, 1, "{rest:?}");
+    let left = list(&store, 0, 100).unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].at > cutoff, "only the newer entry stays");
+    assert!(store.scan_raw(AUDIT, b"", None, 10).unwrap().len() == 1);
+    for id in 1..=3 {
+        assert_eq!(activity_ops(&store, id).unwrap().len(), 1, "no op went");
+    }
+    let report = check(&store).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
+fn cutoffs_from_days_keep_what_a_zero_keeps() {
+    let now = Utc::now();
+    assert_eq!(Cutoff::days_before(now, 0, 0), None);
+    assert_eq!(
+        Cutoff::days_before(now, 90, 0),
+        Some(Cutoff {
+            history: now - Duration::days(90),
+            audit: None
+        })
+    );
+    assert_eq!(
+        Cutoff::days_before(now, 0, 400),
+        Some(Cutoff {
+            history: DateTime::<Utc>::MIN_UTC,
+            audit: Some(now - Duration::days(400))
+        })
+    );
+}
