@@ -81,6 +81,24 @@ impl Counts {
         if s.from == s.to {
             return;
         }
+        self.apply_row(s);
+        match s.mark() {
+            Mark::Set(class) => {
+                self.marks.insert(s.id, class);
+            }
+            Mark::Clear => {
+                self.marks.remove(&s.id);
+            }
+            Mark::Keep => {}
+        }
+    }
+
+    /// The shift's move between its group's row of counts (for counts at a watermark,
+    /// whose marks are worked out apart).
+    fn apply_row(&mut self, s: &Shift) {
+        if s.from == s.to {
+            return;
+        }
         let row = self.counts.entry(s.group.clone()).or_default();
         if let Some(from) = s.from {
             if let Some(n) = row.get_mut(usize::from(from.index)) {
@@ -94,22 +112,6 @@ impl Counts {
             }
             row[to] += 1;
         }
-        match s.mark() {
-            Mark::Set(class) => {
-                self.marks.insert(s.id, class);
-            }
-            Mark::Clear => {
-                self.marks.remove(&s.id);
-            }
-            Mark::Keep => {}
-        }
-    }
-
-    /// The rows alone, shifted (for counts at a watermark, whose marks are worked out apart).
-    fn apply_row(&mut self, s: &Shift) {
-        let marks = std::mem::take(&mut self.marks);
-        self.apply(s);
-        self.marks = marks;
     }
 
     /// Rows of zeros dropped and trailing zeros trimmed, so two countings of the same
