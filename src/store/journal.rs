@@ -707,7 +707,7 @@ pub fn recover(store: &dyn Storage) -> Result<Recovered, StoreError> {
             // An unreadable mark leaves the counts unknown: the caller rebuilds them.
             if let Some(marks) = saved_marks(store)? {
                 counts.marks = marks;
-                store.tally().reset(counts);
+                store.tally().restore(counts);
             }
         } else {
             store.tally().reset(counts);

@@ -272,15 +272,26 @@ impl Tally {
             .collect()
     }
 
-    /// Replaces every count and mark: a rebuild from a full scan, or the counts a checkpoint
-    /// persisted (at open). Either way they are exact.
+    /// Replaces every count and mark: a rebuild from a full scan, or counts a layout-3
+    /// checkpoint persisted with its marks. Either way they are exact, and every mark is
+    /// due at the next checkpoint.
     pub fn reset(&self, counts: Counts) {
+        self.replace(counts, true);
+    }
+
+    fn replace(&self, counts: Counts, marks_due: bool) {
         let mut g = self.lock();
         g.now = counts;
         g.known = true;
-        g.unsaved_all = true;
+        g.unsaved_all = marks_due;
         self.resets.fetch_add(1, Ordering::AcqRel);
         drop(g);
+    }
+
+    /// Like [`Tally::reset`], with counts whose marks a checkpoint saved already (read back
+    /// at open): the next checkpoint writes only the marks that move, not all of them.
+    pub fn restore(&self, counts: Counts) {
+        self.replace(counts, false);
     }
 
     /// Whether the counts are exact (else a rebuild is due).

@@ -184,3 +184,22 @@ fn a_checkpoint_saves_only_the_marks_that_moved_as_of_its_watermark() {
     t.saved(&during);
     assert!(t.at(6).unwrap().all);
 }
+
+#[test]
+fn counts_restored_at_open_leave_no_mark_due_and_a_reset_leaves_all() {
+    let saved = Counts {
+        counts: HashMap::from([("a".to_string(), vec![0, 0, 0, 2])]),
+        marks: BTreeMap::from([(1, 3), (2, 3)]),
+    };
+    let t = Tally::default();
+    t.restore(saved.clone());
+    assert!(t.known());
+    let at = t.at(0).unwrap();
+    assert!(
+        !at.all && at.marks.is_empty(),
+        "already in their tree: {at:?}"
+    );
+    assert_eq!(t.marked(&[3], 0), vec![1, 2]);
+    t.reset(saved);
+    assert!(t.at(0).unwrap().all, "a rebuild's marks are all written");
+}
