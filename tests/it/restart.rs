@@ -49,7 +49,18 @@ struct Start<'a> {
     env: &'a [(&'a str, &'a str)],
 }
 
-impl Start<'_> {
+impl<'a> Start<'a> {
+    /// A start on `data`, logging to `log`, on a free port, with `env` set.
+    fn new(data: &'a Path, log: &'a Path, env: &'a [(&'a str, &'a str)]) -> Self {
+        Start {
+            data,
+            log,
+            port: free_port(),
+            http: reqwest::Client::new(),
+            env,
+        }
+    }
+
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -111,13 +122,7 @@ async fn starts_after_a_load_a_clean_stop_or_a_crash_need_not_count_the_ops() {
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
     let log = dir.path().join("serve.log");
-    let start = Start {
-        data: &data,
-        log: &log,
-        port: free_port(),
-        http: reqwest::Client::new(),
-        env: &[],
-    };
+    let start = Start::new(&data, &log, &[]);
 
     let loaded = load_300(d, &[]);
     assert!(loaded.contains("loaded 300 ops"), "{loaded}");
@@ -225,13 +230,7 @@ async fn a_pull_after_a_restart_goes_on_from_the_devices_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("serve.log");
-    let start = Start {
-        data: &data,
-        log: &log,
-        port: free_port(),
-        http: reqwest::Client::new(),
-        env: &[],
-    };
+    let start = Start::new(&data, &log, &[]);
     let (http, base) = (start.http.clone(), start.base());
     let (mut first, _, _) = start.run().await;
     let token = crate::crash::login(&http, &base, "tech1").await.unwrap();
@@ -275,13 +274,11 @@ async fn the_running_service_prunes_history_past_its_retention() {
     // History applied 100 days ago: past the default retention of 90.
     let loaded = load_300(d, &["--applied", "--age-days", "100"]);
     assert!(loaded.contains("loaded 300 ops"), "{loaded}");
-    let start = Start {
-        data: &data,
-        log: &log,
-        port: free_port(),
-        http: reqwest::Client::new(),
-        env: &[("FIELDSYNC__HISTORY__PRUNE_EVERY_SECS", "1")],
-    };
+    let start = Start::new(
+        &data,
+        &log,
+        &[("FIELDSYNC__HISTORY__PRUNE_EVERY_SECS", "1")],
+    );
     let (mut child, _, _) = start.run().await;
     assert_eq!(ops_in(&start.http, &start.base(), "applied").await, 300);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
