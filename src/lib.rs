@@ -9,6 +9,7 @@ pub mod devtools;
 pub mod domain;
 pub mod features;
 pub mod ids;
+pub mod offline;
 pub mod ofsc;
 pub mod read;
 pub mod replay;

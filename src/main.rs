@@ -1,11 +1,10 @@
 //! The `fieldsync` binary: a thin command line over the library.
 
 use clap::{Parser, Subcommand};
-use fieldsync::auth::{users, Role};
 use fieldsync::config::{Settings, TenantSettings};
+use fieldsync::offline::{self, users::UsersCommand, Outcome};
 use fieldsync::sim::{seed, Sim, SimServer};
 use fieldsync::startup::Application;
-use fieldsync::store::{journal, SledStore, Storage};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -147,37 +146,6 @@ enum Command {
     },
 }
 
-#[derive(Subcommand, Debug)]
-enum UsersCommand {
-    /// Add a user. The password is read from the first line of standard input.
-    Add {
-        #[arg(long)]
-        username: String,
-        #[arg(long)]
-        name: String,
-        /// technician, supervisor or admin
-        #[arg(long)]
-        role: Role,
-        /// The technician's OFSC resource id (a supervisor's own, if they do field work).
-        #[arg(long)]
-        resource: Option<String>,
-        /// Resources a supervisor oversees, comma separated.
-        #[arg(long, value_delimiter = ',')]
-        oversees: Vec<String>,
-        /// A parent resource whose descendants a supervisor oversees.
-        #[arg(long)]
-        parent: Option<String>,
-    },
-    /// List users (no hashes or secrets).
-    List,
-    /// Disable a user and revoke all their sessions.
-    Disable { username: String },
-    /// Set a new password (read from standard input); revokes existing sessions.
-    SetPassword { username: String },
-    /// Enroll TOTP and print the otpauth:// URI for an authenticator app.
-    EnrollTotp { username: String },
-}
-
 fn apply_serve_flags(
     settings: &mut Settings,
     listen: Option<String>,
@@ -314,48 +282,21 @@ async fn run() -> ExitCode {
                 }
             }
         }
-        Command::Check { data_dir } => {
-            let dir = data_dir.unwrap_or(settings.server.data_dir);
-            check_store(&dir)
-        }
+        Command::Check { data_dir } => report(offline::data::check(
+            &data_dir.unwrap_or(settings.server.data_dir),
+        )),
         Command::Prune {
             data_dir,
             older_than_days,
-        } => {
-            let dir = data_dir.unwrap_or(settings.server.data_dir);
-            // An explicit --older-than-days 0 means everything finished until now; a
-            // configured 0 keeps the history.
-            let days = older_than_days.or(Some(settings.history.retention_days).filter(|d| *d > 0));
-            let audit_days = settings.history.audit_retention_days;
-            if days.is_none() && audit_days == 0 {
-                println!("history.retention_days and audit_retention_days are 0: history is kept");
-                return ExitCode::SUCCESS;
-            }
-            prune_history(&dir, days, audit_days)
-        }
-        Command::Rewrite { data_dir, to } => {
-            let dir = data_dir.unwrap_or(settings.server.data_dir);
-            let started = std::time::Instant::now();
-            // A small page cache, as the service's: the copy reads every record once.
-            let store = SledStore::open_with_cache(&dir, 16 << 20);
-            match store.and_then(|store| store.rewrite_into(&to)) {
-                Ok((before, after)) => {
-                    println!(
-                        "rewrote {} ({:.1} MiB) into {} ({:.1} MiB) in {:.1?}",
-                        dir.display(),
-                        before as f64 / 1048576.0,
-                        to.display(),
-                        after as f64 / 1048576.0,
-                        started.elapsed()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("rewrite failed: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => report(offline::data::prune(
+            &data_dir.unwrap_or(settings.server.data_dir),
+            older_than_days,
+            &settings.history,
+        )),
+        Command::Rewrite { data_dir, to } => report(offline::data::rewrite(
+            &data_dir.unwrap_or(settings.server.data_dir),
+            &to,
+        )),
         Command::Load {
             data_dir,
             ops,
@@ -365,7 +306,6 @@ async fn run() -> ExitCode {
             applied,
             age_days,
         } => {
-            let dir = data_dir.unwrap_or(settings.server.data_dir);
             let backlog = fieldsync::bulk_load::Backlog {
                 ops,
                 batch,
@@ -374,169 +314,39 @@ async fn run() -> ExitCode {
                 applied,
                 age_days,
             };
-            load_backlog(&dir, &backlog)
+            report(offline::data::load(
+                &data_dir.unwrap_or(settings.server.data_dir),
+                &backlog,
+            ))
         }
-        Command::Users { data_dir, action } => {
-            let dir = data_dir.unwrap_or(settings.server.data_dir);
-            match manage_users(&dir, action) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Users { data_dir, action } => report(offline::users::manage(
+            &data_dir.unwrap_or(settings.server.data_dir),
+            action,
+            &read_password,
+        )),
     }
 }
 
-/// Prunes the history older than `days` (`None`: kept) and the audit entries older than
-/// `audit_days` (0: kept).
-fn prune_history(dir: &std::path::Path, days: Option<u32>, audit_days: u32) -> ExitCode {
-    use fieldsync::write::outbox::history;
-    let started = std::time::Instant::now();
-    let now = chrono::Utc::now();
-    let ago = |d: u32| now - chrono::Duration::days(i64::from(d));
-    let before = history::Cutoff {
-        history: days.map_or(chrono::DateTime::<chrono::Utc>::MIN_UTC, ago),
-        audit: (audit_days > 0).then(|| ago(audit_days)),
-    };
-    let age = days.map_or("(the history is kept)".to_string(), |d| {
-        format!("older than {d} days")
-    });
-    let floor = fieldsync::features::approvals::PendingFloor::default();
-    let result = SledStore::open(dir).and_then(|store| {
-        fieldsync::write::outbox::count_if_unknown(&store)?;
-        // As the service's checkpoint thread would.
-        let whole = history::Pace::whole();
-        let done = history::prune_all(&store, before, &floor, &whole, history::PASS, &mut |_| {
-            if store.unchecked() >= fieldsync::store::checkpointer::DUE_KEYS {
-                store.checkpoint()?;
-            }
-            Ok(())
-        })?;
-        store.flush_blocking()?;
-        store.checkpoint()?;
-        // As the service would within seconds: records whose ops are all finished (or
-        // pruned) leave the journal.
-        let compacted = fieldsync::store::journal::compact(
-            &store,
-            store.journal(),
-            &|e| fieldsync::write::outbox::settled(&store, e),
-            usize::MAX,
-        )?;
-        Ok((done, compacted))
-    });
+/// Prints what an offline command answered: its text to standard output, a failure to
+/// standard error.
+fn report(result: Result<Outcome, String>) -> ExitCode {
     match result {
-        Ok((p, compacted)) => {
-            println!(
-                "pruned {} ops, {} change-log entries and {} idempotency records {age}, and {} audit entries (audit retention: {audit_days} days, 0 keeps them), compacted {compacted} journal records, in {:.1?}",
-                p.ops,
-                p.changes,
-                p.idempotency,
-                p.audit,
-                started.elapsed()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("prune failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn load_backlog(dir: &std::path::Path, backlog: &fieldsync::bulk_load::Backlog) -> ExitCode {
-    let started = std::time::Instant::now();
-    // The counts are kept up to date through the load, and its checkpoints persist them, so
-    // the service's next start need not read every op.
-    let result = SledStore::open(dir).and_then(|store| {
-        fieldsync::write::outbox::count_if_unknown(&store)?;
-        fieldsync::bulk_load::load(&store, backlog)
-    });
-    match result {
-        Ok(done) => {
-            println!(
-                "loaded {} ops in {} journal records in {:.1}s",
-                done.ops,
-                done.records,
-                started.elapsed().as_secs_f64()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("load: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check_store(dir: &std::path::Path) -> ExitCode {
-    if !dir.join("db").exists() {
-        eprintln!("check: no fieldsync data in {}", dir.display());
-        return ExitCode::FAILURE;
-    }
-    let started = std::time::Instant::now();
-    let store = match SledStore::open(dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("check: cannot open {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let recovered = store.recovery().clone();
-    match fieldsync::write::outbox::check(&store) {
-        Ok(report) => {
-            println!(
-                "journal: {} records (last seq {}); {} re-applied and {} quarantined on open{}",
-                report.records,
-                recovered.last,
-                recovered.reapplied,
-                recovered.quarantined,
-                match recovered.converted {
-                    Some(journal::Converted::PreJournal) =>
-                        "; converted from the pre-journal layout",
-                    Some(journal::Converted::Layout2) => "; converted from layout 2",
-                    None => "",
-                },
-            );
-            println!(
-                "op counts: {}",
-                if store.tally().known() {
-                    "the checkpoint's, brought up to the journal, compared with a count of the ops"
-                } else {
-                    "not checkpointed (the next start counts every op)"
-                }
-            );
-            println!(
-                "indexes: {} keys rebuilt from the journal and compared",
-                report.keys_checked
-            );
-            for c in &report.corrupt {
-                println!("corrupt: {c}");
-            }
-            for (tree, key, what) in &report.differences {
-                println!("differs: {tree} {key}: {what}");
-            }
-            println!("took {:.2}s", started.elapsed().as_secs_f64());
-            if report.is_clean() {
-                println!("ok");
+        Ok(out) => {
+            print!("{}", out.text);
+            if out.ok {
                 ExitCode::SUCCESS
             } else {
-                println!(
-                    "FAILED: {} corrupt, {} differences",
-                    report.corrupt.len(),
-                    report.differences.len()
-                );
                 ExitCode::FAILURE
             }
         }
         Err(e) => {
-            eprintln!("check: {e}");
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// A password from the first line of standard input.
 fn read_password() -> Result<String, String> {
     let mut line = String::new();
     std::io::stdin()
@@ -547,112 +357,6 @@ fn read_password() -> Result<String, String> {
         return Err("no password on standard input".into());
     }
     Ok(pw)
-}
-
-/// Who acts through `fieldsync users`: an operator at the server's shell, for the audit trail.
-fn operator() -> fieldsync::auth::Principal {
-    let login = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    fieldsync::auth::Principal {
-        user_id: format!("cli:{login}"),
-        username: format!("cli:{login}"),
-        name: login,
-        role: fieldsync::auth::Role::Admin,
-        resource_id: None,
-        oversees: vec![],
-        oversees_parent: None,
-        device_id: "command-line".into(),
-        family: String::new(),
-        request_id: uuid::Uuid::now_v7().to_string(),
-        client_request_id: None,
-    }
-}
-
-/// Records an administrative change made from the command line.
-fn audit_cli(
-    s: &dyn fieldsync::store::Storage,
-    action: &str,
-    username: &str,
-) -> Result<(), String> {
-    let who = operator();
-    fieldsync::features::audit::record(
-        s,
-        &who,
-        fieldsync::features::audit::Event {
-            action,
-            object: username.to_string(),
-            resource_id: None,
-            activity_id: None,
-            request_id: who.request_id.clone(),
-            detail: serde_json::Value::Null,
-        },
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
-}
-
-fn manage_users(dir: &std::path::Path, action: UsersCommand) -> Result<(), String> {
-    let store = SledStore::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    let s: &dyn fieldsync::store::Storage = &store;
-    match action {
-        UsersCommand::Add {
-            username,
-            name,
-            role,
-            resource,
-            oversees,
-            parent,
-        } => {
-            let password = read_password()?;
-            let u = users::add(
-                s,
-                users::NewUser {
-                    username,
-                    name,
-                    role,
-                    resource_id: resource,
-                    oversees,
-                    oversees_parent: parent,
-                    password,
-                },
-            )
-            .map_err(|e| e.to_string())?;
-            audit_cli(s, "user.add", &u.username)?;
-            println!("added {} ({:?}, id {})", u.username, u.role, u.id);
-        }
-        UsersCommand::List => {
-            for u in users::list(s).map_err(|e| e.to_string())? {
-                println!(
-                    "{}\t{:?}\tresource={}\toversees={}{}\t{}{}",
-                    u.username,
-                    u.role,
-                    u.resource_id.as_deref().unwrap_or("-"),
-                    u.oversees.join(","),
-                    u.oversees_parent
-                        .map(|p| format!(" parent={p}"))
-                        .unwrap_or_default(),
-                    if u.disabled { "disabled" } else { "active" },
-                    if u.totp_secret.is_some() { " totp" } else { "" },
-                );
-            }
-        }
-        UsersCommand::Disable { username } => {
-            users::disable(s, &username).map_err(|e| e.to_string())?;
-            audit_cli(s, "user.disable", &username)?;
-            println!("disabled {username}; their sessions are revoked");
-        }
-        UsersCommand::SetPassword { username } => {
-            let password = read_password()?;
-            users::set_password(s, &username, &password).map_err(|e| e.to_string())?;
-            audit_cli(s, "user.set-password", &username)?;
-            println!("password set for {username}; their sessions are revoked");
-        }
-        UsersCommand::EnrollTotp { username } => {
-            let uri = users::enroll_totp(s, &username).map_err(|e| e.to_string())?;
-            audit_cli(s, "user.enroll-totp", &username)?;
-            println!("{uri}");
-        }
-    }
-    fieldsync::store::Storage::flush_blocking(&store).map_err(|e| e.to_string())
 }
 
 async fn serve(settings: Settings) -> ExitCode {
