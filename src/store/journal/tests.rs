@@ -629,8 +629,9 @@ fn a_layout_3_directory_moves_its_marks_to_their_tree() {
     assert_eq!(store.tally().snapshot(), live, "from the tree now");
 }
 
-#[test]
-fn an_unreadable_mark_is_quarantined_and_the_counts_rebuilt() {
+/// A mark that cannot be read (a bad value, or a key that is no op id) is quarantined, and
+/// the counts are left for a rebuild, never half-read.
+fn a_bad_mark_is_quarantined(key: &[u8], value: Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
@@ -640,9 +641,7 @@ fn an_unreadable_mark_is_quarantined_and_the_counts_rebuilt() {
     {
         let db = raw_open(dir.path());
         let marks = db.open_tree("marks").unwrap();
-        marks
-            .insert(1u64.to_be_bytes(), b"\x01garbage".to_vec())
-            .unwrap();
+        marks.insert(key, value).unwrap();
         db.flush().unwrap();
     }
     let store = open(dir.path());
@@ -650,9 +649,23 @@ fn an_unreadable_mark_is_quarantined_and_the_counts_rebuilt() {
         !store.tally().known(),
         "left for a rebuild, never half-read"
     );
-    assert!(store
-        .quarantined(10)
-        .unwrap()
-        .iter()
-        .any(|q| q.tree == "marks"));
+    let quarantined = store.quarantined(10).unwrap();
+    assert!(
+        quarantined
+            .iter()
+            .any(|q| q.tree == "marks" && q.key_hex == hex::encode(key)),
+        "{quarantined:?}"
+    );
+    assert!(store.get_raw(Tree::MARKS, key).unwrap().is_none());
+}
+
+#[test]
+fn an_unreadable_mark_is_quarantined_and_the_counts_rebuilt() {
+    a_bad_mark_is_quarantined(&1u64.to_be_bytes(), b"\x01garbage".to_vec());
+}
+
+#[test]
+fn a_mark_whose_key_is_no_op_id_is_quarantined_and_the_counts_rebuilt() {
+    let sealed = crate::store::record::seal(&DEAD).unwrap();
+    a_bad_mark_is_quarantined(b"r1/7", sealed);
 }
