@@ -62,6 +62,9 @@ pub struct SledStore {
     /// Test-only fault: checkpoints fail after writing this many chunks.
     #[cfg(test)]
     fail_checkpoint_after: std::sync::atomic::AtomicUsize,
+    /// Test-only fault: saving marks fails after writing this many.
+    #[cfg(test)]
+    fail_marks_after: std::sync::atomic::AtomicUsize,
     data_file: Option<File>,
     /// The highest blob file (by sled's log sequence number) already synced.
     blobs_synced: std::sync::Mutex<i64>,
@@ -142,6 +145,8 @@ impl SledStore {
             checkpointing: std::sync::Mutex::new(()),
             #[cfg(test)]
             fail_checkpoint_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            #[cfg(test)]
+            fail_marks_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
             id_offset: 0,
             path,
         };
@@ -290,6 +295,13 @@ impl SledStore {
 
     /// Writes a checkpoint's marks into their tree, as of its watermark (see
     /// [`super::tally`]). Only this writes the tree, under the checkpoint's lock.
+    /// Test-only: saving marks fails after `n` more.
+    #[cfg(test)]
+    pub(crate) fn fail_marks_after(&self, n: usize) {
+        self.fail_marks_after
+            .store(n, std::sync::atomic::Ordering::Release);
+    }
+
     pub(super) fn save_marks(&self, at: &super::tally::AtWatermark) -> Result<(), StoreError> {
         let t = self.tree(Tree::MARKS)?;
         if at.all {
@@ -303,6 +315,8 @@ impl SledStore {
             }
         }
         for (id, class) in &at.marks {
+            #[cfg(test)]
+            injected(&self.fail_marks_after, "marks")?;
             match class {
                 Some(c) => t.insert(id.to_be_bytes(), super::record::seal(c)?)?,
                 None => t.remove(id.to_be_bytes())?,
@@ -310,6 +324,15 @@ impl SledStore {
         }
         Ok(())
     }
+}
+
+/// A test's injected fault: fails once `left` has counted down to zero.
+#[cfg(test)]
+fn injected(left: &std::sync::atomic::AtomicUsize, what: &str) -> Result<(), StoreError> {
+    use std::sync::atomic::Ordering;
+    left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .map(|_| ())
+        .map_err(|_| StoreError::Flush(format!("injected {what} failure")))
 }
 
 /// Keys a checkpoint writes per hold of a tree's lock.
@@ -440,17 +463,7 @@ impl Storage for SledStore {
             let t = self.tree(tree)?;
             for chunk in keys.chunks(CHECKPOINT_CHUNK) {
                 #[cfg(test)]
-                if self
-                    .fail_checkpoint_after
-                    .fetch_update(
-                        std::sync::atomic::Ordering::AcqRel,
-                        std::sync::atomic::Ordering::Acquire,
-                        |n| n.checked_sub(1),
-                    )
-                    .is_err()
-                {
-                    return Err(StoreError::Flush("injected checkpoint failure".into()));
-                }
+                injected(&self.fail_checkpoint_after, "checkpoint")?;
                 let _writer = overlay::writer(&shard);
                 let slots: Vec<(&Vec<u8>, Option<Vec<u8>>)> = {
                     let g = overlay::read(&shard);

@@ -669,3 +669,54 @@ fn a_mark_whose_key_is_no_op_id_is_quarantined_and_the_counts_rebuilt() {
     let sealed = crate::store::record::seal(&DEAD).unwrap();
     a_bad_mark_is_quarantined(b"r1/7", sealed);
 }
+
+#[test]
+fn marks_a_failed_checkpoint_left_half_saved_are_saved_by_the_next_or_rebuilt_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = {
+        let store = open(dir.path());
+        for id in 1..=10 {
+            move_op(&store, id, None, Some(DEAD));
+        }
+        store.flush_blocking().unwrap();
+        store.fail_marks_after(4);
+        assert!(store.checkpoint().is_err());
+        assert_eq!(
+            store
+                .scan_raw(Tree::MARKS, b"", None, usize::MAX)
+                .unwrap()
+                .len(),
+            4,
+            "four saved, then the failure"
+        );
+        assert_eq!(
+            store.journal().checkpointed_watermark(),
+            0,
+            "the watermark did not move"
+        );
+        store.tally().snapshot()
+    };
+    // A crash before any checkpoint succeeds: the records past the watermark bring the rest.
+    let store = open(dir.path());
+    assert_eq!(store.recovery().reapplied, 10);
+    assert_eq!(store.tally().snapshot(), live);
+    assert_eq!(store.tally().marked(&[3], 0), (1..=10).collect::<Vec<_>>());
+    drop(store);
+    let store = open(dir.path());
+    move_op(&store, 11, None, Some(DEAD));
+    store.fail_marks_after(0);
+    assert!(store.checkpoint().is_err());
+    // The next checkpoint saves what the failed one did not.
+    store.fail_marks_after(usize::MAX);
+    store.checkpoint().unwrap();
+    let saved = store
+        .scan_raw(Tree::MARKS, b"", None, usize::MAX)
+        .unwrap()
+        .len();
+    assert_eq!(saved, 11);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.recovery().reapplied, 0, "the checkpoint covered all");
+    assert_eq!(store.tally().marked(&[3], 0), (1..=11).collect::<Vec<_>>());
+    assert!(check(&store, &[A]).unwrap().is_clean());
+}
