@@ -109,7 +109,8 @@ enum Command {
         /// Directory of the sled database (defaults to server.data_dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// The new directory (must not exist).
+        /// The new directory (must not exist). The copy is built beside it, as
+        /// `.NAME.partial`, and renamed to it once whole; a failed rewrite removes it.
         #[arg(long)]
         to: PathBuf,
     },

@@ -19,6 +19,21 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Flush(format!("creating {}: {e}", dir.display())))
 }
 
+/// Where a rewrite into `to` builds its copy: a sibling, `.{name}.partial`.
+fn partial_path(to: &Path) -> Result<std::path::PathBuf, StoreError> {
+    let name = to.file_name().ok_or_else(|| {
+        StoreError::Aborted(format!("{}: rewrite into a named directory", to.display()))
+    })?;
+    let mut partial = std::ffi::OsString::from(".");
+    partial.push(name);
+    partial.push(".partial");
+    Ok(to.with_file_name(partial))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Flush(format!("{}: {e}", path.display()))
+}
+
 /// Every file this process creates from now on is its owner's alone (umask 077): sled's
 /// files, uploads, thumbnails.
 pub fn private_files() {
@@ -59,12 +74,8 @@ pub struct SledStore {
     /// The indexes' changes since the last checkpoint (see [`overlay`]).
     overlay: Overlay,
     recovered: journal::Recovered,
-    /// Test-only fault: checkpoints fail after writing this many chunks.
     #[cfg(test)]
-    fail_checkpoint_after: std::sync::atomic::AtomicUsize,
-    /// Test-only fault: saving marks fails after writing this many.
-    #[cfg(test)]
-    fail_marks_after: std::sync::atomic::AtomicUsize,
+    pub(super) faults: Faults,
     data_file: Option<File>,
     /// The highest blob file (by sled's log sequence number) already synced.
     blobs_synced: std::sync::Mutex<i64>,
@@ -144,9 +155,7 @@ impl SledStore {
             blobs_synced: std::sync::Mutex::new(-1),
             checkpointing: std::sync::Mutex::new(()),
             #[cfg(test)]
-            fail_checkpoint_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
-            #[cfg(test)]
-            fail_marks_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            faults: Faults::default(),
             id_offset: 0,
             path,
         };
@@ -167,6 +176,10 @@ impl SledStore {
     /// with the service stopped: sled 0.34 does not give back the space of removed records
     /// (history retention, compaction), and a copy holds only what is live. Ids go on from
     /// where this store's left off. Answers the bytes on disk before and after.
+    ///
+    /// The copy is made beside `to` (see [`partial_path`]) and renamed to `to` only once it
+    /// is whole and opens: a failure (a full disk, an I/O error) removes it, and an
+    /// interrupted rewrite leaves nothing at `to` that could be mistaken for a copy.
     pub fn rewrite_into(&self, to: &Path) -> Result<(u64, u64), StoreError> {
         if to.exists() {
             return Err(StoreError::Aborted(format!(
@@ -174,11 +187,42 @@ impl SledStore {
                 to.display()
             )));
         }
+        let partial = partial_path(to)?;
+        if partial.exists() {
+            tracing::warn!(path = %partial.display(), "removing what an interrupted rewrite left");
+            std::fs::remove_dir_all(&partial).map_err(|e| io_error(&partial, e))?;
+        }
         self.checkpoint()?;
         self.flush_blocking()?;
+        let before = self.db.size_on_disk()?;
+        let copied = self.copy_into(&partial);
+        let copied = copied.and_then(|()| {
+            // Opened as a start would, so a copy that does not open is an error now.
+            let after = SledStore::open_with_cache(&partial, 16 << 20)?
+                .db
+                .size_on_disk()?;
+            std::fs::rename(&partial, to).map_err(|e| io_error(to, e))?;
+            let parent = to.parent().filter(|p| !p.as_os_str().is_empty());
+            File::open(parent.unwrap_or(Path::new(".")))
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error(to, e))?;
+            Ok(after)
+        });
+        match copied {
+            Ok(after) => Ok((before, after)),
+            Err(e) => {
+                if let Err(rm) = std::fs::remove_dir_all(&partial) {
+                    tracing::error!(path = %partial.display(), error = %rm, "could not remove a failed rewrite's copy");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies every tree into a new database at `to`, with the id offset, and flushes it.
+    fn copy_into(&self, to: &Path) -> Result<(), StoreError> {
         // Every id issued so far is at or below this one.
         let last_id = self.next_id()?;
-        let before = self.db.size_on_disk()?;
         create_private_dir(to)?;
         // Tree by tree, key by key (sled's own `import` panics on an I/O error), through a
         // small page cache: a copy of gigabytes need not sit in memory.
@@ -190,6 +234,8 @@ impl SledStore {
             let (from, into) = (self.db.open_tree(&name)?, copy.open_tree(&name)?);
             for pair in from.iter() {
                 let (k, v) = pair?;
+                #[cfg(test)]
+                injected(&self.faults.copy, "rewrite")?;
                 into.insert(k, v)?;
             }
         }
@@ -197,11 +243,7 @@ impl SledStore {
         copy.open_tree(Tree::META.0)?
             .insert(ID_OFFSET_KEY, super::record::seal(&last_id)?)?;
         copy.flush()?;
-        drop(copy);
-        // Opened as a start would, so a copy that does not open is an error now.
-        let copy = SledStore::open_with_cache(to, 16 << 20)?;
-        let after = copy.db.size_on_disk()?;
-        Ok((before, after))
+        Ok(())
     }
 
     /// sled 0.34 writes a value too large for its log segment (over about 128 KiB with its
@@ -295,13 +337,6 @@ impl SledStore {
 
     /// Writes a checkpoint's marks into their tree, as of its watermark (see
     /// [`super::tally`]). Only this writes the tree, under the checkpoint's lock.
-    /// Test-only: saving marks fails after `n` more.
-    #[cfg(test)]
-    pub(crate) fn fail_marks_after(&self, n: usize) {
-        self.fail_marks_after
-            .store(n, std::sync::atomic::Ordering::Release);
-    }
-
     pub(super) fn save_marks(&self, at: &super::tally::AtWatermark) -> Result<(), StoreError> {
         let t = self.tree(Tree::MARKS)?;
         if at.all {
@@ -316,13 +351,45 @@ impl SledStore {
         }
         for (id, class) in &at.marks {
             #[cfg(test)]
-            injected(&self.fail_marks_after, "marks")?;
+            injected(&self.faults.marks, "marks")?;
             match class {
                 Some(c) => t.insert(id.to_be_bytes(), super::record::seal(c)?)?,
                 None => t.remove(id.to_be_bytes())?,
             };
         }
         Ok(())
+    }
+}
+
+/// Test-only faults: each fails its step once it has counted down to zero (`usize::MAX`:
+/// never).
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct Faults {
+    /// Checkpoints, per chunk of index keys written.
+    pub checkpoint: std::sync::atomic::AtomicUsize,
+    /// Saving marks, per mark.
+    pub marks: std::sync::atomic::AtomicUsize,
+    /// A rewrite's copy, per record.
+    pub copy: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl Default for Faults {
+    fn default() -> Self {
+        use std::sync::atomic::AtomicUsize;
+        Faults {
+            checkpoint: AtomicUsize::new(usize::MAX),
+            marks: AtomicUsize::new(usize::MAX),
+            copy: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Faults {
+    pub fn fail_after(step: &std::sync::atomic::AtomicUsize, n: usize) {
+        step.store(n, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -463,7 +530,7 @@ impl Storage for SledStore {
             let t = self.tree(tree)?;
             for chunk in keys.chunks(CHECKPOINT_CHUNK) {
                 #[cfg(test)]
-                injected(&self.fail_checkpoint_after, "checkpoint")?;
+                injected(&self.faults.checkpoint, "checkpoint")?;
                 let _writer = overlay::writer(&shard);
                 let slots: Vec<(&Vec<u8>, Option<Vec<u8>>)> = {
                     let g = overlay::read(&shard);

@@ -1,5 +1,6 @@
 //! Unit tests for `sled_store`.
 
+use super::Faults;
 use super::*;
 use crate::store::StorageExt;
 
@@ -278,7 +279,6 @@ fn a_checkpoint_that_dies_part_way_is_made_whole_by_the_next_start_counts_includ
 fn a_failed_checkpoint_loses_nothing_and_the_next_one_finishes_it() {
     use crate::store::journal::Publish;
     use crate::store::{Class, Shift, TxExt};
-    use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
     let tree = Tree("failing-test");
     let queued = Class {
@@ -309,7 +309,7 @@ fn a_failed_checkpoint_loses_nothing_and_the_next_one_finishes_it() {
     let before = store.scan_raw(tree, b"", None, usize::MAX).unwrap();
     assert_eq!(before.len(), keys);
 
-    store.fail_checkpoint_after.store(1, Ordering::Release);
+    Faults::fail_after(&store.faults.checkpoint, 1);
     assert!(store.checkpoint().is_err());
     // One chunk is in the tree, the rest waits in memory; readers see all of it, and the
     // watermark did not move.
@@ -318,9 +318,7 @@ fn a_failed_checkpoint_loses_nothing_and_the_next_one_finishes_it() {
     assert_eq!(store.journal().checkpointed_watermark(), 0);
     assert_eq!(store.tally().totals(1, &|_| true), vec![3]);
 
-    store
-        .fail_checkpoint_after
-        .store(usize::MAX, Ordering::Release);
+    Faults::fail_after(&store.faults.checkpoint, usize::MAX);
     assert_eq!(store.checkpoint().unwrap(), keys - CHECKPOINT_CHUNK);
     assert_eq!(store.unchecked(), 0);
     assert_eq!(store.journal().checkpointed_watermark(), 3);
@@ -401,4 +399,41 @@ fn a_rewrite_copies_every_tree_and_ids_go_on_past_the_old_ones() {
     // The offset holds at every later start too.
     let copy = SledStore::reopen(&to).unwrap();
     assert!(copy.ticket().unwrap().id > last);
+}
+
+#[test]
+fn a_rewrite_that_fails_half_way_leaves_no_copy_and_the_store_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let to = dir.path().join("copy");
+    let tree = Tree("rewrite-test");
+    let store = SledStore::reopen(&data).unwrap();
+    for i in 0..200u64 {
+        store.put(tree, &i.to_be_bytes(), &i).unwrap();
+    }
+    let before = store.scan_raw(tree, b"", None, usize::MAX).unwrap();
+    // What a rewrite killed half-way would have left beside the target.
+    let partial = dir.path().join(".copy.partial");
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("conf"), b"torn").unwrap();
+
+    Faults::fail_after(&store.faults.copy, 100);
+    let err = store.rewrite_into(&to).unwrap_err();
+    assert!(
+        err.to_string().contains("injected rewrite failure"),
+        "{err}"
+    );
+    assert!(!to.exists(), "no copy that could be taken for a whole one");
+    assert!(!partial.exists(), "the half-made copy is removed");
+    assert_eq!(store.scan_raw(tree, b"", None, usize::MAX).unwrap(), before);
+
+    Faults::fail_after(&store.faults.copy, usize::MAX);
+    store.rewrite_into(&to).unwrap();
+    assert!(!partial.exists());
+    drop(store);
+    let copy = SledStore::reopen(&to).unwrap();
+    assert_eq!(copy.scan_raw(tree, b"", None, usize::MAX).unwrap(), before);
+    assert!(crate::store::journal::check(&copy, &[tree])
+        .unwrap()
+        .is_clean());
 }

@@ -1,6 +1,7 @@
 //! Tests of the journal: one record per append, recovery, quarantine, compaction, check.
 
 use super::*;
+use crate::store::sled_store::Faults;
 use crate::store::tally::tests::{DEAD, QUEUED};
 use crate::store::{Class, Counts, Shift, SledStore, StorageExt, TxExt};
 
@@ -679,7 +680,7 @@ fn marks_a_failed_checkpoint_left_half_saved_are_saved_by_the_next_or_rebuilt_af
             move_op(&store, id, None, Some(DEAD));
         }
         store.flush_blocking().unwrap();
-        store.fail_marks_after(4);
+        Faults::fail_after(&store.faults.marks, 4);
         assert!(store.checkpoint().is_err());
         assert_eq!(
             store
@@ -704,10 +705,10 @@ fn marks_a_failed_checkpoint_left_half_saved_are_saved_by_the_next_or_rebuilt_af
     drop(store);
     let store = open(dir.path());
     move_op(&store, 11, None, Some(DEAD));
-    store.fail_marks_after(0);
+    Faults::fail_after(&store.faults.marks, 0);
     assert!(store.checkpoint().is_err());
     // The next checkpoint saves what the failed one did not.
-    store.fail_marks_after(usize::MAX);
+    Faults::fail_after(&store.faults.marks, usize::MAX);
     store.checkpoint().unwrap();
     let saved = store
         .scan_raw(Tree::MARKS, b"", None, usize::MAX)
