@@ -411,6 +411,12 @@ impl Cache {
                 {
                     continue;
                 }
+                // The route first: a store error part-way leaves activities without their
+                // route (the pass below evicts those), never a route missing some stops.
+                self.store.remove(ROUTES, key)?;
+                self.renders.forget(&route.resource_id, &route.date);
+                self.views.forget(&route.resource_id, &route.date);
+                evicted += 1;
                 for id in &route.activity_ids {
                     let kept = self.activity(*id)?;
                     // A moved activity belongs to its new route now.
@@ -420,10 +426,6 @@ impl Cache {
                         evicted += 1;
                     }
                 }
-                self.store.remove(ROUTES, key)?;
-                self.renders.forget(&route.resource_id, &route.date);
-                self.views.forget(&route.resource_id, &route.date);
-                evicted += 1;
             }
         }
         let mut start: Option<Vec<u8>> = None;

@@ -116,6 +116,42 @@ fn routes_past_their_retention_go_unless_writes_wait_on_them() {
 }
 
 #[test]
+fn an_eviction_a_store_error_stops_never_leaves_a_route_missing_stops() {
+    use crate::store::Faults;
+    let (store, cache) = offline();
+    let ids = [(1, "2026-01-02"), (2, "2026-01-02"), (3, "2026-01-02")];
+    keep(&store, "t1", "2026-01-02", &ids);
+    // Whole, or gone: never a route that lists an activity no longer kept.
+    let whole_or_gone = || match cache.cached_route("t1", "2026-01-02").unwrap() {
+        Some((route, activities)) => {
+            assert_eq!(
+                activities.len(),
+                route.activity_ids.len(),
+                "a stop went missing"
+            );
+            true
+        }
+        None => false,
+    };
+    Faults::fail_after(&store.faults.remove, 0);
+    assert!(cache.evict(day("2026-03-01")).is_err());
+    assert!(whole_or_gone(), "the first remove failed: nothing went");
+    Faults::fail_after(&store.faults.remove, 2);
+    assert!(cache.evict(day("2026-03-01")).is_err());
+    assert!(!whole_or_gone(), "the route went first");
+    assert!(cache.activity(1).unwrap().is_none());
+    assert!(cache.activity(2).unwrap().is_some(), "left by the error");
+    Faults::fail_after(&store.faults.remove, usize::MAX);
+    assert_eq!(
+        cache.evict(day("2026-03-01")).unwrap(),
+        2,
+        "the next run evicts what the route left behind"
+    );
+    assert!(cache.activity(2).unwrap().is_none());
+    assert!(cache.activity(3).unwrap().is_none());
+}
+
+#[test]
 fn a_corrupt_cached_record_is_quarantined_and_read_as_not_cached_and_eviction_goes_on() {
     let (store, cache) = offline();
     keep(&store, "t1", "2026-01-02", &[(1, "2026-01-02")]);

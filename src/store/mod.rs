@@ -15,6 +15,8 @@ mod sled_store;
 mod tally;
 
 pub use group_commit::GroupCommit;
+#[cfg(test)]
+pub use sled_store::Faults;
 pub use sled_store::{check_private, private_files, SledStore};
 pub use tally::{Class, Counts, Shift, Tally};
 

@@ -75,7 +75,7 @@ pub struct SledStore {
     overlay: Overlay,
     recovered: journal::Recovered,
     #[cfg(test)]
-    pub(super) faults: Faults,
+    pub faults: Faults,
     data_file: Option<File>,
     /// The highest blob file (by sled's log sequence number) already synced.
     blobs_synced: std::sync::Mutex<i64>,
@@ -365,13 +365,15 @@ impl SledStore {
 /// never).
 #[cfg(test)]
 #[derive(Debug)]
-pub(crate) struct Faults {
+pub struct Faults {
     /// Checkpoints, per chunk of index keys written.
     pub checkpoint: std::sync::atomic::AtomicUsize,
     /// Saving marks, per mark.
     pub marks: std::sync::atomic::AtomicUsize,
     /// A rewrite's copy, per record.
     pub copy: std::sync::atomic::AtomicUsize,
+    /// Plain removes, per key.
+    pub remove: std::sync::atomic::AtomicUsize,
 }
 
 #[cfg(test)]
@@ -382,6 +384,7 @@ impl Default for Faults {
             checkpoint: AtomicUsize::new(usize::MAX),
             marks: AtomicUsize::new(usize::MAX),
             copy: AtomicUsize::new(usize::MAX),
+            remove: AtomicUsize::new(usize::MAX),
         }
     }
 }
@@ -418,6 +421,8 @@ impl Storage for SledStore {
     }
 
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        #[cfg(test)]
+        injected(&self.faults.remove, "remove")?;
         self.write_through(tree, key, |t| {
             t.remove(key)?;
             Ok(())

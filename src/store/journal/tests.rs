@@ -1,8 +1,8 @@
 //! Tests of the journal: one record per append, recovery, quarantine, compaction, check.
 
 use super::*;
-use crate::store::sled_store::Faults;
 use crate::store::tally::tests::{DEAD, QUEUED};
+use crate::store::Faults;
 use crate::store::{Class, Counts, Shift, SledStore, StorageExt, TxExt};
 
 const A: Tree = Tree("test_a");
