@@ -109,7 +109,13 @@ bench_push() {
     start_stack $replay
     echo "# sync push with replay $( [ $replay = true ] && echo on || echo off )"
     for _ in $(seq "$RUNS"); do
+      # PERF=1: a call-graph profile of the service over the run's middle (bench/README.md).
+      PERF_PID=
+      if [ -n "${PERF:-}" ]; then
+        (sleep 4; perf record -F 199 --call-graph dwarf,16384 -p "$APP" -o "$W/push-replay-$replay.perf" -- sleep $((SECS - 6)) >/dev/null 2>&1) & PERF_PID=$!
+      fi
       "$LOAD" push --url http://127.0.0.1:$APP_PORT --date "$DATE" --clients 16 --batch 100 --secs "$SECS" --resources 960
+      [ -z "$PERF_PID" ] || wait "$PERF_PID"
     done
     stop_stack
   done
