@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh - fieldsync benchmarks side by side with their references, on 127.0.0.1.
 #   bash bench/run.sh [routes|ingest|push|replay|upload|console|all]   (env: SECS=10 RUNS=3)
+#   PERF=1 with push: a call-graph profile of the service per run (bench/README.md).
 # Installs nginx-light, wrk and PostgreSQL from Debian if missing, builds the release binary,
 # and prints RESULT lines. See bench/README.md for what each figure means and the targets.
 set -euo pipefail
