@@ -19,21 +19,6 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Flush(format!("creating {}: {e}", dir.display())))
 }
 
-/// Where a rewrite into `to` builds its copy: a sibling, `.{name}.partial`.
-fn partial_path(to: &Path) -> Result<std::path::PathBuf, StoreError> {
-    let name = to.file_name().ok_or_else(|| {
-        StoreError::Aborted(format!("{}: rewrite into a named directory", to.display()))
-    })?;
-    let mut partial = std::ffi::OsString::from(".");
-    partial.push(name);
-    partial.push(".partial");
-    Ok(to.with_file_name(partial))
-}
-
-fn io_error(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Flush(format!("{}: {e}", path.display()))
-}
-
 /// Every file this process creates from now on is its owner's alone (umask 077): sled's
 /// files, uploads, thumbnails.
 pub fn private_files() {
@@ -172,80 +157,6 @@ impl SledStore {
         Ok(store)
     }
 
-    /// Writes every tree into a new sled database at `to` (a directory that must not exist),
-    /// with the service stopped: sled 0.34 does not give back the space of removed records
-    /// (history retention, compaction), and a copy holds only what is live. Ids go on from
-    /// where this store's left off. Answers the bytes on disk before and after.
-    ///
-    /// The copy is made beside `to` (see [`partial_path`]) and renamed to `to` only once it
-    /// is whole and opens: a failure (a full disk, an I/O error) removes it, and an
-    /// interrupted rewrite leaves nothing at `to` that could be mistaken for a copy.
-    pub fn rewrite_into(&self, to: &Path) -> Result<(u64, u64), StoreError> {
-        if to.exists() {
-            return Err(StoreError::Aborted(format!(
-                "{} exists: rewrite into a new directory",
-                to.display()
-            )));
-        }
-        let partial = partial_path(to)?;
-        if partial.exists() {
-            tracing::warn!(path = %partial.display(), "removing what an interrupted rewrite left");
-            std::fs::remove_dir_all(&partial).map_err(|e| io_error(&partial, e))?;
-        }
-        self.checkpoint()?;
-        self.flush_blocking()?;
-        let before = self.db.size_on_disk()?;
-        let copied = self.copy_into(&partial);
-        let copied = copied.and_then(|()| {
-            // Opened as a start would, so a copy that does not open is an error now.
-            let after = SledStore::open_with_cache(&partial, 16 << 20)?
-                .db
-                .size_on_disk()?;
-            std::fs::rename(&partial, to).map_err(|e| io_error(to, e))?;
-            let parent = to.parent().filter(|p| !p.as_os_str().is_empty());
-            File::open(parent.unwrap_or(Path::new(".")))
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_error(to, e))?;
-            Ok(after)
-        });
-        match copied {
-            Ok(after) => Ok((before, after)),
-            Err(e) => {
-                if let Err(rm) = std::fs::remove_dir_all(&partial) {
-                    tracing::error!(path = %partial.display(), error = %rm, "could not remove a failed rewrite's copy");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Copies every tree into a new database at `to`, with the id offset, and flushes it.
-    fn copy_into(&self, to: &Path) -> Result<(), StoreError> {
-        // Every id issued so far is at or below this one.
-        let last_id = self.next_id()?;
-        create_private_dir(to)?;
-        // Tree by tree, key by key (sled's own `import` panics on an I/O error), through a
-        // small page cache: a copy of gigabytes need not sit in memory.
-        let copy = sled::Config::new()
-            .path(to)
-            .cache_capacity(16 << 20)
-            .open()?;
-        for name in self.db.tree_names() {
-            let (from, into) = (self.db.open_tree(&name)?, copy.open_tree(&name)?);
-            for pair in from.iter() {
-                let (k, v) = pair?;
-                #[cfg(test)]
-                injected(&self.faults.copy, "rewrite")?;
-                into.insert(k, v)?;
-            }
-        }
-        // In the same flush as the records: a copy never exists without its offset.
-        copy.open_tree(Tree::META.0)?
-            .insert(ID_OFFSET_KEY, super::record::seal(&last_id)?)?;
-        copy.flush()?;
-        Ok(())
-    }
-
     /// sled 0.34 writes a value too large for its log segment (over about 128 KiB with its
     /// default 512 KiB segments) to its own file under `blobs/`, and never syncs that file:
     /// its flush syncs only the log. A batch's journal record, or a leaf node full of
@@ -359,50 +270,6 @@ impl SledStore {
         }
         Ok(())
     }
-}
-
-/// Test-only faults: each fails its step once it has counted down to zero (`usize::MAX`:
-/// never).
-#[cfg(test)]
-#[derive(Debug)]
-pub struct Faults {
-    /// Checkpoints, per chunk of index keys written.
-    pub checkpoint: std::sync::atomic::AtomicUsize,
-    /// Saving marks, per mark.
-    pub marks: std::sync::atomic::AtomicUsize,
-    /// A rewrite's copy, per record.
-    pub copy: std::sync::atomic::AtomicUsize,
-    /// Plain removes, per key.
-    pub remove: std::sync::atomic::AtomicUsize,
-}
-
-#[cfg(test)]
-impl Default for Faults {
-    fn default() -> Self {
-        use std::sync::atomic::AtomicUsize;
-        Faults {
-            checkpoint: AtomicUsize::new(usize::MAX),
-            marks: AtomicUsize::new(usize::MAX),
-            copy: AtomicUsize::new(usize::MAX),
-            remove: AtomicUsize::new(usize::MAX),
-        }
-    }
-}
-
-#[cfg(test)]
-impl Faults {
-    pub fn fail_after(step: &std::sync::atomic::AtomicUsize, n: usize) {
-        step.store(n, std::sync::atomic::Ordering::Release);
-    }
-}
-
-/// A test's injected fault: fails once `left` has counted down to zero.
-#[cfg(test)]
-fn injected(left: &std::sync::atomic::AtomicUsize, what: &str) -> Result<(), StoreError> {
-    use std::sync::atomic::Ordering;
-    left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-        .map(|_| ())
-        .map_err(|_| StoreError::Flush(format!("injected {what} failure")))
 }
 
 /// Keys a checkpoint writes per hold of a tree's lock.
@@ -643,5 +510,12 @@ impl Storage for SledStore {
 }
 
 #[cfg(test)]
-#[path = "sled_store_tests.rs"]
+mod faults;
+mod rewrite;
+#[cfg(test)]
+use faults::injected;
+#[cfg(test)]
+pub use faults::Faults;
+
+#[cfg(test)]
 mod tests;
