@@ -16,9 +16,11 @@ SEED=${SCHEMATHESIS_SEED:-$(python3 -c 'import random; print(random.randrange(1,
 EXAMPLES=${SCHEMATHESIS_EXAMPLES:-40}
 echo "schemathesis seed: $SEED (replay: SCHEMATHESIS_SEED=$SEED bash scripts/schemathesis.sh)"
 DIR=$(mktemp -d); PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-./target/debug/fieldsync serve --listen 127.0.0.1:$PORT --data-dir "$DIR/data" 2>"$DIR/serve.log" & PID=$!
+"${CARGO_TARGET_DIR:-target}/debug/fieldsync" serve --listen 127.0.0.1:$PORT --data-dir "$DIR/data" 2>"$DIR/serve.log" & PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:$PORT/readyz && break; sleep 0.1; done
+ready=
+for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:$PORT/readyz && { ready=1; break; }; sleep 0.1; done
+[ -n "$ready" ] || { echo "the service never became ready:" >&2; tail -20 "$DIR/serve.log" >&2; exit 1; }
 token() {
   curl -sf -H 'content-type: application/json' -d "{\"username\":\"$1\",\"password\":\"demo\",\"deviceId\":\"schemathesis-$1\"}" \
     http://127.0.0.1:$PORT/sessions | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])'
