@@ -8,13 +8,14 @@ use crate::store::journal::Publish;
 use crate::store::keys::{KeyBuf, KeyReader};
 use crate::store::{GroupCommit, Storage, StorageExt, StoreError, Tree, Tx, TxExt};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+
+mod signing;
+pub use signing::{signature, verify};
 
 /// Events not yet fanned out, by id.
 pub const EVENTS: Tree = Tree("webhook_events");
@@ -98,49 +99,6 @@ pub fn emit_in(tx: &dyn Tx, seq: u64, event_type: &str, data: Value) -> Result<(
         data,
     };
     tx.put(EVENTS, &seq_key(seq), &event)
-}
-
-fn mac_of(secret: &str, t: i64, body: &[u8]) -> Option<Hmac<Sha256>> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).ok()?;
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    Some(mac)
-}
-
-/// `Fieldsync-Signature`: `t=<unix>,v1=<hex hmac-sha256 of "t.body">`. (HMAC takes keys of
-/// any length, so `None` does not happen in practice.)
-pub fn signature(secret: &str, t: i64, body: &[u8]) -> Option<String> {
-    let mac = mac_of(secret, t, body)?;
-    Some(format!(
-        "t={t},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    ))
-}
-
-/// Checks a signature header (for receivers and tests), in constant time.
-pub fn verify(secret: &str, header: &str, body: &[u8], now: i64, tolerance_secs: i64) -> bool {
-    let mut t = None;
-    let mut v1 = None;
-    for part in header.split(',') {
-        match part.split_once('=') {
-            Some(("t", x)) => t = x.parse::<i64>().ok(),
-            Some(("v1", x)) => v1 = hex::decode(x).ok(),
-            _ => {}
-        }
-    }
-    let (Some(t), Some(v1)) = (t, v1) else {
-        return false;
-    };
-    // Checked: a crafted `t` (i64::MIN) must not overflow the subtraction.
-    if now
-        .checked_sub(t)
-        .and_then(i64::checked_abs)
-        .is_none_or(|skew| skew > tolerance_secs)
-    {
-        return false;
-    }
-    mac_of(secret, t, body).is_some_and(|mac| mac.verify_slice(&v1).is_ok())
 }
 
 fn subscribed(e: &WebhookEndpoint, event_type: &str) -> bool {
@@ -452,121 +410,4 @@ fn reschedule(store: &dyn Storage, old_due: &[u8], d: &Delivery) -> Result<(), S
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extreme_timestamps_are_refused_without_overflow() {
-        let body = b"{}";
-        let now = 1_700_000_000;
-        for (t, now) in [
-            (i64::MIN, now),
-            (i64::MAX, now),
-            (i64::MIN, i64::MAX),
-            (i64::MAX, i64::MIN),
-            (i64::MIN + 1, 0),
-        ] {
-            let h = signature("s3cret", t, body).unwrap();
-            assert!(!verify("s3cret", &h, body, now, 300), "t={t} now={now}");
-        }
-    }
-
-    #[test]
-    fn signatures_verify_and_any_change_breaks_them() {
-        let h = signature("s3cret", 1_700_000_000, b"{\"a\":1}").unwrap();
-        assert!(h.starts_with("t=1700000000,v1="));
-        assert!(verify("s3cret", &h, b"{\"a\":1}", 1_700_000_010, 300));
-        assert!(!verify("s3cret", &h, b"{\"a\":2}", 1_700_000_010, 300));
-        assert!(!verify("other", &h, b"{\"a\":1}", 1_700_000_010, 300));
-        assert!(!verify("s3cret", &h, b"{\"a\":1}", 1_700_009_999, 300));
-        let forged = h.replace("t=1700000000", "t=1700000001");
-        assert!(!verify("s3cret", &forged, b"{\"a\":1}", 1_700_000_010, 300));
-        assert!(!verify("s3cret", "garbage", b"", 0, 300));
-    }
-
-    #[test]
-    fn only_old_delivered_deliveries_are_pruned() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::SledStore::open(dir.path()).unwrap();
-        let now = Utc::now();
-        for (seq, state, at) in [
-            (1, DeliveryState::Delivered, now - chrono::Duration::days(8)),
-            (2, DeliveryState::Delivered, now),
-            (3, DeliveryState::Failed, now - chrono::Duration::days(8)),
-        ] {
-            let d = Delivery {
-                id: delivery_id(seq),
-                seq,
-                event_id: "evt".into(),
-                event_type: "op.applied".into(),
-                url: "http://x".into(),
-                body: "{}".into(),
-                state,
-                attempts: 1,
-                next_at: at,
-                last_status: Some(200),
-                last_error: None,
-                created_at: at,
-                delivered_at: (state == DeliveryState::Delivered).then_some(at),
-            };
-            store.put(DELIVERIES, &seq_key(seq), &d).unwrap();
-        }
-        let gone = prune_delivered(&store, now - chrono::Duration::days(7)).unwrap();
-        assert_eq!(gone, 1);
-        let (left, _) = list(&store, None, None, 10).unwrap();
-        let ids: Vec<u64> = left.iter().map(|d| d.seq).collect();
-        assert_eq!(ids, [3, 2]);
-        // A corrupt one is quarantined and the listing goes on past it.
-        crate::store::corrupt(&store, DELIVERIES, &seq_key(3));
-        let (left, _) = list(&store, None, None, 10).unwrap();
-        assert_eq!(left.iter().map(|d| d.seq).collect::<Vec<_>>(), [2]);
-        assert_eq!(store.quarantined(10).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn delivery_ids_round_trip() {
-        assert_eq!(delivery_seq(&delivery_id(77)), Some(77));
-        assert_eq!(delivery_seq("dlv_zz"), None);
-    }
-
-    #[test]
-    fn deliveries_list_newest_first_across_pages_from_the_cursor() -> Result<(), StoreError> {
-        let store = crate::store::SledStore::temporary()?;
-        let now = Utc::now();
-        // More than a page, every third one failed.
-        for seq in 1..=600u64 {
-            let state = if seq % 3 == 0 {
-                DeliveryState::Failed
-            } else {
-                DeliveryState::Delivered
-            };
-            let d = Delivery {
-                id: format!("d{seq}"),
-                seq,
-                event_id: format!("e{seq}"),
-                event_type: "op.applied".into(),
-                url: "http://receiver.test/hook".into(),
-                body: "{}".into(),
-                state,
-                attempts: 1,
-                next_at: now,
-                last_status: None,
-                last_error: None,
-                created_at: now,
-                delivered_at: None,
-            };
-            store.put(DELIVERIES, &seq_key(seq), &d)?;
-        }
-        let seqs = |l: &(Vec<Delivery>, bool)| l.0.iter().map(|d| d.seq).collect::<Vec<_>>();
-        let newest = list(&store, None, None, 3)?;
-        assert_eq!((seqs(&newest), newest.1), (vec![600, 599, 598], true));
-        let failed = list(&store, Some(DeliveryState::Failed), Some(10), 5)?;
-        assert_eq!((seqs(&failed), failed.1), (vec![9, 6, 3], false));
-        // Past a page boundary of the reverse scan (256 records).
-        let deep = list(&store, Some(DeliveryState::Failed), None, 150)?;
-        assert_eq!(deep.0.len(), 150);
-        assert_eq!(deep.0.last().map(|d| d.seq), Some(153));
-        assert!(deep.1);
-        Ok(())
-    }
-}
+mod tests;
