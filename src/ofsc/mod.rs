@@ -1,6 +1,6 @@
 //! The OFSC connector: typed wire models, authentication, time conversion and the HTTP client.
 //!
-//! This is the only module that uses reqwest (ARCHITECTURE.md, invariant 3).
+//! This is the only module that reaches OFSC over HTTP (ARCHITECTURE.md, invariant 3).
 
 mod client;
 mod error;

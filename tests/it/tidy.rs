@@ -79,3 +79,31 @@ fn no_sled_transaction_or_batch_in_src() {
         }
     }
 }
+
+/// ARCHITECTURE.md, invariant 3: OFSC is reached through `ofsc/` only. reqwest appears
+/// nowhere else but where something other than OFSC is reached.
+#[test]
+fn reqwest_only_where_the_architecture_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowed = [
+        "ofsc/",
+        "auth/oidc.rs",
+        "console/sso.rs",
+        "devtools/device_sim.rs",
+        "features/webhooks/",
+    ];
+    for f in src_files() {
+        let rel = f
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&f).unwrap();
+        if text.contains("reqwest") {
+            assert!(
+                allowed.iter().any(|a| rel.starts_with(a)),
+                "{rel} uses reqwest: OFSC calls belong in ofsc/ (ARCHITECTURE.md, invariant 3)"
+            );
+        }
+    }
+}
