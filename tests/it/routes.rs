@@ -303,7 +303,13 @@ const DST_SEED: &str = r#"{"date": "2026-11-01", "resources": [
 
 #[tokio::test]
 async fn a_route_across_the_dst_change_keeps_true_instants() {
-    let stack = Stack::start_seeded(DST_SEED, |_| {}).await;
+    // The DST change is a fixed date: the read window reaches it for years to come.
+    let stack = Stack::start_seeded(DST_SEED, |s| {
+        s.cache.read_days_back = 3650;
+        s.cache.route_retention_days = 3651;
+        s.history.retention_days = 0;
+    })
+    .await;
     users::add(
         stack.app.state.store.as_ref(),
         users::NewUser {
