@@ -72,6 +72,13 @@ impl OfscError {
         matches!(self, OfscError::Ambiguous(_) | OfscError::Server { .. })
     }
 
+    /// Whether the next try must first read OFSC back instead of sending again: the request
+    /// may have been applied, or fieldsync's own storage failed, which can be after OFSC
+    /// applied it (storing OFSC's answer). A resend there would create a job twice.
+    pub fn needs_read_back(&self) -> bool {
+        self.is_ambiguous() || matches!(self, OfscError::Local(_))
+    }
+
     /// HTTP status OFSC answered with, if any.
     pub fn status(&self) -> Option<u16> {
         match self {

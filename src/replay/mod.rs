@@ -438,11 +438,14 @@ impl Replayer {
         ) {
             return self.finish(&mut op, OpState::Applied).await;
         }
-        let in_doubt = self
-            .read_back
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&op.seq);
+        // Stored as sending: an attempt may have reached OFSC without its outcome being
+        // recorded (recording it failed), so it is read back, never simply sent again.
+        let in_doubt = op.state == OpState::Sending
+            || self
+                .read_back
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&op.seq);
         if in_doubt {
             match self.already_applied(&op).await {
                 Ok(Some(produced)) => return self.applied(&mut op, produced).await,
@@ -480,7 +483,7 @@ impl Replayer {
             Ok(produced) => return self.applied(&mut op, produced).await,
             Err(e) => e,
         };
-        if err.is_ambiguous() {
+        if err.needs_read_back() {
             self.mark_read_back(op.seq);
         }
         op.last_error = Some(err.to_string());
@@ -514,3 +517,6 @@ impl Replayer {
         Step::Wait(wait)
     }
 }
+
+#[cfg(test)]
+mod tests;

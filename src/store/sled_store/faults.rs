@@ -1,5 +1,5 @@
 //! Test-only faults injected into the store's steps (checkpoints, marks, a rewrite's copy,
-//! removes), for the tests of what a failure half-way leaves.
+//! removes, plain inserts into one tree), for the tests of what a failure half-way leaves.
 
 use crate::store::StoreError;
 
@@ -15,6 +15,9 @@ pub struct Faults {
     pub copy: std::sync::atomic::AtomicUsize,
     /// Plain removes, per key.
     pub remove: std::sync::atomic::AtomicUsize,
+    /// Plain inserts into these trees: each entry lets its count of inserts into its tree
+    /// pass, then fails the next one, once.
+    pub insert_into: std::sync::Mutex<Vec<(&'static str, usize)>>,
 }
 
 impl Default for Faults {
@@ -25,6 +28,7 @@ impl Default for Faults {
             marks: AtomicUsize::new(usize::MAX),
             copy: AtomicUsize::new(usize::MAX),
             remove: AtomicUsize::new(usize::MAX),
+            insert_into: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -32,6 +36,34 @@ impl Default for Faults {
 impl Faults {
     pub fn fail_after(step: &std::sync::atomic::AtomicUsize, n: usize) {
         step.store(n, std::sync::atomic::Ordering::Release);
+    }
+
+    /// After `pass` more plain inserts into `tree`, the next one fails (once).
+    pub fn fail_insert_into(&self, tree: crate::store::Tree, pass: usize) {
+        self.insert_into
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((tree.0, pass));
+    }
+
+    pub(super) fn insert(&self, tree: crate::store::Tree) -> Result<(), StoreError> {
+        let mut due = self.insert_into.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = due.iter().position(|(t, _)| *t == tree.0) else {
+            return Ok(());
+        };
+        match &mut due[i].1 {
+            0 => {
+                due.remove(i);
+                Err(StoreError::Flush(format!(
+                    "injected insert failure in {}",
+                    tree.0
+                )))
+            }
+            pass => {
+                *pass -= 1;
+                Ok(())
+            }
+        }
     }
 }
 

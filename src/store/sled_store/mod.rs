@@ -281,6 +281,8 @@ impl Storage for SledStore {
     }
 
     fn insert_raw(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        #[cfg(test)]
+        self.faults.insert(tree)?;
         self.write_through(tree, key, |t| {
             t.insert(key, value)?;
             Ok(())
