@@ -174,7 +174,18 @@ impl Journal {
             let seq = *last + 1;
             // In order, the last part last: a crash leaves a prefix, which reads as torn.
             for (i, bytes) in parts.into_iter().enumerate() {
-                store.insert_raw(JOURNAL, &part_key(seq, i as u16), bytes)?;
+                if let Err(e) = store.insert_raw(JOURNAL, &part_key(seq, i as u16), bytes) {
+                    // The parts written so far must not become part of the next record at
+                    // this sequence (a record the device is answered for, which would then
+                    // read as torn). Removed, the sequence is free again; if a removal
+                    // fails too, the sequence is never used.
+                    let removed =
+                        (0..i).all(|j| store.remove(JOURNAL, &part_key(seq, j as u16)).is_ok());
+                    if !removed {
+                        *last = seq;
+                    }
+                    return Err(e);
+                }
             }
             *last = seq;
             lock(&self.applying).insert(seq);

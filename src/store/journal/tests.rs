@@ -721,3 +721,28 @@ fn marks_a_failed_checkpoint_left_half_saved_are_saved_by_the_next_or_rebuilt_af
     assert_eq!(store.tally().marked(&[3], 0), (1..=11).collect::<Vec<_>>());
     assert!(check(&store, &[A]).unwrap().is_clean());
 }
+
+#[test]
+fn a_record_that_fails_part_way_leaves_no_part_to_the_next_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let big = |tx: &dyn Tx| {
+        for n in 0..40u64 {
+            tx.put(A, &n.to_be_bytes(), &"x".repeat(400))?;
+        }
+        Ok(())
+    };
+    // Two parts are written, the third fails; the next record has one part only.
+    store.faults.fail_insert_into(JOURNAL, 2);
+    assert!(store.append("test.big", Publish::default(), &big).is_err());
+    let seq = put_two(&store, 1).unwrap();
+    let slots = read_range(&store, 0, 10).unwrap();
+    assert_eq!(slots.len(), 1, "{slots:?}");
+    assert_eq!(slots[0].0, seq);
+    assert!(slots[0].1.is_ok(), "{:?}", slots[0].1);
+    store.flush_blocking().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.recovery().quarantined, 0);
+    assert!(check(&store, &[A, B]).unwrap().is_clean());
+}
