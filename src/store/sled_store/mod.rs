@@ -102,15 +102,14 @@ impl SledStore {
         Self::recovered(db, data_file, dir.to_path_buf())
     }
 
-    /// Reopens a directory in a test, in the same process that just dropped its store:
+    /// Opens a directory this process has just closed (a rewrite's copy, a test's reopen):
     /// sled's background threads let go of the directory lock a moment after the drop
     /// (seen as a flaky "could not acquire lock" under load), so a lock refusal is retried
     /// for up to two seconds.
-    #[cfg(test)]
-    pub fn reopen(dir: &Path) -> Result<Self, StoreError> {
+    pub fn open_after_close(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let mut tries = 0;
         loop {
-            match Self::open_with_cache(dir, 4 << 20) {
+            match Self::open_with_cache(dir, cache_bytes) {
                 Err(StoreError::Sled(sled::Error::Io(e)))
                     if tries < 100 && e.to_string().contains("could not acquire lock") =>
                 {
@@ -120,6 +119,12 @@ impl SledStore {
                 other => return other,
             }
         }
+    }
+
+    /// Reopens a directory in a test, in the same process that just dropped its store.
+    #[cfg(test)]
+    pub fn reopen(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_after_close(dir, 4 << 20)
     }
 
     /// A throwaway store for tests: in a temporary directory that sled removes on drop.

@@ -49,8 +49,9 @@ impl SledStore {
         let before = self.db.size_on_disk()?;
         let copied = self.copy_into(&partial);
         let copied = copied.and_then(|()| {
-            // Opened as a start would, so a copy that does not open is an error now.
-            let after = SledStore::open_with_cache(&partial, 16 << 20)?
+            // Opened as a start would, so a copy that does not open is an error now (just after
+            // the copy's own handle closed).
+            let after = SledStore::open_after_close(&partial, 16 << 20)?
                 .db
                 .size_on_disk()?;
             std::fs::rename(&partial, to).map_err(|e| io_error(to, e))?;
